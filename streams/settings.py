@@ -1,0 +1,219 @@
+"""All turnstream settings in one place.
+
+Values come, in order of precedence, from keyword arguments, ``TURNSTREAM_*`` environment
+variables, an optional TOML file (``TURNSTREAM_CONFIG=path.toml``) and the defaults below.
+Infrastructure settings are flat (``TURNSTREAM_KAFKA_BOOTSTRAP``); phase and retrieval
+settings are nested with ``__`` (``TURNSTREAM_PHASES__SENSOR__MODE=llm``,
+``TURNSTREAM_RETRIEVAL__RULES__MAX_K=8``). Invalid values fail at start with an error that
+names the setting (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "TURNSTREAM_"
+CONFIG_FILE_ENV = "TURNSTREAM_CONFIG"
+
+
+class TaskMode(StrEnum):
+    """How an LLM-shaped task runs: a documented heuristic, or a model behind the openai client."""
+
+    HEURISTIC = "heuristic"
+    LLM = "llm"
+
+
+class SelectionStrategy(StrEnum):
+    FIXED_K = "fixed_k"
+    ELBOW = "elbow"
+    ADAPTIVE_K = "adaptive_k"
+    ENTROPY = "entropy"
+    CLUSTERING = "clustering"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PhaseSettings(_Strict):
+    """Per-phase knobs that mirror DESIGN.md section 2."""
+
+    enabled: bool = True
+    mode: TaskMode = TaskMode.HEURISTIC
+    model: str = "gpt-4o-mini"
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    retries: int = Field(default=2, ge=0, le=10)
+
+
+class RetrievalPhaseSettings(PhaseSettings):
+    """The join deadline: a retrieval type later than this is recorded as missing."""
+
+    timeout_s: float = Field(default=0.5, gt=0, le=600)
+
+
+class ToolsPhaseSettings(PhaseSettings):
+    timeout_s: float = Field(default=5.0, gt=0, le=600)
+
+
+class PhasesSettings(_Strict):
+    """Defaults live on classes, not instances, so that overriding one nested field from the
+    environment keeps the phase's other defaults."""
+
+    identification: PhaseSettings = PhaseSettings()
+    sensor: PhaseSettings = PhaseSettings()
+    customer_data: PhaseSettings = PhaseSettings()
+    retrieval: RetrievalPhaseSettings = RetrievalPhaseSettings()
+    rule_selection: PhaseSettings = PhaseSettings()
+    scenarios: PhaseSettings = PhaseSettings()
+    tools: ToolsPhaseSettings = ToolsPhaseSettings()
+    planning: PhaseSettings = PhaseSettings()
+    generation: PhaseSettings = PhaseSettings()
+    enforcement: PhaseSettings = PhaseSettings()
+    persistence: PhaseSettings = PhaseSettings()
+
+
+class RetrievalTypeSettings(_Strict):
+    """Selection knobs of one retrieval type (rules, scenarios, memories, intents)."""
+
+    rerank: bool = False
+    strategy: SelectionStrategy = SelectionStrategy.ADAPTIVE_K
+    min_score: float = Field(default=0.25, ge=-1.0, le=1.0)
+    min_k: int = Field(default=1, ge=0, le=100)
+    max_k: int = Field(default=5, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _k_bounds(self) -> RetrievalTypeSettings:
+        if self.min_k > self.max_k:
+            raise ValueError(f"min_k ({self.min_k}) must be <= max_k ({self.max_k})")
+        return self
+
+
+class RuleRetrievalSettings(RetrievalTypeSettings):
+    max_k: int = Field(default=8, ge=1, le=100)
+
+
+class ScenarioRetrievalSettings(RetrievalTypeSettings):
+    max_k: int = Field(default=3, ge=1, le=100)
+
+
+class IntentRetrievalSettings(RetrievalTypeSettings):
+    strategy: SelectionStrategy = SelectionStrategy.FIXED_K
+    max_k: int = Field(default=3, ge=1, le=100)
+
+
+class RetrievalSettings(_Strict):
+    """Per-type selection; as for phases, per-type defaults live on subclasses."""
+
+    rules: RuleRetrievalSettings = RuleRetrievalSettings()
+    scenarios: ScenarioRetrievalSettings = ScenarioRetrievalSettings()
+    memories: RetrievalTypeSettings = RetrievalTypeSettings()
+    intents: IntentRetrievalSettings = IntentRetrievalSettings()
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "turnstream"
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "turnstream"
+
+
+class Settings(BaseSettings):
+    """The whole configuration of a turnstream process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # Kafka: an external cluster when bootstrap is set, else the embedded local broker.
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port] of an existing Kafka cluster"
+    )
+    kafka_host: str = "127.0.0.1"
+    kafka_port: int = Field(default=19092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
+    kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
+    kafka_start_timeout_s: float = Field(default=60.0, gt=0)
+    topic_prefix: str = Field(default="turnstream", pattern=r"^[A-Za-z0-9._-]+$")
+    partitions: int = Field(default=12, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=7)
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+
+    qdrant_url: str | None = None
+    clickhouse_url: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = Field(default=None, repr=False)
+
+    max_message_bytes: int = Field(default=64 * 1024, ge=256, le=10 * 1024 * 1024)
+
+    phases: PhasesSettings = PhasesSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> Settings:
+        if self.kafka_port == self.kafka_controller_port:
+            raise ValueError("kafka_port and kafka_controller_port must differ")
+        return self
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where clients connect: the external cluster, or the embedded broker."""
+        return self.kafka_bootstrap or f"{self.kafka_host}:{self.kafka_port}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get(CONFIG_FILE_ENV)
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+
+class SettingsError(ValueError):
+    """Raised at start when a setting is invalid; the message names each bad setting."""
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    path = "__".join(str(part) for part in loc).upper()
+    return f"{ENV_PREFIX}{path}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one message per bad setting."""
+    toml_path = os.environ.get(CONFIG_FILE_ENV)
+    if toml_path and not Path(toml_path).is_file():
+        raise SettingsError(f"{CONFIG_FILE_ENV}={toml_path}: file not found")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [
+            f"{_setting_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            for err in exc.errors()
+        ]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
