@@ -23,6 +23,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from schemas.domain.retrieval import SelectionStrategy
+
+__all__ = ["SelectionStrategy", "Settings", "SettingsError", "TaskMode", "load_settings"]
+
 ENV_PREFIX = "TURNSTREAM_"
 CONFIG_FILE_ENV = "TURNSTREAM_CONFIG"
 
@@ -32,14 +36,6 @@ class TaskMode(StrEnum):
 
     HEURISTIC = "heuristic"
     LLM = "llm"
-
-
-class SelectionStrategy(StrEnum):
-    FIXED_K = "fixed_k"
-    ELBOW = "elbow"
-    ADAPTIVE_K = "adaptive_k"
-    ENTROPY = "entropy"
-    CLUSTERING = "clustering"
 
 
 class _Strict(BaseModel):
@@ -161,7 +157,7 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     clickhouse_url: str | None = None
     llm_base_url: str | None = None
-    llm_api_key: str | None = Field(default=None, repr=False)
+    llm_api_key: str | None = Field(default=None, max_length=512, repr=False)
 
     max_message_bytes: int = Field(default=64 * 1024, ge=256, le=10 * 1024 * 1024)
 
@@ -204,6 +200,16 @@ def _setting_name(loc: tuple[int | str, ...]) -> str:
     return f"{ENV_PREFIX}{path}"
 
 
+_SECRET_MARKERS = ("key", "secret", "password", "token")
+
+
+def _shown_input(loc: tuple[int | str, ...], err: Any) -> str:
+    """The offending value, unless the setting holds a secret: secrets never reach logs."""
+    if any(marker in str(part).lower() for part in loc for marker in _SECRET_MARKERS):
+        return "<hidden>"
+    return repr(err.get("input"))
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings, turning validation errors into one message per bad setting."""
     toml_path = os.environ.get(CONFIG_FILE_ENV)
@@ -213,7 +219,7 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         lines = [
-            f"{_setting_name(err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+            f"{_setting_name(err['loc'])}: {err['msg']} (got {_shown_input(err['loc'], err)})"
             for err in exc.errors()
         ]
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,48 @@
+"""Customer data fields: what the agent may learn and keep about a customer (P2, P3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from schemas.base import SchemaModel
+from schemas.domain.customer_data import VariableScope, VariableType
+from schemas.pack.common import Description, Key, Phrase
+
+
+class ExtractionHints(SchemaModel):
+    """Help for the heuristic sensor: regexes (checked like ``matches`` patterns) and keywords
+    that suggest the customer is giving this field's value."""
+
+    patterns: list[Phrase] = Field(default_factory=list)
+    keywords: list[Phrase] = Field(default_factory=list)
+
+
+class CustomerDataField(SchemaModel):
+    """A field's key is also its name in expressions. ``persist`` defaults to true except for
+    SESSION fields, which end with their session by definition."""
+
+    key: Key
+    scope: VariableScope
+    type: VariableType
+    persist: bool
+    sensitive: bool = False
+    description: Description = ""
+    allowed_values: list[Phrase] | None = None
+    extraction: ExtractionHints = ExtractionHints()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_persist(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "persist" not in data:
+            return {**data, "persist": data.get("scope") != VariableScope.SESSION}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CustomerDataField:
+        if self.scope is VariableScope.SESSION and self.persist:
+            raise ValueError("a SESSION field cannot persist; use scope CASE or BUSINESS")
+        if self.allowed_values is not None and self.type is not VariableType.STRING:
+            raise ValueError("allowed_values only applies to STRING fields")
+        return self
