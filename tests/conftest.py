@@ -1,0 +1,117 @@
+"""Shared fixtures: a real Kafka broker for integration tests, started only when asked for.
+
+With ``TURNSTREAM_KAFKA_BOOTSTRAP`` set, tests use that cluster. Otherwise the session starts
+the embedded broker (streams/local_kafka.py, the same code as ``turnstream kafka up``) in a
+pytest tmp dir on free ports, so it never collides with a developer's running broker; its
+jars come from the normal user cache, so they are fetched once per machine. Unit-only runs
+request no fixture here and start nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.local_kafka import LocalKafka
+from streams.settings import Settings, load_settings
+
+LOOPBACK = "127.0.0.1"
+TOPIC_READY_TIMEOUT_S = 10.0
+
+NewTopicFactory = Callable[..., Awaitable[str]]
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the OS has just handed out: free now, and unlikely to be taken again soon."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((LOOPBACK, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def make_broker_settings() -> Callable[[Path], Settings]:
+    """Settings for a private local broker in ``data_dir`` on free loopback ports."""
+
+    def make(data_dir: Path) -> Settings:
+        port, controller_port = _free_ports(2)
+        return load_settings(
+            kafka_bootstrap=None,
+            kafka_host=LOOPBACK,
+            kafka_port=port,
+            kafka_controller_port=controller_port,
+            data_dir=data_dir,
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(
+    tmp_path_factory: pytest.TempPathFactory,
+    make_broker_settings: Callable[[Path], Settings],
+) -> Iterator[Settings]:
+    """The settings of the session's cluster: the external one, or a local broker we own."""
+    if os.environ.get("TURNSTREAM_KAFKA_BOOTSTRAP"):
+        yield load_settings()
+        return
+    settings = make_broker_settings(tmp_path_factory.mktemp("kafka"))
+    broker = LocalKafka(settings)
+    broker.up()
+    try:
+        yield settings
+    finally:
+        broker.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_settings: Settings) -> str:
+    return kafka_settings.bootstrap_servers
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
+    """CreateTopics returns before every broker knows the leaders; clients then log errors."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TOPIC_READY_TIMEOUT_S
+    while True:
+        described = await admin.describe_topics([topic])
+        found = [p for t in described for p in t["partitions"] if t["error_code"] == 0]
+        if len(found) == partitions and all(p["leader"] >= 0 for p in found):
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"topic {topic} has no leaders after {TOPIC_READY_TIMEOUT_S} s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def new_topic(kafka_bootstrap: str) -> AsyncIterator[NewTopicFactory]:
+    """``await new_topic(partitions=1, **configs)`` creates a uniquely named topic, ready for
+    clients; the topics are deleted after the test."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    created: list[str] = []
+
+    async def make(partitions: int = 1, **configs: str) -> str:
+        name = f"test-{uuid.uuid4().hex[:12]}"
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or None)])
+        created.append(name)
+        await _wait_for_leaders(admin, name, partitions)
+        return name
+
+    try:
+        yield make
+    finally:
+        if created:
+            await admin.delete_topics(created)
+        await admin.close()
