@@ -1,0 +1,135 @@
+"""Create the catalog's topics idempotently and report where a cluster differs from it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from streams.settings import Settings
+from streams.topics import ALL_TOPICS, TopicSpec
+
+
+@dataclass
+class TopicReport:
+    """What `topics create` did: created topics, topics already right, and mismatches."""
+
+    created: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicAdminError(RuntimeError):
+    """The cluster refused to create a topic (bad config, too few brokers, ...)."""
+
+
+def _raise_on_errors(topic_errors: list[tuple[object, ...]]) -> set[str]:
+    """Raise on refusals; return the topics that turned out to exist already.
+
+    A topic created moments ago may not be in the metadata yet, so `list_topics` misses it
+    and the create answers "already exists": such a topic is compared, not counted as created.
+    """
+    refused = [
+        f"{err[0]}: error {err[1]} {err[2] if len(err) > 2 else ''}".rstrip()
+        for err in topic_errors
+        if err[1] not in (0, TOPIC_ALREADY_EXISTS)
+    ]
+    if refused:
+        raise TopicAdminError("could not create topics:\n  " + "\n  ".join(refused))
+    return {str(err[0]) for err in topic_errors if err[1] == TOPIC_ALREADY_EXISTS}
+
+
+def _describe_partitions(described: list[dict[str, object]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for topic in described:
+        partitions = topic.get("partitions")
+        if isinstance(partitions, list) and topic.get("error_code", 0) == 0:
+            counts[str(topic["topic"])] = len(partitions)
+    return counts
+
+
+async def _wait_for_partitions(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 10.0
+) -> dict[str, int]:
+    """Partition counts of existing topics; a topic created an instant ago may take a moment
+    to appear in the metadata, so ask again until every one is described or time runs out."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        counts = _describe_partitions(await admin.describe_topics(names)) if names else {}
+        if len(counts) == len(names) or asyncio.get_running_loop().time() > deadline:
+            return counts
+        await asyncio.sleep(0.1)
+
+
+async def _describe_configs(
+    admin: AIOKafkaAdminClient, names: list[str]
+) -> dict[str, dict[str, str]]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+    configs: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for _err, _msg, _rtype, rname, entries in response.resources:
+            configs[rname] = {entry[0]: entry[1] for entry in entries}
+    return configs
+
+
+def _mismatches(
+    spec: TopicSpec, name: str, settings: Settings, partitions: int, config: dict[str, str]
+) -> list[str]:
+    found: list[str] = []
+    want_partitions = spec.partition_count(settings.partitions)
+    if partitions != want_partitions:
+        found.append(f"{name}: {partitions} partitions, catalog says {want_partitions}")
+    for key, want in spec.config().items():
+        have = config.get(key)
+        if have != want:
+            found.append(f"{name}: {key}={have}, catalog says {want}")
+    return found
+
+
+async def ensure_topics(settings: Settings) -> TopicReport:
+    """Create missing catalog topics; never alter existing ones, only report differences."""
+    report = TopicReport()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = {spec.name(settings.topic_prefix): spec for spec in ALL_TOPICS}
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [
+                    NewTopic(
+                        name=name,
+                        num_partitions=wanted[name].partition_count(settings.partitions),
+                        replication_factor=settings.replication_factor,
+                        topic_configs=wanted[name].config(),
+                    )
+                    for name in missing
+                ]
+            )
+            existing |= _raise_on_errors(response.topic_errors)
+            report.created.extend(name for name in missing if name not in existing)
+        present = [name for name in wanted if name in existing]
+        partitions = await _wait_for_partitions(admin, present)
+        configs = await _describe_configs(admin, present)
+        for name in present:
+            diffs = _mismatches(
+                wanted[name], name, settings, partitions.get(name, -1), configs.get(name, {})
+            )
+            report.mismatches.extend(diffs)
+            if not diffs:
+                report.unchanged.append(name)
+    finally:
+        await admin.close()
+    return report

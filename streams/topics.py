@@ -1,0 +1,164 @@
+"""The topic catalog: the only place that spells a topic name.
+
+Every per-turn topic is keyed by the *session key* ``tenant:channel:channel_id`` (see
+:func:`session_key`). The channel identity is what a producer knows before P1 resolves the
+customer, and one channel identity maps to one customer of one tenant, so a turn, its session
+state, its customer's data and its P4 join buffer all land on the same partition and are
+processed by one worker, in order. A customer who writes through two channels has two keys:
+their customer data is then shared through the CustomerDataStore table's changelog rather
+than co-partitioned; linking identities across channels is out of scope for now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.domain.retrieval import RetrievalType
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class Cleanup(StrEnum):
+    DELETE = "delete"
+    COMPACT = "compact"
+
+
+class KeyKind(StrEnum):
+    """What a topic's record key holds."""
+
+    SESSION = "session key tenant:channel:channel_id"
+    TENANT_AGENT = "tenant:agent"
+    DELIVERY = "webhook delivery id"
+    NONE = "none (round-robin)"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name suffix, what its records carry, and how long Kafka keeps them."""
+
+    suffix: str
+    key: KeyKind
+    value_schema: str
+    doc: str
+    cleanup: Cleanup = Cleanup.DELETE
+    retention_ms: int | None = 7 * DAY_MS
+    partitions: int | None = None  # None: the cluster-wide setting (Settings.partitions)
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}.{self.suffix}"
+
+    def partition_count(self, default: int) -> int:
+        return self.partitions if self.partitions is not None else default
+
+    def config(self) -> dict[str, str]:
+        """Topic-level configs that `topics create` sets and checks."""
+        cfg = {"cleanup.policy": self.cleanup.value}
+        if self.retention_ms is not None:
+            cfg["retention.ms"] = str(self.retention_ms)
+        return cfg
+
+
+TURN_REQUESTED = TopicSpec(
+    "turn.requested", KeyKind.SESSION, "turnstream.TurnRequested",
+    "Ingress: producers publish one customer message per record.",
+)
+TURN_CONTEXT = TopicSpec(
+    "turn.context", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "After P1-P3 (identification, sensor, customer data): input of P4.1 embedding.",
+)
+RETRIEVAL_REQUESTED = {
+    rtype: TopicSpec(
+        f"retrieval.{rtype.value}.requested", KeyKind.SESSION, "turnstream.RetrievalRequested",
+        f"P4 fan-out: one request per turn for the {rtype.value} retrieval consumers.",
+        retention_ms=DAY_MS,
+    )
+    for rtype in RetrievalType
+}
+RETRIEVAL_RESULTS = TopicSpec(
+    "retrieval.results", KeyKind.SESSION, "turnstream.RetrievalResult",
+    "P4 fan-in: results of every retrieval type, joined on turn id.",
+    retention_ms=DAY_MS,
+)
+TURN_RETRIEVED = TopicSpec(
+    "turn.retrieved", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "After the P4 join: input of P5 rules, P6 scenarios, P7 tools, P8 planning.",
+)
+TURN_PLANNED = TopicSpec(
+    "turn.planned", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "After P8 (response plan) and on P10 remediation: input of P9 generation.",
+)
+TURN_GENERATED = TopicSpec(
+    "turn.generated", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "After P9 generation: input of P10 enforcement (which may loop back to turn.planned).",
+)
+TURN_RESPONSES = TopicSpec(
+    "turn.responses", KeyKind.SESSION, "turnstream.TurnResponse",
+    "Egress: one response per turn (or an error response), written before persistence.",
+)
+TURN_COMPLETED = TopicSpec(
+    "turn.completed", KeyKind.SESSION, "turnstream.CompletedTurn",
+    "The full TurnRecord of an answered turn: input of the P11 sinks and analytics.",
+    retention_ms=30 * DAY_MS,
+)
+ANALYTICS_EVENTS = TopicSpec(
+    "analytics.events", KeyKind.SESSION, "turnstream.AnalyticsEvent",
+    "Fine-grained analytics events for the ClickHouse consumers.",
+)
+WEBHOOK_DELIVERIES = TopicSpec(
+    "webhooks.deliveries", KeyKind.DELIVERY, "turnstream.WebhookDelivery",
+    "Every webhook delivery attempt, for the ClickHouse delivery log.",
+)
+WEBHOOK_DEAD_LETTER = TopicSpec(
+    "webhooks.dead-letter", KeyKind.DELIVERY, "turnstream.WebhookDelivery",
+    "Deliveries that exhausted their retries.",
+    retention_ms=30 * DAY_MS,
+)
+DEAD_LETTER = TopicSpec(
+    "dead-letter", KeyKind.NONE, "turnstream.DeadLetter",
+    "Malformed or invalid records with the reason they were rejected.",
+    retention_ms=30 * DAY_MS,
+)
+CONFIG_PACKS = TopicSpec(
+    "config.packs", KeyKind.TENANT_AGENT, "turnstream.PackPublished",
+    "Agent packs, newest version per tenant:agent; every worker reads it whole.",
+    cleanup=Cleanup.COMPACT, retention_ms=None, partitions=1,
+)
+SESSION_STATE_CHANGELOG = TopicSpec(
+    "table.session-state.changelog", KeyKind.SESSION, "turnstream.SessionState",
+    "Changelog of the SessionState table (restored on worker start).",
+    cleanup=Cleanup.COMPACT, retention_ms=None,
+)
+CUSTOMER_DATA_CHANGELOG = TopicSpec(
+    "table.customer-data.changelog", KeyKind.SESSION, "turnstream.CustomerDataStore",
+    "Changelog of the CustomerDataStore table (restored on worker start).",
+    cleanup=Cleanup.COMPACT, retention_ms=None,
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    TURN_REQUESTED,
+    TURN_CONTEXT,
+    *RETRIEVAL_REQUESTED.values(),
+    RETRIEVAL_RESULTS,
+    TURN_RETRIEVED,
+    TURN_PLANNED,
+    TURN_GENERATED,
+    TURN_RESPONSES,
+    TURN_COMPLETED,
+    ANALYTICS_EVENTS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_DEAD_LETTER,
+    DEAD_LETTER,
+    CONFIG_PACKS,
+    SESSION_STATE_CHANGELOG,
+    CUSTOMER_DATA_CHANGELOG,
+)
+
+
+def session_key(tenant_id: str, channel: str, channel_id: str) -> bytes:
+    """The record key of every per-turn topic (see the module docstring)."""
+    return f"{tenant_id}:{channel}:{channel_id}".encode()
+
+
+def tenant_agent_key(tenant_id: str, agent_id: str) -> bytes:
+    return f"{tenant_id}:{agent_id}".encode()
