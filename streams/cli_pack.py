@@ -1,0 +1,54 @@
+"""``turnstream pack ...``: work with agent packs (see ``packs/FORMAT.md``).
+
+Each sub-command is an ``_add_<name>`` function that registers its parser and handler; a new
+one (``pack load``, ...) is added to :data:`_COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from processors.pack import Severity, inspect_pack
+from schemas.pack import SECTION_KEYS
+
+Subparsers = argparse._SubParsersAction  # argparse has no public name for it
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    """Add ``pack`` and its sub-commands to the ``turnstream`` parser."""
+    pack = subparsers.add_parser("pack", help="validate and load agent packs")
+    commands = pack.add_subparsers(dest="pack_command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(commands)
+
+
+def _add_validate(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "validate",
+        help="check a pack folder; print every problem as file:line: code: message",
+        description="Exit status 1 if the pack has an error, else 0 (warnings do not fail).",
+    )
+    parser.add_argument("dir", type=Path, help="the pack folder, e.g. packs/acme-shop/support")
+    parser.set_defaults(handler=_validate)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    pack_dir: Path = args.dir
+    report = inspect_pack(pack_dir)
+    for problem in report.problems:
+        print(dataclasses.replace(problem, file=str(pack_dir / problem.file)))
+    count = Counter(problem.severity for problem in report.problems)
+    notes = f"{count[Severity.WARNING]} warnings, {count[Severity.INFO]} infos"
+    if report.pack is None:
+        print(f"{pack_dir}: {count[Severity.ERROR]} errors, {notes}")
+        return 1
+    sizes = ", ".join(f"{len(getattr(report.pack, section))} {section}" for section in SECTION_KEYS)
+    print(f"{pack_dir}: ok: {sizes}; {notes}; content hash {report.pack.content_hash()[:12]}")
+    return 0
+
+
+_COMMANDS: list[Callable[[Subparsers[argparse.ArgumentParser]], None]] = [_add_validate]
