@@ -1,0 +1,58 @@
+"""P4 retrieval: hybrid (vector + BM25) search, fusion, rerank and selection per type.
+
+Plain Python: the vector store, the embedder and the reranker come in through ports.
+"""
+
+from processors.retrieval.audit import to_gap, to_selection
+from processors.retrieval.bm25 import BM25Index, LexicalHit, LexicalIndexes
+from processors.retrieval.fusion import Candidate, FusionMethod, HybridParams, fuse
+from processors.retrieval.indexer import Indexer, IndexReport
+from processors.retrieval.intent import merge_intent
+from processors.retrieval.lexical import tokenize
+from processors.retrieval.model import (
+    IndexItem,
+    RetrievalOutcome,
+    Retrieved,
+    Scope,
+    StoredDoc,
+    VectorHit,
+)
+from processors.retrieval.ports import Reranker, VectorIndex
+from processors.retrieval.query import QueryFeatures, build_query_features, query_text
+from processors.retrieval.rerank import EmbeddingReranker
+from processors.retrieval.retrieve import retrieve, retrieve_all
+from processors.retrieval.selection import StrategyParams, select_count
+from schemas.domain.retrieval import RetrievalType
+
+__all__ = [
+    "BM25Index",
+    "Candidate",
+    "EmbeddingReranker",
+    "FusionMethod",
+    "HybridParams",
+    "IndexItem",
+    "IndexReport",
+    "Indexer",
+    "LexicalHit",
+    "LexicalIndexes",
+    "QueryFeatures",
+    "Reranker",
+    "RetrievalOutcome",
+    "RetrievalType",
+    "Retrieved",
+    "Scope",
+    "StoredDoc",
+    "StrategyParams",
+    "VectorHit",
+    "VectorIndex",
+    "build_query_features",
+    "fuse",
+    "merge_intent",
+    "query_text",
+    "retrieve",
+    "retrieve_all",
+    "select_count",
+    "to_gap",
+    "to_selection",
+    "tokenize",
+]

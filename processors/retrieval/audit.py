@@ -1,0 +1,43 @@
+"""Outcomes as the schema records them: a selection for the turn record, or a gap."""
+
+from __future__ import annotations
+
+from processors.retrieval.model import RetrievalOutcome
+from schemas.domain.retrieval import (
+    GapReason,
+    RetrievalCandidate,
+    RetrievalGap,
+    RetrievalSelection,
+    SelectionStrategy,
+)
+
+
+def to_selection(outcome: RetrievalOutcome, strategy: SelectionStrategy) -> RetrievalSelection:
+    """Every ranked candidate with its scores, and the ids selection kept (empty on error)."""
+    return RetrievalSelection(
+        retrieval_type=outcome.rtype,
+        candidates=[
+            RetrievalCandidate(
+                item_id=c.object_id,
+                vector_score=c.vector_score,
+                lexical_score=c.lexical_score,
+                fused_score=c.score,
+                rerank_score=c.rerank_score,
+            )
+            for c in outcome.ranked
+        ],
+        selected_ids=[c.object_id for c in outcome.items],
+        strategy=strategy,
+        latency_ms=outcome.latency_ms,
+    )
+
+
+def to_gap(outcome: RetrievalOutcome) -> RetrievalGap | None:
+    """The gap a failed or late type leaves in the join; None for a successful one."""
+    if outcome.ok:
+        return None
+    return RetrievalGap(
+        retrieval_type=outcome.rtype,
+        reason=GapReason.TIMEOUT if outcome.timed_out else GapReason.FAILED,
+        detail=outcome.error,
+    )

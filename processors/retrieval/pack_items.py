@@ -1,0 +1,61 @@
+"""What of an agent pack retrieval indexes (memories come from ingestion, not the pack).
+
+- rules: one point per *enabled* rule, on ``condition_text`` only (the action is not what a
+  situation looks like; a disabled rule would only take a top-k slot P5 then drops).
+- intents: one point per example phrase, grouped by intent id, so an intent scores as its
+  best-matching phrase (max-aggregation). Diverse phrasings stay distinct instead of being
+  averaged into one centroid, one edited phrase re-embeds alone, and BM25 matches phrases.
+- scenarios: one point per entry example plus one for ``name. description``, grouped by
+  scenario id, max-aggregated like intents.
+
+Point ids are ``<object id>#<hash of the text>`` for grouped points, so reordering or
+editing one phrase leaves the others' vectors alone. Payloads stay empty: P5/P6 read the
+objects from the pack by id, and a payload change would cost a re-embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from processors.retrieval.indexer import Indexer, IndexReport
+from processors.retrieval.model import IndexItem, Scope
+from schemas.domain.retrieval import RetrievalType
+from schemas.pack import AgentPack
+
+PACK_TYPES = (RetrievalType.RULES, RetrievalType.INTENTS, RetrievalType.SCENARIOS)
+
+
+def _phrase_points(object_id: str, texts: Iterable[str]) -> list[IndexItem]:
+    unique = dict.fromkeys(t.strip() for t in texts if t.strip())
+    return [
+        IndexItem.of(
+            f"{object_id}#{hashlib.sha256(t.encode()).hexdigest()[:12]}", t, group=object_id
+        )
+        for t in unique
+    ]
+
+
+def index_items(pack: AgentPack) -> dict[RetrievalType, list[IndexItem]]:
+    """The points of each pack-backed retrieval type (see the module docstring)."""
+    rules = [IndexItem.of(r.id, r.condition_text) for r in pack.rules if r.enabled]
+    intents = [p for i in pack.intents for p in _phrase_points(i.id, i.examples)]
+    scenarios = []
+    for s in pack.scenarios:
+        summary = f"{s.name}. {s.description}" if s.description.strip() else s.name
+        scenarios.extend(_phrase_points(s.id, [summary, *s.entry_examples]))
+    return {
+        RetrievalType.RULES: rules,
+        RetrievalType.INTENTS: intents,
+        RetrievalType.SCENARIOS: scenarios,
+    }
+
+
+def sync_pack(indexer: Indexer, pack: AgentPack) -> dict[RetrievalType, IndexReport]:
+    """Bring the agent's rules, intents and scenarios in the store in line with ``pack``:
+    only new or changed texts are embedded, removed ones are deleted."""
+    tenant, agent = pack.agent.tenant_id, pack.agent.agent_id
+    return {
+        rtype: indexer.sync(Scope(tenant, agent, rtype), items)
+        for rtype, items in index_items(pack).items()
+    }

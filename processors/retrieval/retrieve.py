@@ -1,0 +1,143 @@
+"""P4.2-P4.5: hybrid search, optional rerank and selection per type; all types in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+from processors.retrieval.bm25 import LexicalIndexes
+from processors.retrieval.fusion import Candidate, HybridParams, fuse
+from processors.retrieval.model import RetrievalOutcome, Retrieved, Scope
+from processors.retrieval.ports import Reranker, VectorIndex
+from processors.retrieval.query import QueryFeatures
+from processors.retrieval.selection import StrategyParams, select_count
+from schemas.domain.retrieval import RetrievalType
+from streams.settings import RetrievalSettings, RetrievalTypeSettings
+
+log = logging.getLogger(__name__)
+
+
+def retrieve(
+    scope: Scope,
+    query: QueryFeatures,
+    store: VectorIndex,
+    lexicon: LexicalIndexes,
+    settings: RetrievalTypeSettings,
+    *,
+    reranker: Reranker | None = None,
+    hybrid: HybridParams | None = None,
+    strategy: StrategyParams | None = None,
+) -> RetrievalOutcome:
+    """One type for one turn. Raises on store errors (``retrieve_all`` records them)."""
+    started = time.perf_counter()
+    hybrid = hybrid or HybridParams()
+    ranked = _hybrid_candidates(scope, query, store, lexicon, hybrid, settings.max_k)
+    if settings.rerank and reranker is not None and ranked:
+        # Candidates below the rerank depth are dropped: their scores are on another scale.
+        top = ranked[: max(hybrid.rerank_depth, settings.max_k)]
+        rescored = reranker.score(query.text, [c.text for c in top])
+        ranked = fuse(
+            [replace(c, rerank_score=s) for c, s in zip(top, rescored, strict=True)], hybrid
+        )
+    k = select_count([c.score for c in ranked], settings, strategy)
+    candidates = tuple(
+        Retrieved(
+            object_id=c.object_id,
+            score=c.score,
+            vector_score=c.vector_score,
+            lexical_score=c.lexical_score,
+            text=c.text,
+            payload=c.payload,
+            rerank_score=c.rerank_score,
+        )
+        for c in ranked
+    )
+    elapsed = (time.perf_counter() - started) * 1000.0
+    return RetrievalOutcome(scope.rtype, candidates, selected=k, latency_ms=elapsed)
+
+
+def _hybrid_candidates(
+    scope: Scope,
+    query: QueryFeatures,
+    store: VectorIndex,
+    lexicon: LexicalIndexes,
+    hybrid: HybridParams,
+    max_k: int,
+) -> list[Candidate]:
+    """Union of the vector and BM25 top lists, each point with both scores, fused."""
+    limit = max(hybrid.candidates, 4 * max_k)
+    vector_hits = {h.object_id: h for h in store.search(scope, query.vector, limit)}
+    lexical_hits = lexicon.get(scope).search(query.tokens, limit)
+    missing = [h.doc.object_id for h in lexical_hits if h.doc.object_id not in vector_hits]
+    if missing:
+        vector_hits.update((h.object_id, h) for h in store.lookup(scope, query.vector, missing))
+    lexical = {h.doc.object_id: (rank, h) for rank, h in enumerate(lexical_hits, start=1)}
+    candidates = []
+    for point_id, hit in vector_hits.items():
+        rank, lex = lexical.get(point_id, (None, None))
+        candidates.append(
+            Candidate(
+                object_id=hit.group_id,
+                point_id=point_id,
+                text=hit.text,
+                payload=hit.payload,
+                vector_score=hit.score,
+                lexical_score=lex.normalized if lex is not None else 0.0,
+                lexical_rank=rank,
+            )
+        )
+    return fuse(candidates, hybrid)
+
+
+async def retrieve_all(
+    query: QueryFeatures,
+    tenant_id: str,
+    agent_id: str,
+    customer_id: str | None,
+    store: VectorIndex,
+    lexicon: LexicalIndexes,
+    settings: RetrievalSettings,
+    *,
+    reranker: Reranker | None = None,
+    hybrid: HybridParams | None = None,
+    strategy: StrategyParams | None = None,
+    timeout_s: float | None = None,
+) -> Mapping[RetrievalType, RetrievalOutcome]:
+    """All four types at once, after P4.1. A type that fails or misses ``timeout_s`` comes
+    back as an outcome with ``error`` set; nothing raises through. Memories need a known
+    customer: without one they come back empty."""
+
+    async def one(rtype: RetrievalType) -> RetrievalOutcome:
+        started = time.perf_counter()
+        if rtype == RetrievalType.MEMORIES and customer_id is None:
+            return RetrievalOutcome(rtype)
+        try:
+            scope = Scope(
+                tenant_id, agent_id, rtype, customer_id if rtype == RetrievalType.MEMORIES else None
+            )
+            call = asyncio.to_thread(
+                retrieve,
+                scope,
+                query,
+                store,
+                lexicon,
+                getattr(settings, rtype.value),
+                reranker=reranker,
+                hybrid=hybrid,
+                strategy=strategy,
+            )
+            outcome = await asyncio.wait_for(call, timeout_s)
+            # Wall time, queueing for a thread included: what the join waits for.
+            return replace(outcome, latency_ms=(time.perf_counter() - started) * 1000.0)
+        except Exception as exc:
+            log.warning("retrieval of %s failed", rtype.value, exc_info=True)
+            timed_out = isinstance(exc, TimeoutError)
+            reason = "timeout" if timed_out else f"{type(exc).__name__}: {exc}"
+            elapsed = (time.perf_counter() - started) * 1000.0
+            return RetrievalOutcome(rtype, latency_ms=elapsed, error=reason, timed_out=timed_out)
+
+    outcomes = await asyncio.gather(*(one(rtype) for rtype in RetrievalType))
+    return {o.rtype: o for o in outcomes}
