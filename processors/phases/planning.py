@@ -1,0 +1,128 @@
+"""P8 response planning: decide what kind of answer this is before any text is written.
+
+The global response type, first rule that matches wins:
+
+1. ``escalate`` (the caller saw a handoff: a handoff tool succeeded, the customer asked for a
+   person, frustration is HIGH) -> ESCALATE;
+2. a refusal category among the flags (SAFETY_REFUSAL, OUT_OF_SCOPE, POLICY_RESTRICTION)
+   -> REFUSE;
+3. from the scenario contributions (ACTION_HINT counts as INFORM, it is said as information):
+   ASK together with INFORM or CONFIRM -> MIXED; ASK alone -> ASK; CONFIRM (with or without
+   INFORM) -> CONFIRM; otherwise (INFORM only, or no contribution) -> ANSWER.
+
+A failed tool (SYSTEM_ERROR) does not change the type: P9 says what could not be done.
+
+Contributions are merged: duplicates (same scenario, step and kind) dropped, information and
+confirmations first and questions last, since a message that ends with its question is the
+one customers answer. Steps' templates are copied into the plan (P9 needs no pack lookup);
+REFUSE plans get the pack's fallback template for the refusal category when there is one.
+``must_include`` / ``must_avoid`` are the applied rules' phrases, in rule order, deduplicated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from schemas.domain.outcome import OutcomeCategory
+from schemas.domain.plan import PlannedTemplate, ResponsePlan, ResponseType
+from schemas.domain.rules import AppliedRule
+from schemas.domain.scenario import ContributionKind, ScenarioContribution
+from schemas.domain.tools import ToolCall
+from schemas.pack.agent_pack import AgentPack
+from schemas.pack.templates import TemplateKind
+
+__all__ = ["REFUSAL_CATEGORIES", "plan_response", "response_type"]
+
+REFUSAL_CATEGORIES: tuple[OutcomeCategory, ...] = (
+    OutcomeCategory.SAFETY_REFUSAL,
+    OutcomeCategory.OUT_OF_SCOPE,
+    OutcomeCategory.POLICY_RESTRICTION,
+)
+_SAY_ORDER = {
+    ContributionKind.INFORM: 0,
+    ContributionKind.ACTION_HINT: 0,
+    ContributionKind.CONFIRM: 1,
+    ContributionKind.ASK: 2,
+}
+
+
+def response_type(
+    contributions: Sequence[ScenarioContribution],
+    categories: Collection[OutcomeCategory] = (),
+    *,
+    escalate: bool = False,
+) -> ResponseType:
+    """The global type by the rules in the module docstring."""
+    if escalate:
+        return ResponseType.ESCALATE
+    if any(category in categories for category in REFUSAL_CATEGORIES):
+        return ResponseType.REFUSE
+    kinds = {c.kind for c in contributions}
+    asks = ContributionKind.ASK in kinds
+    informs = bool(kinds & {ContributionKind.INFORM, ContributionKind.ACTION_HINT})
+    confirms = ContributionKind.CONFIRM in kinds
+    if asks:
+        return ResponseType.MIXED if informs or confirms else ResponseType.ASK
+    if confirms:
+        return ResponseType.CONFIRM
+    return ResponseType.ANSWER
+
+
+def plan_response(
+    contributions: Sequence[ScenarioContribution],
+    applied_rules: Sequence[AppliedRule],
+    pack: AgentPack,
+    tool_calls: Sequence[ToolCall] = (),
+    categories: Collection[OutcomeCategory] = (),
+    *,
+    escalate: bool = False,
+) -> ResponsePlan:
+    """The response plan for P9; ``tool_calls`` are accepted so a failed call can be planned
+    around (today it only reaches P9 through ``categories``)."""
+    del tool_calls  # the SYSTEM_ERROR flag carries what planning needs from them
+    kind = response_type(contributions, categories, escalate=escalate)
+    merged: list[ScenarioContribution] = []
+    seen: set[tuple[str, str, ContributionKind]] = set()
+    for contribution in contributions:
+        key = (contribution.scenario_id, contribution.step_id, contribution.kind)
+        if key not in seen:
+            seen.add(key)
+            merged.append(contribution)
+    merged.sort(key=lambda c: _SAY_ORDER[c.kind])  # stable: scenario order kept per kind
+
+    templates_by_id = {t.id: t for t in pack.templates}
+    planned: list[PlannedTemplate] = []
+    if kind is ResponseType.REFUSE:
+        wanted = next(c for c in REFUSAL_CATEGORIES if c in categories)
+        fallback = next(
+            (
+                t
+                for t in pack.templates
+                if t.kind is TemplateKind.FALLBACK and t.fallback_for is wanted
+            ),
+            None,
+        )
+        if fallback is not None:
+            planned.append(PlannedTemplate(template_id=fallback.id, text=fallback.text))
+        merged = []  # a refusal says the refusal, not the scenario's next question
+    for contribution in merged:
+        template = templates_by_id.get(contribution.template_id or "")
+        if template is not None and template.id not in {p.template_id for p in planned}:
+            planned.append(PlannedTemplate(template_id=template.id, text=template.text))
+
+    rules = {rule.id: rule for rule in pack.rules}
+    must_include: list[str] = []
+    must_avoid: list[str] = []
+    for applied in applied_rules:
+        rule = rules.get(applied.rule_id)
+        if rule is None or not rule.enabled:
+            continue
+        must_include += [p for p in rule.must_include if p not in must_include]
+        must_avoid += [p for p in rule.must_avoid if p not in must_avoid]
+    return ResponsePlan(
+        response_type=kind,
+        contributions=merged,
+        templates=planned,
+        must_include=must_include,
+        must_avoid=must_avoid,
+    )
