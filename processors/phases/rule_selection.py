@@ -1,0 +1,304 @@
+"""P5 rule selection: from retrieved candidates to the rules that apply to this turn.
+
+Why this order (DESIGN.md section 2): cheap, certain checks first; the filter (an LLM call
+in LLM mode) only sees rules that could apply at all; relationships expand the *filtered*
+set, so a rule the filter rejected never pulls others in.
+
+1. **Pre-filter** each candidate: unknown rule, ``enabled: false``, scope (GLOBAL always;
+   SCENARIO when its scenario is active; STEP when that scenario's current step is the rule's
+   step), cooldown (``turn - last_fired_turn <= cooldown_turns`` drops it), max fires
+   (``fire_count >= max_fires_per_session`` drops it). The turn number is
+   ``session.turn_count + 1`` (P1 does not count the turn; P11 does).
+2. **Filter**: ``llm_filter(rules_with_scores)`` returns a verdict per rule (a missing verdict
+   counts as UNSURE). Without one, or when the phase is in heuristic mode, the score bands of
+   :class:`ScoreBands` decide: ``score >= applies`` APPLIES, ``>= unsure`` UNSURE, else
+   NOT_RELATED. APPLIES and UNSURE are kept; NOT_RELATED is dropped. A disabled phase skips
+   this step (every pre-filtered rule APPLIES).
+3. **Expansion** over the pack's relationships, to a fixed point:
+   IMPLIES adds the target; DEPENDS_ON adds the target, and the source is dropped when its
+   target cannot be added (it fails the pre-filter); EXCLUDES keeps the higher-priority rule
+   of the two (equal priority: the higher score, then the source); SPECIALIZES drops the
+   general rule (the target) when the specialized one is selected; RELATED is only recorded.
+   A rule added by a relationship whose origin is later dropped is dropped too. Rules added by
+   expansion must pass the pre-filter, count as APPLIES, and take their own retrieval score
+   when they were candidates, else their origin's.
+
+Every decision is recorded in :attr:`RuleSelection.trace`. The result is ordered by
+priority, then score (both descending), then id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from processors.retrieval.model import Retrieved
+from schemas.domain.rules import AppliedRule, RelationshipKind, RuleVerdict
+from schemas.domain.session import RuleFires, ScenarioStatus, SessionState
+from schemas.pack.agent_pack import AgentPack
+from schemas.pack.rules import Rule, RuleScope
+from streams.settings import PhaseSettings, TaskMode
+
+__all__ = [
+    "RuleFilter",
+    "RuleSelection",
+    "RuleTrace",
+    "ScenarioScope",
+    "ScoreBands",
+    "Stage",
+    "prefilter_reason",
+    "record_fires",
+    "select_rules",
+]
+
+RuleFilter = Callable[[Sequence[tuple[Rule, float]]], Mapping[str, RuleVerdict]]
+"""The LLM filter port: rules with their retrieval scores -> verdict per rule id."""
+
+
+class Stage(StrEnum):
+    PREFILTER = "prefilter"
+    FILTER = "filter"
+    EXPANSION = "expansion"
+
+
+@dataclass(frozen=True)
+class RuleTrace:
+    """Why a rule was kept or dropped at one stage (``related_to`` for RELATED notes)."""
+
+    rule_id: str
+    stage: Stage
+    kept: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScoreBands:
+    """The heuristic filter: verdict by retrieval score (weighted-sum fusion scale)."""
+
+    applies: float = 0.45
+    unsure: float = 0.25
+
+    def __call__(self, rules: Sequence[tuple[Rule, float]]) -> Mapping[str, RuleVerdict]:
+        return {
+            rule.id: (
+                RuleVerdict.APPLIES
+                if score >= self.applies
+                else RuleVerdict.UNSURE
+                if score >= self.unsure
+                else RuleVerdict.NOT_RELATED
+            )
+            for rule, score in rules
+        }
+
+
+@dataclass(frozen=True)
+class ScenarioScope:
+    """Which scenarios and steps are active: what SCENARIO and STEP rules are scoped to."""
+
+    scenarios: frozenset[str] = frozenset()
+    steps: frozenset[tuple[str, str]] = frozenset()
+
+    @classmethod
+    def of(cls, session: SessionState) -> ScenarioScope:
+        active = [s for s in session.scenarios if s.status is ScenarioStatus.ACTIVE]
+        return cls(
+            frozenset(s.scenario_id for s in active),
+            frozenset((s.scenario_id, s.current_step_id) for s in active),
+        )
+
+
+@dataclass(frozen=True)
+class RuleSelection:
+    applied: list[AppliedRule]
+    trace: list[RuleTrace] = field(default_factory=list)
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [rule.rule_id for rule in self.applied]
+
+
+def prefilter_reason(
+    rule: Rule, session: SessionState, scope: ScenarioScope, turn: int
+) -> str | None:
+    """Why ``rule`` cannot apply this turn, or None when it can."""
+    if not rule.enabled:
+        return "disabled"
+    if rule.scope is RuleScope.SCENARIO and rule.scenario_id not in scope.scenarios:
+        return f"scenario {rule.scenario_id} not active"
+    if rule.scope is RuleScope.STEP and (rule.scenario_id, rule.step_id) not in scope.steps:
+        return f"step {rule.scope_id} not current"
+    fires = session.rule_fires.get(rule.id)
+    if fires is not None:
+        if rule.max_fires_per_session is not None and (
+            fires.fire_count >= rule.max_fires_per_session
+        ):
+            return f"fired {fires.fire_count} times (max {rule.max_fires_per_session})"
+        if rule.cooldown_turns and turn - fires.last_fired_turn <= rule.cooldown_turns:
+            return f"cooldown: fired at turn {fires.last_fired_turn}"
+    return None
+
+
+def select_rules(
+    candidates: Sequence[Retrieved],
+    pack: AgentPack,
+    session: SessionState,
+    scope: ScenarioScope | None = None,
+    settings: PhaseSettings | None = None,
+    llm_filter: RuleFilter | None = None,
+    *,
+    bands: ScoreBands | None = None,
+) -> RuleSelection:
+    """P5 by the three stages of the module docstring."""
+    settings = settings or PhaseSettings()
+    scope = scope if scope is not None else ScenarioScope.of(session)
+    rules = {rule.id: rule for rule in pack.rules}
+    turn = session.turn_count + 1
+    trace: list[RuleTrace] = []
+    scores: dict[str, float] = {}
+    for candidate in candidates:
+        scores.setdefault(candidate.object_id, candidate.score)
+
+    eligible: list[tuple[Rule, float]] = []
+    for rule_id, score in scores.items():
+        rule = rules.get(rule_id)
+        reason = "unknown rule" if rule is None else prefilter_reason(rule, session, scope, turn)
+        if rule is None or reason is not None:
+            trace.append(RuleTrace(rule_id, Stage.PREFILTER, False, reason or ""))
+            continue
+        trace.append(RuleTrace(rule_id, Stage.PREFILTER, True, "eligible"))
+        eligible.append((rule, score))
+
+    verdicts = _filter(eligible, settings, llm_filter, bands or ScoreBands(), trace)
+    selected: dict[str, AppliedRule] = {
+        rule.id: AppliedRule(rule_id=rule.id, score=score, verdict=verdicts[rule.id])
+        for rule, score in eligible
+        if verdicts[rule.id] is not RuleVerdict.NOT_RELATED
+    }
+    _expand(selected, rules, pack, session, scope, turn, scores, trace)
+    ordered = sorted(
+        selected.values(), key=lambda a: (-rules[a.rule_id].priority, -a.score, a.rule_id)
+    )
+    return RuleSelection(ordered, trace)
+
+
+def _filter(
+    eligible: Sequence[tuple[Rule, float]],
+    settings: PhaseSettings,
+    llm_filter: RuleFilter | None,
+    bands: ScoreBands,
+    trace: list[RuleTrace],
+) -> dict[str, RuleVerdict]:
+    if not settings.enabled:
+        return {rule.id: RuleVerdict.APPLIES for rule, _ in eligible}
+    use_llm = llm_filter is not None and settings.mode is TaskMode.LLM
+    judge: RuleFilter = llm_filter if use_llm and llm_filter is not None else bands
+    answers = judge(eligible) if eligible else {}
+    how = "llm filter" if use_llm else "score bands"
+    verdicts: dict[str, RuleVerdict] = {}
+    for rule, score in eligible:
+        verdict = answers.get(rule.id, RuleVerdict.UNSURE)
+        verdicts[rule.id] = verdict
+        kept = verdict is not RuleVerdict.NOT_RELATED
+        trace.append(RuleTrace(rule.id, Stage.FILTER, kept, f"{how}: {verdict} ({score:.3f})"))
+    return verdicts
+
+
+def _expand(
+    selected: dict[str, AppliedRule],
+    rules: Mapping[str, Rule],
+    pack: AgentPack,
+    session: SessionState,
+    scope: ScenarioScope,
+    turn: int,
+    scores: Mapping[str, float],
+    trace: list[RuleTrace],
+) -> None:
+    """Grow and prune ``selected`` in place until nothing changes (module docstring)."""
+    relationships = [r for r in pack.relationships if r.source in rules and r.target in rules]
+    removed: set[str] = set()
+    noted: set[tuple[str, str]] = set()
+
+    def drop(rule_id: str, reason: str) -> None:
+        if rule_id in selected:
+            del selected[rule_id]
+            removed.add(rule_id)
+            trace.append(RuleTrace(rule_id, Stage.EXPANSION, False, reason))
+
+    def add(rule_id: str, kind: RelationshipKind, via: str) -> bool:
+        """Whether ``rule_id`` is selected after trying to add it."""
+        if rule_id in selected:
+            return True
+        if rule_id in removed:
+            return False
+        reason = prefilter_reason(rules[rule_id], session, scope, turn)
+        if reason is not None:
+            trace.append(RuleTrace(rule_id, Stage.EXPANSION, False, f"{kind} from {via}: {reason}"))
+            removed.add(rule_id)
+            return False
+        selected[rule_id] = AppliedRule(
+            rule_id=rule_id,
+            score=scores.get(rule_id, selected[via].score),
+            verdict=RuleVerdict.APPLIES,
+            via_relationship=kind,
+            via_rule_id=via,
+        )
+        trace.append(RuleTrace(rule_id, Stage.EXPANSION, True, f"{kind} from {via}"))
+        return True
+
+    for _ in range(4 * len(rules) + 4):  # each pass adds or removes a rule, or stops
+        before = (frozenset(selected), frozenset(removed))
+        for rel in relationships:
+            if rel.source not in selected:
+                continue
+            if rel.kind is RelationshipKind.IMPLIES:
+                add(rel.target, rel.kind, rel.source)
+            elif rel.kind is RelationshipKind.DEPENDS_ON and not add(
+                rel.target, rel.kind, rel.source
+            ):
+                drop(rel.source, f"depends on {rel.target}, which cannot apply")
+            elif rel.kind is RelationshipKind.EXCLUDES and rel.target in selected:
+                loser = _loser(selected, rules, rel.source, rel.target)
+                winner = rel.target if loser == rel.source else rel.source
+                drop(loser, f"excluded by {winner} (higher priority)")
+            elif rel.kind is RelationshipKind.SPECIALIZES and rel.target in selected:
+                drop(rel.target, f"superseded by the specialized rule {rel.source}")
+            elif rel.kind is RelationshipKind.RELATED and (rel.source, rel.target) not in noted:
+                noted.add((rel.source, rel.target))
+                trace.append(
+                    RuleTrace(
+                        rel.target,
+                        Stage.EXPANSION,
+                        rel.target in selected,
+                        f"related to {rel.source} (recorded only)",
+                    )
+                )
+        for applied in list(selected.values()):
+            if applied.via_rule_id is not None and applied.via_rule_id not in selected:
+                drop(applied.rule_id, f"its origin {applied.via_rule_id} was dropped")
+        if (frozenset(selected), frozenset(removed)) == before:
+            return
+
+
+def _loser(
+    selected: Mapping[str, AppliedRule], rules: Mapping[str, Rule], source: str, target: str
+) -> str:
+    def strength(rule_id: str) -> tuple[int, float, int]:
+        return (rules[rule_id].priority, selected[rule_id].score, rule_id == source)
+
+    return source if strength(source) < strength(target) else target
+
+
+def record_fires(
+    session: SessionState, applied: Sequence[AppliedRule], turn: int | None = None
+) -> SessionState:
+    """The session with this turn's applied rules counted (what P11 persists); ``turn``
+    defaults to ``session.turn_count + 1``."""
+    turn = session.turn_count + 1 if turn is None else turn
+    fires = dict(session.rule_fires)
+    for rule in applied:
+        old = fires.get(rule.rule_id)
+        fires[rule.rule_id] = RuleFires(
+            fire_count=(old.fire_count if old else 0) + 1, last_fired_turn=turn
+        )
+    return session.model_copy(update={"rule_fires": fires})

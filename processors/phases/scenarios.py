@@ -1,0 +1,382 @@
+"""P6 scenario orchestration: move each scenario of the session on by one turn.
+
+Why a walk: a customer often answers more than the current question ("order A-10023, it
+arrived broken"), so a scenario may pass several steps in one turn. Each step is *complete*
+when its ``completion_condition`` holds, or, without one, when every field it ``collects``
+is known in customer data (:func:`step_complete`). Conditions are evaluated with
+:mod:`processors.expressions` over the customer variables plus ``session_intent``,
+``session_turn_count``, ``session_scenario_id`` and ``session_step_id``; an expression
+error counts as "does not hold".
+
+Per turn, in this order:
+
+1. **CANCEL** — ``canonical_intent`` in ``cancel_intents``: every open scenario is cancelled.
+2. **START** — the first scenario (pack order) whose ``entry_intents`` contain the intent,
+   else the best retrieved scenario with ``score >= start_threshold``; not when it is already
+   ACTIVE; a PAUSED one is resumed instead (CONTINUE). Starting pauses the other ACTIVE
+   scenarios (**PAUSE**) unless ``pause_others=False`` (then several stay active).
+3. **CONTINUE / COMPLETE** for every ACTIVE scenario, by the walk:
+   from the current step, while the step is complete take the highest-priority transition
+   (declaration order on ties) whose ``on_intent`` (if any) equals the intent and whose
+   ``condition`` (if any) holds. A transition with ``on_intent`` may also leave a step that
+   is not complete: the customer redirected the flow. Steps entered this turn and found
+   complete are **skipped** (recorded); the step the turn started on is **completed**.
+   A LOGIC step with a template stops the walk when entered (its text is said this turn).
+   A complete step without outgoing transitions ends the scenario: **COMPLETE**. A complete
+   step whose transitions all fail waits (CONTINUE, same step). The walk never revisits a
+   step in one turn.
+4. When no scenario is ACTIVE afterwards, the most recently paused one resumes (CONTINUE).
+
+Contributions, from the step the walk stopped on: QUESTION -> ASK for its missing fields
+(CONFIRM when they are all BOOLEAN: a yes/no question confirms); ACTION -> ACTION_HINT
+(text names the bound tools); LOGIC -> INFORM. The step's template id is passed on.
+A completed scenario contributes its last step's template as INFORM when it has one.
+
+``applied_rules`` are accepted for the pipeline's signature and are not used by this
+heuristic (rules scoped to steps are P5's business).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from processors.expressions import CompiledExpression, ExpressionError, holds, parse
+from processors.phases.customer_data import customer_variables
+from processors.retrieval.model import Retrieved
+from schemas.domain.customer_data import CustomerDataStore, VariableType
+from schemas.domain.rules import AppliedRule
+from schemas.domain.scenario import (
+    ContributionKind,
+    ScenarioAction,
+    ScenarioContribution,
+    ScenarioDecision,
+)
+from schemas.domain.session import ActiveScenario, ScenarioStatus, SessionState
+from schemas.pack.agent_pack import AgentPack
+from schemas.pack.fields import CustomerDataField
+from schemas.pack.scenarios import Scenario, Step, StepKind, Transition
+
+__all__ = [
+    "DEFAULT_CANCEL_INTENTS",
+    "ScenarioOrchestration",
+    "expected_fields",
+    "orchestrate",
+    "step_complete",
+]
+
+DEFAULT_CANCEL_INTENTS = frozenset({"cancel", "cancel_scenario", "nevermind", "stop"})
+"""The pack has no "cancel what we are doing" intent yet; these labels are the convention."""
+
+_OPEN = (ScenarioStatus.ACTIVE, ScenarioStatus.PAUSED)
+
+
+@dataclass(frozen=True)
+class ScenarioOrchestration:
+    """P6's result: the decisions of this turn and the session with the new scenario state."""
+
+    decisions: list[ScenarioDecision]
+    session: SessionState
+
+    @property
+    def contributions(self) -> list[ScenarioContribution]:
+        return [d.contribution for d in self.decisions if d.contribution is not None]
+
+
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> CompiledExpression:
+    return parse(source)
+
+
+def _holds(source: str, variables: Mapping[str, object]) -> bool:
+    try:
+        return holds(_compiled(source), variables)
+    except ExpressionError:
+        return False
+
+
+def step_complete(step: Step, variables: Mapping[str, object]) -> bool:
+    """Whether ``step`` is done with the data known (module docstring)."""
+    if step.completion_condition is not None:
+        return _holds(step.completion_condition, variables)
+    return all(variables.get(key) is not None for key in step.collects)
+
+
+def expected_fields(session: SessionState, pack: AgentPack) -> set[str]:
+    """Fields the current steps of the ACTIVE scenarios ask for: the sensor's
+    ``expected_fields`` (a bare "yes" answers these)."""
+    steps = {(s.id, step.id): step for s in pack.scenarios for step in s.steps}
+    wanted: set[str] = set()
+    for active in session.scenarios:
+        step = steps.get((active.scenario_id, active.current_step_id))
+        if active.status is ScenarioStatus.ACTIVE and step is not None:
+            wanted.update(step.collects)
+    return wanted
+
+
+def orchestrate(
+    session: SessionState,
+    pack: AgentPack,
+    canonical_intent: str | None,
+    customer_data: CustomerDataStore | None,
+    applied_rules: Sequence[AppliedRule],
+    now: datetime,
+    *,
+    retrieved_scenarios: Sequence[Retrieved] = (),
+    start_threshold: float = 0.6,
+    cancel_intents: Collection[str] = DEFAULT_CANCEL_INTENTS,
+    pause_others: bool = True,
+) -> ScenarioOrchestration:
+    """P6 by the rules of the module docstring; ``now`` stamps the session."""
+    del applied_rules  # see the module docstring
+    scenarios = {s.id: s for s in pack.scenarios}
+    fields = {f.key: f for f in pack.fields}
+    customer = customer_variables(customer_data)
+    state: dict[str, ActiveScenario] = {s.scenario_id: s for s in session.scenarios}
+    order = [s.scenario_id for s in session.scenarios]
+    decisions: list[ScenarioDecision] = []
+    turn = session.turn_count + 1
+
+    def put(active: ActiveScenario) -> None:
+        if active.scenario_id not in state:
+            order.append(active.scenario_id)
+        state[active.scenario_id] = active
+
+    def open_ids(status: ScenarioStatus) -> list[str]:
+        return [i for i in order if state[i].status is status and i in scenarios]
+
+    if canonical_intent is not None and canonical_intent in cancel_intents:
+        for sid in open_ids(ScenarioStatus.ACTIVE) + open_ids(ScenarioStatus.PAUSED):
+            put(state[sid].model_copy(update={"status": ScenarioStatus.CANCELLED}))
+            decisions.append(_decision(state[sid], ScenarioAction.CANCEL))
+        return _result(session, state, order, decisions, now)
+
+    started = _to_start(scenarios, canonical_intent, retrieved_scenarios, start_threshold)
+    walked: set[str] = set()
+    if (
+        started is not None
+        and state.get(started.id) is not None
+        and (state[started.id].status is ScenarioStatus.ACTIVE)
+    ):
+        started = None  # already running: it just continues
+    if started is not None:
+        if pause_others:
+            for sid in open_ids(ScenarioStatus.ACTIVE):
+                put(state[sid].model_copy(update={"status": ScenarioStatus.PAUSED}))
+                decisions.append(_decision(state[sid], ScenarioAction.PAUSE))
+        previous = state.get(started.id)
+        if previous is not None and previous.status is ScenarioStatus.PAUSED:
+            put(previous.model_copy(update={"status": ScenarioStatus.ACTIVE}))
+            decision, active = _walk(
+                started, state[started.id], fields, customer, canonical_intent, turn, False
+            )
+        else:
+            fresh = ActiveScenario(
+                scenario_id=started.id,
+                scenario_version=started.version,
+                current_step_id=started.entry_step_id,
+                status=ScenarioStatus.ACTIVE,
+            )
+            decision, active = _walk(started, fresh, fields, customer, canonical_intent, turn, True)
+            if decision.action is ScenarioAction.CONTINUE:
+                decision = decision.model_copy(
+                    update={"action": ScenarioAction.START, "from_step_id": None}
+                )
+        put(active)
+        decisions.append(decision)
+        walked.add(started.id)
+
+    for sid in open_ids(ScenarioStatus.ACTIVE):
+        if sid in walked:
+            continue
+        decision, active = _walk(
+            scenarios[sid], state[sid], fields, customer, canonical_intent, turn, False
+        )
+        put(active)
+        decisions.append(decision)
+
+    paused = open_ids(ScenarioStatus.PAUSED)
+    if not open_ids(ScenarioStatus.ACTIVE) and paused:
+        sid = paused[-1]
+        resumed = state[sid].model_copy(update={"status": ScenarioStatus.ACTIVE})
+        decision, active = _walk(
+            scenarios[sid], resumed, fields, customer, canonical_intent, turn, False
+        )
+        put(active)
+        decisions.append(decision)
+    return _result(session, state, order, decisions, now)
+
+
+def _to_start(
+    scenarios: Mapping[str, Scenario],
+    intent: str | None,
+    retrieved: Sequence[Retrieved],
+    threshold: float,
+) -> Scenario | None:
+    if intent is not None:
+        for scenario in scenarios.values():
+            if intent in scenario.entry_intents:
+                return scenario
+    ranked = sorted(
+        (r for r in retrieved if r.object_id in scenarios and r.score >= threshold),
+        key=lambda r: -r.score,
+    )
+    return scenarios[ranked[0].object_id] if ranked else None
+
+
+def _variables(
+    customer: Mapping[str, object], intent: str | None, turn: int, scenario_id: str, step_id: str
+) -> dict[str, object]:
+    return {
+        **customer,
+        "session_intent": intent,
+        "session_turn_count": turn,
+        "session_scenario_id": scenario_id,
+        "session_step_id": step_id,
+    }
+
+
+def _transition(
+    scenario: Scenario,
+    step_id: str,
+    complete: bool,
+    intent: str | None,
+    variables: Mapping[str, object],
+) -> Transition | None:
+    outgoing = [t for t in scenario.transitions if t.from_step == step_id]
+    ranked = sorted(enumerate(outgoing), key=lambda pair: (-pair[1].priority, pair[0]))
+    for _, transition in ranked:
+        if transition.on_intent is not None and transition.on_intent != intent:
+            continue
+        if not complete and transition.on_intent is None:
+            continue
+        if transition.condition is not None and not _holds(transition.condition, variables):
+            continue
+        return transition
+    return None
+
+
+def _walk(
+    scenario: Scenario,
+    active: ActiveScenario,
+    fields: Mapping[str, CustomerDataField],
+    customer: Mapping[str, object],
+    intent: str | None,
+    turn: int,
+    entering: bool,
+) -> tuple[ScenarioDecision, ActiveScenario]:
+    """Move ``active`` on as far as the known data allows (module docstring, step 3)."""
+    steps = {step.id: step for step in scenario.steps}
+    entered_first = entering
+    start_step = active.current_step_id
+    step = steps[start_step]
+    completed = list(active.completed_step_ids)
+    skipped_now: list[str] = []
+    visited = {step.id}
+    finished = False
+    while True:
+        variables = _variables(customer, intent, turn, scenario.id, step.id)
+        complete = step_complete(step, variables)
+        if entering and step.kind is StepKind.LOGIC and step.template_id is not None:
+            if not any(t.from_step == step.id for t in scenario.transitions):
+                completed.append(step.id)
+                finished = True
+            break
+        transition = _transition(scenario, step.id, complete, intent, variables)
+        has_outgoing = any(t.from_step == step.id for t in scenario.transitions)
+        if complete and not has_outgoing:
+            completed.append(step.id)
+            finished = True
+            break
+        if transition is None or transition.to_step in visited:
+            break
+        if entering and complete:
+            skipped_now.append(step.id)
+        else:
+            completed.append(step.id)
+        step = steps[transition.to_step]
+        visited.add(step.id)
+        entering = True
+    new_active = active.model_copy(
+        update={
+            "current_step_id": step.id,
+            "status": ScenarioStatus.COMPLETED if finished else ScenarioStatus.ACTIVE,
+            "completed_step_ids": _dedupe(completed),
+            "skipped_step_ids": _dedupe([*active.skipped_step_ids, *skipped_now]),
+        }
+    )
+    decision = ScenarioDecision(
+        scenario_id=scenario.id,
+        scenario_version=active.scenario_version,
+        action=ScenarioAction.COMPLETE if finished else ScenarioAction.CONTINUE,
+        from_step_id=start_step,
+        entered_step_id=step.id if step.id != start_step or entered_first else None,
+        skipped_step_ids=skipped_now,
+        contribution=_contribution(scenario, step, fields, customer, finished),
+    )
+    return decision, new_active
+
+
+def _contribution(
+    scenario: Scenario,
+    step: Step,
+    fields: Mapping[str, CustomerDataField],
+    customer: Mapping[str, object],
+    finished: bool,
+) -> ScenarioContribution | None:
+    if finished:
+        if step.template_id is None:
+            return None
+        kind = ContributionKind.INFORM
+        keys: list[str] = []
+    elif step.kind is StepKind.QUESTION:
+        keys = [key for key in step.collects if customer.get(key) is None] or list(step.collects)
+        all_boolean = all(
+            key in fields and fields[key].type is VariableType.BOOLEAN for key in keys
+        )
+        kind = ContributionKind.CONFIRM if all_boolean else ContributionKind.ASK
+    elif step.kind is StepKind.ACTION:
+        kind, keys = ContributionKind.ACTION_HINT, []
+    else:
+        kind, keys = ContributionKind.INFORM, []
+    text = (
+        "run " + ", ".join(b.tool_id for b in step.tool_bindings)
+        if kind is ContributionKind.ACTION_HINT
+        else None
+    )
+    return ScenarioContribution(
+        scenario_id=scenario.id,
+        step_id=step.id,
+        kind=kind,
+        template_id=step.template_id,
+        text=text,
+        field_keys=keys,
+    )
+
+
+def _decision(active: ActiveScenario, action: ScenarioAction) -> ScenarioDecision:
+    return ScenarioDecision(
+        scenario_id=active.scenario_id,
+        scenario_version=active.scenario_version,
+        action=action,
+        from_step_id=active.current_step_id,
+    )
+
+
+def _dedupe(ids: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def _result(
+    session: SessionState,
+    state: Mapping[str, ActiveScenario],
+    order: Sequence[str],
+    decisions: list[ScenarioDecision],
+    now: datetime,
+) -> ScenarioOrchestration:
+    scenarios = [state[sid] for sid in order]
+    return ScenarioOrchestration(
+        decisions, session.model_copy(update={"scenarios": scenarios, "updated_at": now})
+    )

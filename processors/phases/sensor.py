@@ -1,0 +1,458 @@
+"""P2 situational sensor, heuristic mode: read the message before anything is retrieved.
+
+Why heuristics: the sensor runs on every turn before retrieval, so its default must be fast,
+free and predictable; an LLM sensor can replace it behind the same output. Every rule below
+is deterministic (no clocks, no randomness, no dict-order dependence).
+
+**Privacy.** The sensor sees a :class:`CustomerDataMask` (field -> scope, type, exists and the
+pack's extraction hints), never a value. The mask is built only by :func:`mask_customer_data`,
+has no field that could hold a value (extra fields are refused), and :func:`sense` refuses any
+other type at run time, so customer values cannot reach it (or a prompt built from it).
+
+Rules:
+
+* **language** — each word scores ``1 / n`` for each of the ``n`` stopword profiles
+  (en, es, fr, de, it, pt, nl) that list it; the best total wins; no hit, or a tie with the
+  default language among the best, gives ``default_language``; other ties go to the
+  alphabetically first.
+* **frustration** — points: each lexicon hit 1 (strong words 2); shouting (two or more words
+  of 3+ letters in capitals making at least half the letters) 2; ``!!`` 1, three or more
+  ``!`` 2; each earlier customer message in ``last_messages`` with a lexicon hit 1 (at most 2);
+  repeating the previous customer message (word overlap >= 0.6) 1. Level: 0 NONE, 1 LOW,
+  2-3 MEDIUM, 4+ HIGH.
+* **tone** — HIGH ``angry``, MEDIUM ``frustrated``, an urgency word ``urgent``, LOW
+  ``annoyed``, a politeness word ``polite``, else ``neutral`` (first that applies).
+* **intent** (only with ``intents``) — Dice overlap of content words (stopwords dropped,
+  light stemming) between the message and each example phrase; an intent's score is its best
+  example; the best intent with score >= :data:`INTENT_THRESHOLD` is the message's intent
+  (``new_intent_label``, ``new_intent_text`` = the message). The previous customer message
+  is classified the same way; ``intent_changed`` when this message has an intent that differs
+  from it, ``topic_changed`` when both have one and they differ.
+* **candidate variables**, per masked field, in field order:
+  1. ``patterns`` (safe regexes, as ``matches`` compiles them): the first match, trailing
+     punctuation stripped;
+  2. STRING with ``allowed_values``: the value whose words (or synonyms from
+     :data:`VALUE_SYNONYMS`) occur earliest in the message, only when a keyword of the field
+     occurs (or, without keywords, a word of the field's key such as ``tier``);
+  3. BOOLEAN with keywords: only when the field is in ``expected_fields`` (a "yes" means
+     something only as the answer to the question that asked for it): a keyword or a yes
+     word gives True, a no word gives False;
+  4. NUMBER with keywords: the first number after a keyword;
+  5. other STRING fields with keywords: ``<keyword> is|:|= <value>`` up to punctuation.
+  ``is_update`` is the mask's ``exists``.
+* **situation facts** — glossary terms (or synonyms) the message mentions, the fields it
+  gave, and the frustration cues found.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from processors.expression_regex import UnsafePatternError, compile_safe
+from schemas.base import SchemaModel
+from schemas.domain.customer_data import CustomerDataStore, VariableScope, VariableType
+from schemas.domain.session import MessageRole, SessionMessage
+from schemas.domain.snapshot import CandidateVariable, FrustrationLevel, SituationalSnapshot
+from schemas.fields import json_text
+from schemas.pack.fields import CustomerDataField
+from schemas.pack.language import GlossaryTerm, Intent
+
+__all__ = [
+    "INTENT_THRESHOLD",
+    "LANGUAGE_PROFILES",
+    "VALUE_SYNONYMS",
+    "CustomerDataMask",
+    "IntentGuess",
+    "MaskedField",
+    "classify_intent",
+    "detect_language",
+    "frustration",
+    "mask_customer_data",
+    "sense",
+]
+
+INTENT_THRESHOLD = 0.3
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+LANGUAGE_PROFILES: Mapping[str, frozenset[str]] = {
+    "en": _wordset(
+        "a and are be can do for have hello hi i i'm in is it it's me my not of on order "
+        "please thanks that the this to want was what where with would you your"
+    ),
+    "es": _wordset(
+        "al con de del dónde el en es está favor gracias hola la las lo los mi mis muy no "
+        "para pedido pero por que quiero se un una y"
+    ),
+    "fr": _wordset(
+        "au avec bonjour c'est commande de des du est et je la le les ma mais merci mes mon "
+        "ne où pas pour que qui très un une vous"
+    ),
+    "de": _wordset(
+        "aber auch bestellung bitte danke das dem den der die ein eine es für habe hallo ich "
+        "ist mein meine mit nicht sehr sie und wo zu"
+    ),
+    "it": _wordset(
+        "che ciao con del della di dove e gli grazie ho il la lo ma mia mio molto non ordine "
+        "per sono un una vorrei è"
+    ),
+    "pt": _wordset(
+        "a as com da de do e está mas meu minha muito não o obrigada obrigado olá onde os "
+        "para pedido que quero um uma é"
+    ),
+    "nl": _wordset(
+        "alstublieft bedankt bestelling dat de die een en graag hallo heb heel het ik is maar "
+        "met mijn niet van voor waar wil"
+    ),
+}
+
+_FRUSTRATION_WORDS = _wordset(
+    "again angry annoyed annoying awful bad complaint disappointed disappointing frustrated "
+    "frustrating horrible inacceptable inaceptable never nobody nul pessimo péssimo schlecht "
+    "still terrible waited waiting worse"
+)
+_STRONG_WORDS = _wordset(
+    "disgusting furious incompetent joke outrageous pathetic ridiculous scam unacceptable "
+    "useless worst"
+)
+_FRUSTRATION_PHRASES = ("fed up", "third time", "waste of time", "nobody helps", "sick of")
+_URGENT_WORDS = _wordset("asap emergency immediately now urgent urgently")
+_POLITE_WORDS = _wordset(
+    "bedankt danke favor gracias grazie kindly merci obrigada obrigado please thank thanks thx"
+)
+_YES = _wordset("correct ja ok okay oui si sim sure sí yeah yep yes")
+_NO = _wordset("don't dont nah nein no non nope not não")
+
+VALUE_SYNONYMS: Mapping[str, tuple[str, ...]] = {
+    "damaged": ("broken", "damaged", "cracked", "smashed", "defective", "shattered", "dented"),
+    "wrong_item": ("wrong item", "wrong", "not what i ordered"),
+    "late": ("late", "never arrived", "delayed", "too long"),
+    "not_as_described": ("not as described", "not what was advertised", "misleading"),
+    "changed_mind": ("changed my mind", "change of mind", "don't want it", "no longer need"),
+}
+"""Words that mean an allowed value without spelling it (value -> phrases)."""
+
+_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
+_TRAILING = ".,;:!?)]}\"'"
+
+
+class MaskedField(SchemaModel):
+    """What the sensor may know of one field: its definition and whether a value exists."""
+
+    key: str
+    scope: VariableScope
+    type: VariableType
+    exists: bool
+    allowed_values: tuple[str, ...] | None = None
+    patterns: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+
+class CustomerDataMask(SchemaModel):
+    """The customer data as the sensor sees it: field definitions and presence, no values."""
+
+    fields: tuple[MaskedField, ...]
+
+    def exists(self, key: str) -> bool:
+        return any(field.key == key and field.exists for field in self.fields)
+
+
+def mask_customer_data(
+    fields: Iterable[CustomerDataField], store: CustomerDataStore | None
+) -> CustomerDataMask:
+    """The mask of ``store`` over the pack's ``fields``: only the store's keys are read."""
+    present = set(store.variables) if store is not None else set()
+    return CustomerDataMask(
+        fields=tuple(
+            MaskedField(
+                key=field.key,
+                scope=field.scope,
+                type=field.type,
+                exists=field.key in present,
+                allowed_values=tuple(field.allowed_values) if field.allowed_values else None,
+                patterns=tuple(field.extraction.patterns),
+                keywords=tuple(field.extraction.keywords),
+            )
+            for field in fields
+        )
+    )
+
+
+@dataclass(frozen=True)
+class IntentGuess:
+    label: str
+    score: float
+
+
+def sense(
+    message: str,
+    masked_schema: CustomerDataMask,
+    glossary: Sequence[GlossaryTerm],
+    last_messages: Sequence[SessionMessage],
+    intents: Sequence[Intent] | None = None,
+    *,
+    expected_fields: Collection[str] = (),
+    default_language: str = "en",
+) -> SituationalSnapshot:
+    """The snapshot of ``message`` by the rules of the module docstring."""
+    if not isinstance(masked_schema, CustomerDataMask):
+        raise TypeError("the sensor takes a CustomerDataMask (see mask_customer_data), not values")
+    previous = [m.text for m in last_messages if m.role is MessageRole.CUSTOMER]
+    level, cues = frustration(message, previous)
+    guess = classify_intent(message, intents) if intents else None
+    before = classify_intent(previous[-1], intents) if intents and previous else None
+    label = guess.label if guess else None
+    intent_changed = label is not None and label != (before.label if before else None)
+    candidates = _extract(message, masked_schema, expected_fields)
+    facts = [f"mentions {term}" for term in _glossary_hits(message, glossary)]
+    facts += [f"gives {key}" for key in candidates]
+    facts += [f"frustration cue: {cue}" for cue in cues]
+    return SituationalSnapshot(
+        language=detect_language(message, default_language),
+        intent_changed=intent_changed,
+        new_intent_label=label,
+        new_intent_text=message if label else None,
+        topic_changed=bool(label and before and before.label != label),
+        tone=_tone(message, level),
+        frustration_level=level,
+        situation_facts=facts,
+        candidate_variables=candidates,
+    )
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def detect_language(text: str, default: str = "en") -> str:
+    """The best stopword profile (see the module docstring)."""
+    scores = dict.fromkeys(LANGUAGE_PROFILES, 0.0)
+    for word in _words(text):
+        owners = [lang for lang, words in LANGUAGE_PROFILES.items() if word in words]
+        for lang in owners:
+            scores[lang] += 1.0 / len(owners)
+    best = max(scores.values())
+    if best <= 0:
+        return default
+    winners = sorted(lang for lang, score in scores.items() if abs(score - best) < 1e-9)
+    return default if default in winners else winners[0]
+
+
+def frustration(message: str, previous: Sequence[str] = ()) -> tuple[FrustrationLevel, list[str]]:
+    """The frustration level of ``message`` given earlier customer messages, and its cues."""
+    words = _words(message)
+    lowered = message.lower()
+    cues: list[str] = []
+    points = 0
+    for word in words:
+        if word in _STRONG_WORDS:
+            points += 2
+            cues.append(word)
+        elif word in _FRUSTRATION_WORDS:
+            points += 1
+            cues.append(word)
+    for phrase in _FRUSTRATION_PHRASES:
+        if phrase in lowered:
+            points += 1
+            cues.append(phrase)
+    letters = [ch for ch in message if ch.isalpha()]
+    shouted = [w for w in re.findall(r"[^\W\d_]{3,}", message) if w.isupper()]
+    if len(shouted) >= 2 and sum(ch.isupper() for ch in letters) * 2 >= len(letters):
+        points += 2
+        cues.append("capitals")
+    bangs = message.count("!")
+    if bangs >= 2:
+        points += 2 if bangs >= 3 else 1
+        cues.append("exclamation marks")
+    earlier = sum(1 for text in previous if _has_complaint(text))
+    if earlier:
+        points += min(earlier, 2)
+        cues.append("repeated complaints")
+    if previous and _dice(_content(message), _content(previous[-1])) >= 0.6:
+        points += 1
+        cues.append("repeats the previous message")
+    level = (
+        FrustrationLevel.NONE
+        if points == 0
+        else FrustrationLevel.LOW
+        if points == 1
+        else FrustrationLevel.MEDIUM
+        if points <= 3
+        else FrustrationLevel.HIGH
+    )
+    return level, cues
+
+
+def _has_complaint(text: str) -> bool:
+    words = set(_words(text))
+    lowered = text.lower()
+    return bool(words & (_FRUSTRATION_WORDS | _STRONG_WORDS)) or any(
+        phrase in lowered for phrase in _FRUSTRATION_PHRASES
+    )
+
+
+def _tone(message: str, level: FrustrationLevel) -> str:
+    words = set(_words(message))
+    if level is FrustrationLevel.HIGH:
+        return "angry"
+    if level is FrustrationLevel.MEDIUM:
+        return "frustrated"
+    if words & _URGENT_WORDS:
+        return "urgent"
+    if level is FrustrationLevel.LOW:
+        return "annoyed"
+    if words & _POLITE_WORDS:
+        return "polite"
+    return "neutral"
+
+
+_ALL_STOPWORDS = frozenset().union(*LANGUAGE_PROFILES.values()) - {"order", "want", "pedido"}
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def _content(text: str) -> frozenset[str]:
+    return frozenset(_stem(w) for w in _words(text) if w not in _ALL_STOPWORDS)
+
+
+def _dice(a: frozenset[str], b: frozenset[str]) -> float:
+    return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
+
+
+@lru_cache(maxsize=64)
+def _example_sets(
+    intents: tuple[tuple[str, tuple[str, ...]], ...],
+) -> tuple[tuple[str, tuple[frozenset[str], ...]], ...]:
+    return tuple((label, tuple(_content(e) for e in examples)) for label, examples in intents)
+
+
+def classify_intent(text: str, intents: Sequence[Intent]) -> IntentGuess | None:
+    """The best intent by example overlap, or None below :data:`INTENT_THRESHOLD`; ties go
+    to the intent listed first."""
+    words = _content(text)
+    best: IntentGuess | None = None
+    for label, examples in _example_sets(tuple((i.id, tuple(i.examples)) for i in intents)):
+        score = max((_dice(words, example) for example in examples), default=0.0)
+        if score >= INTENT_THRESHOLD and (best is None or score > best.score):
+            best = IntentGuess(label, round(score, 6))
+    return best
+
+
+def _glossary_hits(message: str, glossary: Sequence[GlossaryTerm]) -> list[str]:
+    lowered = f" {' '.join(_words(message))} "
+    return [
+        term.term
+        for term in glossary
+        if any(f" {' '.join(_words(name))} " in lowered for name in (term.term, *term.synonyms))
+    ]
+
+
+@lru_cache(maxsize=256)
+def _pattern(source: str) -> re.Pattern[str] | None:
+    try:
+        return compile_safe(source)
+    except UnsafePatternError:
+        return None
+
+
+def _phrase_at(lowered_words: str, phrase: str) -> int:
+    """Position of ``phrase`` as whole words in the space-joined words, or -1."""
+    needle = " ".join(_words(phrase))
+    if not needle:
+        return -1
+    return f" {lowered_words} ".find(f" {needle} ")
+
+
+def _extract(
+    message: str, mask: CustomerDataMask, expected: Collection[str]
+) -> dict[str, CandidateVariable]:
+    joined = " ".join(_words(message))
+    found: dict[str, CandidateVariable] = {}
+    for field in mask.fields:
+        value = _field_value(message, joined, field, field.key in expected)
+        if value is not None:
+            found[field.key] = CandidateVariable(
+                value=json_text(value), scope=field.scope, is_update=field.exists
+            )
+    return found
+
+
+def _field_value(
+    message: str, joined: str, field: MaskedField, expected: bool
+) -> str | float | bool | None:
+    for source in field.patterns:
+        pattern = _pattern(source)
+        match = pattern.search(message) if pattern else None
+        if match:
+            text = match.group(0).rstrip(_TRAILING)
+            if text:
+                return text
+    keyword_hit = any(_phrase_at(joined, k) >= 0 for k in field.keywords)
+    if field.allowed_values is not None:
+        gate = keyword_hit or (
+            not field.keywords
+            and any(_phrase_at(joined, part) >= 0 for part in field.key.split("_") if len(part) > 2)
+        )
+        return _allowed_value(joined, field.allowed_values) if gate else None
+    if field.type is VariableType.BOOLEAN:
+        return _yes_no(joined, keyword_hit) if expected and field.keywords else None
+    if not keyword_hit:
+        return None
+    if field.type is VariableType.NUMBER:
+        return _number_after(message, field.keywords)
+    if field.type is VariableType.STRING and not field.patterns:
+        return _string_after(message, field.keywords)
+    return None
+
+
+def _allowed_value(joined: str, allowed: Sequence[str]) -> str | None:
+    best: tuple[int, int, str] | None = None
+    for order, value in enumerate(allowed):
+        for phrase in (value.replace("_", " "), *VALUE_SYNONYMS.get(value, ())):
+            at = _phrase_at(joined, phrase)
+            if at >= 0 and (best is None or (at, order) < best[:2]):
+                best = (at, order, value)
+    return best[2] if best else None
+
+
+def _yes_no(joined: str, keyword_hit: bool) -> bool | None:
+    words = set(joined.split())
+    if words & _NO:
+        return False
+    if keyword_hit or words & _YES:
+        return True
+    return None
+
+
+def _number_after(message: str, keywords: Sequence[str]) -> float | None:
+    lowered = message.lower()
+    for keyword in keywords:
+        at = lowered.find(keyword.lower())
+        if at >= 0:
+            match = re.search(r"-?\d+(?:[.,]\d+)?", message[at + len(keyword) :])
+            if match:
+                return float(match.group(0).replace(",", "."))
+    return None
+
+
+def _string_after(message: str, keywords: Sequence[str]) -> str | None:
+    for keyword in keywords:
+        match = re.search(
+            rf"\b{re.escape(keyword)}\b(?:\s+is|\s*[:=])\s*([^,;!?\n]+)", message, re.IGNORECASE
+        )
+        if match:
+            text = match.group(1).strip().rstrip(_TRAILING)
+            if text:
+                return text
+    return None
