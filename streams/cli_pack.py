@@ -1,19 +1,23 @@
 """``turnstream pack ...``: work with agent packs (see ``packs/FORMAT.md``).
 
-Each sub-command is an ``_add_<name>`` function that registers its parser and handler; a new
-one (``pack load``, ...) is added to :data:`_COMMANDS`.
+Each sub-command is an ``_add_<name>`` function that registers its parser and handler, listed
+in :data:`_COMMANDS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from processors.pack import Severity, inspect_pack
+from processors.pack import Severity, inspect_pack, load_pack
 from schemas.pack import SECTION_KEYS
+from streams.pack_config import PublishResult, publish_pack
+from streams.settings import load_settings
+from streams.topic_admin import ensure_topics
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
@@ -51,4 +55,38 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: list[Callable[[Subparsers[argparse.ArgumentParser]], None]] = [_add_validate]
+def _add_load(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "load",
+        help="validate a pack and publish it as the next version on the config topic",
+        description="Exit status 1 if the pack has an error (nothing is published), else 0. "
+        "An unchanged pack publishes nothing.",
+    )
+    parser.add_argument("dir", type=Path, help="the pack folder, e.g. packs/acme-shop/support")
+    parser.set_defaults(handler=_load)
+
+
+def _load(args: argparse.Namespace) -> int:
+    if _validate(args) != 0:
+        print(f"{args.dir}: not published")
+        return 1
+    pack = load_pack(args.dir)
+    settings = load_settings()
+
+    async def publish() -> PublishResult:
+        await ensure_topics(settings)
+        return await publish_pack(settings, pack)
+
+    result = asyncio.run(publish())
+    what = "published" if result.published else "unchanged, nothing published"
+    print(
+        f"{result.tenant_id}:{result.agent_id} version {result.version} "
+        f"({result.content_hash[:12]}): {what} on {settings.bootstrap_servers}"
+    )
+    return 0
+
+
+_COMMANDS: list[Callable[[Subparsers[argparse.ArgumentParser]], None]] = [
+    _add_validate,
+    _add_load,
+]
