@@ -38,7 +38,7 @@ def pack(refund_examples: list[str]) -> AgentPack:
 
 def test_index_items_shapes() -> None:
     items = index_items(pack(["money back", "refund please", "money back"]))
-    assert [(i.object_id, i.text) for i in items[R.RULES]] == [
+    assert [(i.group_id, i.text) for i in items[R.RULES]] == [
         ("refund_window", "customer asks for a refund")
     ]
     intents = items[R.INTENTS]

@@ -1,7 +1,10 @@
 """What of an agent pack retrieval indexes (memories come from ingestion, not the pack).
 
-- rules: one point per *enabled* rule, on ``condition_text`` only (the action is not what a
-  situation looks like; a disabled rule would only take a top-k slot P5 then drops).
+- rules: for each *enabled* rule, one point on ``condition_text`` plus one per example
+  phrasing, grouped by rule id and max-aggregated (the action is not what a situation looks
+  like; a disabled rule would only take a top-k slot P5 then drops). A condition is written
+  in the abstract ("the customer talks about a payment"), a customer is concrete ("my visa
+  was declined"): the examples bridge the two.
 - intents: one point per example phrase, grouped by intent id, so an intent scores as its
   best-matching phrase (max-aggregation). Diverse phrasings stay distinct instead of being
   averaged into one centroid, one edited phrase re-embeds alone, and BM25 matches phrases.
@@ -38,7 +41,12 @@ def _phrase_points(object_id: str, texts: Iterable[str]) -> list[IndexItem]:
 
 def index_items(pack: AgentPack) -> dict[RetrievalType, list[IndexItem]]:
     """The points of each pack-backed retrieval type (see the module docstring)."""
-    rules = [IndexItem.of(r.id, r.condition_text) for r in pack.rules if r.enabled]
+    rules = [
+        p
+        for r in pack.rules
+        if r.enabled
+        for p in _phrase_points(r.id, [r.condition_text, *r.examples])
+    ]
     intents = [p for i in pack.intents for p in _phrase_points(i.id, i.examples)]
     scenarios = []
     for s in pack.scenarios:

@@ -25,13 +25,15 @@ class RuleScope(StrEnum):
 
 
 class Rule(SchemaModel):
-    """A behavioural rule. Retrieval matches ``condition_text`` only; ``action_text`` is what
-    the agent must do. A hard constraint is enforced by P10: by ``enforcement_expression``
-    (True = compliant) when given, else by the LLM judge."""
+    """A behavioural rule. Retrieval matches ``condition_text`` and the optional ``examples``
+    (customer phrasings the condition covers); ``action_text`` is what the agent must do. A
+    hard constraint is enforced by P10: by ``enforcement_expression`` (True = compliant) when
+    given, else by the LLM judge."""
 
     id: Key
     name: Label | None = None
     condition_text: Prose
+    examples: list[Phrase] = Field(default_factory=list)
     action_text: Prose
     scope: RuleScope = RuleScope.GLOBAL
     scope_id: ScopeRef | None = None
