@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 from processors.pack import Severity, inspect_pack, load_pack
 from schemas.pack import SECTION_KEYS
-from streams.pack_config import PublishResult, publish_pack
+from streams.pack_publisher import PublishError, publish_pack
 from streams.settings import load_settings
-from streams.topic_admin import ensure_topics
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
@@ -67,22 +67,22 @@ def _add_load(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> int:
+    pack_dir: Path = args.dir
     if _validate(args) != 0:
-        print(f"{args.dir}: not published")
+        print(f"{pack_dir}: not loaded, nothing published")
         return 1
-    pack = load_pack(args.dir)
     settings = load_settings()
-
-    async def publish() -> PublishResult:
-        await ensure_topics(settings)
-        return await publish_pack(settings, pack)
-
-    result = asyncio.run(publish())
-    what = "published" if result.published else "unchanged, nothing published"
-    print(
-        f"{result.tenant_id}:{result.agent_id} version {result.version} "
-        f"({result.content_hash[:12]}): {what} on {settings.bootstrap_servers}"
-    )
+    try:
+        result = asyncio.run(publish_pack(settings, load_pack(pack_dir)))
+    except PublishError as exc:
+        print(f"{pack_dir}: not loaded: {exc}", file=sys.stderr)
+        return 1
+    who = f"tenant {result.tenant}, agent {result.agent}"
+    if result.published:
+        print(f"{who}: version {result.version} published to {result.topic}")
+    else:
+        print(f"{who}: unchanged, still version {result.version}; nothing published")
+    print(f"content hash {result.content_hash}")
     return 0
 
 

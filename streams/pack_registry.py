@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -171,9 +171,9 @@ class PackRegistry:
     Use as ``async with PackRegistry(settings) as registry: ...``.
     """
 
-    def __init__(self, settings: Settings, *, on_update: list[UpdateCallback] | None = None):
+    def __init__(self, settings: Settings, *, on_update: Iterable[UpdateCallback] = ()) -> None:
         self._settings = settings
-        self._callbacks: list[UpdateCallback] = list(on_update or ())
+        self._callbacks: list[UpdateCallback] = list(on_update)
         self._snapshots: dict[bytes, PackSnapshot] = {}
         self._changed = asyncio.Event()
         self._reader: ConfigTopicReader | None = None
@@ -240,15 +240,19 @@ class PackRegistry:
         await self.stop()
 
     async def _follow(self, reader: ConfigTopicReader) -> None:
-        """Apply records forever; a broker error is logged and the poll retried."""
+        """Apply records forever. A failed poll is logged and retried: a registry that died
+        quietly would leave its worker on old packs with nothing to show for it."""
         while True:
             try:
                 records = await reader.batch()
             except KafkaError as exc:
                 logger.warning("pack registry: reading %s failed, retrying: %s", reader.topic, exc)
-                await asyncio.sleep(RETRY_AFTER_S)
+            except Exception:
+                logger.exception("pack registry: reading %s failed, retrying", reader.topic)
+            else:
+                await self._apply_batch(records)
                 continue
-            await self._apply_batch(records)
+            await asyncio.sleep(RETRY_AFTER_S)
 
     async def _apply_batch(self, records: list[Any]) -> None:
         """Apply the last valid record of each key in the batch: older ones in the same batch
