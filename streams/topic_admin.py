@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -48,11 +49,17 @@ def _raise_on_errors(topic_errors: list[tuple[object, ...]]) -> set[str]:
     return {str(err[0]) for err in topic_errors if err[1] == TOPIC_ALREADY_EXISTS}
 
 
-def _describe_partitions(described: list[dict[str, object]]) -> dict[str, int]:
+def _ready_partitions(described: list[dict[str, Any]]) -> dict[str, int]:
+    """Partition counts of the topics whose every partition has a leader: until then clients
+    of a new topic log NotLeaderForPartition errors while they retry."""
     counts: dict[str, int] = {}
     for topic in described:
         partitions = topic.get("partitions")
-        if isinstance(partitions, list) and topic.get("error_code", 0) == 0:
+        if (
+            isinstance(partitions, list)
+            and topic.get("error_code", 0) == 0
+            and all(partition["leader"] >= 0 for partition in partitions)
+        ):
             counts[str(topic["topic"])] = len(partitions)
     return counts
 
@@ -60,11 +67,11 @@ def _describe_partitions(described: list[dict[str, object]]) -> dict[str, int]:
 async def _wait_for_partitions(
     admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 10.0
 ) -> dict[str, int]:
-    """Partition counts of existing topics; a topic created an instant ago may take a moment
-    to appear in the metadata, so ask again until every one is described or time runs out."""
+    """Partition counts of the topics; a topic created an instant ago may take a moment to
+    appear in the metadata and get leaders, so ask again until all are ready or time runs out."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        counts = _describe_partitions(await admin.describe_topics(names)) if names else {}
+        counts = _ready_partitions(await admin.describe_topics(names)) if names else {}
         if len(counts) == len(names) or asyncio.get_running_loop().time() > deadline:
             return counts
         await asyncio.sleep(0.1)
@@ -120,8 +127,8 @@ async def ensure_topics(settings: Settings) -> TopicReport:
             )
             existing |= _raise_on_errors(response.topic_errors)
             report.created.extend(name for name in missing if name not in existing)
+        partitions = await _wait_for_partitions(admin, list(wanted))
         present = [name for name in wanted if name in existing]
-        partitions = await _wait_for_partitions(admin, present)
         configs = await _describe_configs(admin, present)
         for name in present:
             diffs = _mismatches(
