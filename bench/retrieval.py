@@ -1,12 +1,25 @@
-"""Retrieval quality and P4 latency on the example pack's labelled message set.
+"""P4 retrieval quality and latency on a labelled set of customer messages.
 
-Indexes the pack with the real all-MiniLM-L6-v2 embedder into Qdrant (in memory), then for
-every labelled message: P4.1 (one embedding, timed alone) and the four retrievals in
-parallel (`p4_latency_ms`, embedding excluded). The canonical intent is `merge_intent` with
-no sensor intent, so `intent_top1` measures retrieval alone. Prints a summary and the misses;
-`--json PATH` writes the figures.
+    python bench/retrieval.py [--json PATH] [--pack DIR] [--set PATH] [--rounds N]
 
-    python bench/retrieval.py --json bench/results/retrieval.json
+Indexes the pack (real all-MiniLM-L6-v2, Qdrant in memory), then for each message: P4.1 (one
+embedding plus lexical features, timed as ``embedding_ms``), then ``retrieve_all`` of the four
+types in parallel (timed as ``p4_latency_ms``, embedding excluded; memories are searched for a
+known customer who has none stored), and the canonical intent by ``merge_intent`` with no
+sensor intent, i.e. retrieval alone. Settings come from ``load_settings()``, so
+``TURNSTREAM_RETRIEVAL__*`` variables try other values (the JSON records the ones used).
+
+Figures:
+
+- ``intent_top1``: share of messages whose canonical intent is the labelled one;
+- ``rule_recall`` / ``rule_precision``: micro-averaged over the *selected* rules; rules the set
+  lists as ``always_applicable`` are neither required nor counted as wrong;
+- ``scenario_top1``: over messages labelled with a scenario, the best selected scenario is it;
+- ``scenario_false_start_rate``: over messages labelled ``null``, the best scenario still
+  scores ``>= scenarios.min_score``;
+- latency p50/p99 (nearest rank) over ``--rounds`` passes after a warm-up (embedding: the
+  first pass only, later ones would hit the embedder's cache), and embedding throughput at
+  batch sizes 1, 8 and 32 on texts the cache has not seen.
 """
 
 from __future__ import annotations
@@ -14,14 +27,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
+import math
+import os
+import platform
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
+from processors.embedding import Embedder
 from processors.pack import load_pack
 from processors.retrieval import (
     Indexer,
@@ -29,165 +47,264 @@ from processors.retrieval import (
     RetrievalType,
     build_query_features,
     merge_intent,
+    query_text,
     retrieve_all,
 )
 from processors.retrieval.pack_items import sync_pack
-from sinks.embedder import SentenceTransformerEmbedder, default_embedder
+from schemas.pack import AgentPack
+from sinks.embedder import default_embedder
 from sinks.vector_store import VectorStore
 from streams.settings import RetrievalSettings, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PACK = ROOT / "packs" / "acme-shop" / "support"
+ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SET = ROOT / "bench" / "data" / "acme_retrieval_set.yaml"
+DEFAULT_PACK = "packs/acme-shop/support"
+BATCH_SIZES = (1, 8, 32)
+WARMUP_TURNS = 10
+BENCH_CUSTOMER = "bench-customer"
 
 
 @dataclass(frozen=True)
-class Labelled:
+class Example:
+    """One labelled message."""
+
     text: str
     intent: str
     rules: frozenset[str]
     scenario: str | None
 
 
-@dataclass
-class Evaluation:
-    intent_hits: int = 0
-    rules_expected: int = 0
-    rules_found: int = 0
-    rules_retrieved: int = 0
-    rules_correct: int = 0
-    scenario_labelled: int = 0
-    scenario_hits: int = 0
-    scenario_unlabelled: int = 0
-    scenario_false_starts: int = 0
-    p4_ms: list[float] = field(default_factory=list)
-    embedding_ms: list[float] = field(default_factory=list)
-    misses: list[dict[str, Any]] = field(default_factory=list)
+@dataclass(frozen=True)
+class LabelledSet:
+    pack_dir: Path
+    always_applicable: frozenset[str]
+    examples: tuple[Example, ...]
 
 
-def load_set(path: Path) -> list[Labelled]:
-    raw = yaml.safe_load(path.read_text())["messages"]
-    return [
-        Labelled(m["text"], m["intent"], frozenset(m["rules"]), m.get("scenario"))
-        for m in raw
-    ]
+def load_set(path: Path = DEFAULT_SET) -> LabelledSet:
+    """Read a set file; its ``pack`` path (default: the example pack) is relative to the
+    repository root."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    examples = tuple(
+        Example(str(m["text"]), str(m["intent"]), frozenset(m["rules"]), m["scenario"])
+        for m in raw["messages"]
+    )
+    pack_dir = ROOT / raw.get("pack", DEFAULT_PACK)
+    return LabelledSet(pack_dir, frozenset(raw.get("always_applicable", [])), examples)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+@dataclass(frozen=True)
+class Turn:
+    """What P4 gave for one message."""
+
+    intent: str | None
+    rules: tuple[str, ...]
+    scenario: str | None
+    scenario_score: float
+    embedding_ms: float
+    p4_ms: float
 
 
-async def evaluate(
-    pack_dir: Path, messages: list[Labelled], settings: RetrievalSettings
-) -> dict[str, Any]:
-    """Index the pack, run P4 for every message, and score it against the labels."""
-    pack = load_pack(pack_dir)
-    tenant, agent = pack.agent.tenant_id, pack.agent.agent_id
-    embedder = default_embedder()
-    store = VectorStore.memory(embedder.dim)
-    lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(store, embedder, lexicon), pack)
+class IndexedPack:
+    """A pack indexed in an in-memory Qdrant, ready to run P4 on messages."""
 
-    async def p4(text: str) -> tuple[Any, float, float]:
+    def __init__(self, pack: AgentPack, embedder: Embedder, settings: RetrievalSettings) -> None:
+        self._pack = pack
+        self._settings = settings
+        self._embedder = embedder
+        self._store = VectorStore.memory(embedder.dim)
+        self._lexicon = LexicalIndexes(self._store.documents)
+        reports = sync_pack(Indexer(self._store, embedder, self._lexicon), pack)
+        self.points = {rtype.value: r.embedded for rtype, r in reports.items()}
+
+    def close(self) -> None:
+        self._store.close()
+
+    async def turn(self, message: str) -> Turn:
+        """P4.1, then the four retrievals; the intent is retrieval's alone (no sensor)."""
         started = time.perf_counter()
-        query = build_query_features(text, embedder)
+        query = build_query_features(query_text(message), self._embedder)
         embedded = time.perf_counter()
-        outcomes = await retrieve_all(query, tenant, agent, None, store, lexicon, settings)
+        outcomes = await retrieve_all(
+            query,
+            self._pack.agent.tenant_id,
+            self._pack.agent.agent_id,
+            BENCH_CUSTOMER,
+            self._store,
+            self._lexicon,
+            self._settings,
+        )
         done = time.perf_counter()
-        return outcomes, (embedded - started) * 1000, (done - embedded) * 1000
-
-    for warm in ("warm up the model", "and the store"):
-        await p4(warm)
-
-    ev = Evaluation()
-    for message in messages:
-        outcomes, embed_ms, p4_ms = await p4(message.text)
-        ev.embedding_ms.append(embed_ms)
-        ev.p4_ms.append(p4_ms)
+        failed = {o.rtype.value: o.error for o in outcomes.values() if not o.ok}
+        if failed:
+            raise RuntimeError(f"retrieval failed: {failed}")
         intent, _, _ = merge_intent(None, 0.0, outcomes[RetrievalType.INTENTS].items)
-        rules = {item.object_id for item in outcomes[RetrievalType.RULES].items}
-        scenarios = [item for item in outcomes[RetrievalType.SCENARIOS].items]
-        top_scenario = scenarios[0].object_id if scenarios else None
+        scenarios = outcomes[RetrievalType.SCENARIOS].items
+        return Turn(
+            intent=intent,
+            rules=tuple(r.object_id for r in outcomes[RetrievalType.RULES].items),
+            scenario=scenarios[0].object_id if scenarios else None,
+            scenario_score=scenarios[0].score if scenarios else -math.inf,
+            embedding_ms=(embedded - started) * 1000.0,
+            p4_ms=(done - embedded) * 1000.0,
+        )
 
-        ev.intent_hits += intent == message.intent
-        ev.rules_expected += len(message.rules)
-        ev.rules_found += len(message.rules & rules)
-        ev.rules_retrieved += len(rules)
-        ev.rules_correct += len(rules & message.rules)
-        if message.scenario is None:
-            ev.scenario_unlabelled += 1
-            ev.scenario_false_starts += top_scenario is not None
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of a non-empty sample."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100.0 * len(ordered)) - 1)]
+
+
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    return {"p50": round(percentile(values, 50), 3), "p99": round(percentile(values, 99), 3)}
+
+
+def _ratio(hits: int, total: int) -> float:
+    return round(hits / total, 4) if total else 1.0
+
+
+def score(
+    labelled: LabelledSet, turns: Sequence[Turn], scenario_min_score: float
+) -> dict[str, Any]:
+    """Quality figures, counts and misses of one pass over the set."""
+    misses: list[dict[str, Any]] = []
+    intent_hits = labelled_rules = found = retrieved = 0
+    scenario_hits = scenario_total = false_starts = null_total = 0
+    for ex, turn in zip(labelled.examples, turns, strict=True):
+        if turn.intent == ex.intent:
+            intent_hits += 1
         else:
-            ev.scenario_labelled += 1
-            ev.scenario_hits += top_scenario == message.scenario
-        if intent != message.intent or not message.rules <= rules:
-            ev.misses.append(
-                {
-                    "text": message.text,
-                    "intent": [message.intent, intent],
-                    "rules_missed": sorted(message.rules - rules),
-                }
-            )
-
-    n = len(messages)
+            misses.append(_miss("intent", ex.text, ex.intent, turn.intent))
+        got = [r for r in turn.rules if r not in labelled.always_applicable]
+        labelled_rules += len(ex.rules)
+        found += len(ex.rules.intersection(got))
+        retrieved += len(got)
+        if not ex.rules.issubset(got):
+            miss = _miss("rules", ex.text, sorted(ex.rules), got)
+            misses.append({**miss, "missing": sorted(ex.rules.difference(got))})
+        if ex.scenario is None:
+            null_total += 1
+            false_starts += turn.scenario_score >= scenario_min_score
+        else:
+            scenario_total += 1
+            if turn.scenario == ex.scenario:
+                scenario_hits += 1
+            else:
+                misses.append(_miss("scenario", ex.text, ex.scenario, turn.scenario))
     return {
-        "messages": n,
-        "pack": str(pack_dir),
-        "intent_top1": round(ev.intent_hits / n, 4),
-        "rule_recall": round(ev.rules_found / max(1, ev.rules_expected), 4),
-        "rule_precision": round(ev.rules_correct / max(1, ev.rules_retrieved), 4),
-        "scenario_top1": round(ev.scenario_hits / max(1, ev.scenario_labelled), 4),
-        "scenario_false_start_rate": round(
-            ev.scenario_false_starts / max(1, ev.scenario_unlabelled), 4
-        ),
-        "p4_latency_ms": {
-            "p50": round(statistics.median(ev.p4_ms), 2),
-            "p99": round(_percentile(ev.p4_ms, 0.99), 2),
+        "intent_top1": _ratio(intent_hits, len(turns)),
+        "rule_recall": _ratio(found, labelled_rules),
+        "rule_precision": _ratio(found, retrieved),
+        "scenario_top1": _ratio(scenario_hits, scenario_total),
+        "scenario_false_start_rate": _ratio(false_starts, null_total),
+        "counts": {
+            "messages": len(turns),
+            "labelled_rules": labelled_rules,
+            "retrieved_rules": retrieved,
+            "scenario_labelled": scenario_total,
+            "scenario_null": null_total,
         },
-        "embedding_ms": {
-            "p50": round(statistics.median(ev.embedding_ms), 2),
-            "p99": round(_percentile(ev.embedding_ms, 0.99), 2),
-        },
-        "settings": settings.model_dump(mode="json"),
-        "misses": ev.misses,
+        "misses": misses,
     }
 
 
-def embedding_throughput(texts: list[str], batch_sizes: tuple[int, ...] = (1, 8, 32)) -> dict[
-    str, float
-]:
-    """Embeddings per second of the raw model (no cache) at each batch size."""
-    inner = SentenceTransformerEmbedder()
-    rates: dict[str, float] = {}
-    for size in batch_sizes:
-        inner.embed(texts[:size])
+def _miss(kind: str, text: str, expected: object, got: object) -> dict[str, Any]:
+    return {"kind": kind, "text": text, "expected": expected, "got": got}
+
+
+async def _passes(indexed: IndexedPack, texts: Sequence[str], rounds: int) -> list[list[Turn]]:
+    """Warm up (model, store, thread pool), then ``rounds`` sequential passes over ``texts``."""
+    for i in range(WARMUP_TURNS):
+        await indexed.turn(f"warm-up turn {i}: where is my order?")
+    return [[await indexed.turn(t) for t in texts] for _ in range(rounds)]
+
+
+def embedding_throughput(embedder: Embedder, texts: Sequence[str]) -> dict[str, float]:
+    """Embeddings per second at each batch size, on salted texts the cache has never seen."""
+    out: dict[str, float] = {}
+    for batch in BATCH_SIZES:
+        fresh = [f"{t} #{batch}.{i}" for i, t in enumerate(texts)]
+        embedder.embed([f"warm-up batch {batch}.{i}" for i in range(batch)])
         started = time.perf_counter()
-        done = 0
-        for start in range(0, len(texts) - size + 1, size):
-            inner.embed(texts[start : start + size])
-            done += size
-        rates[str(size)] = round(done / (time.perf_counter() - started), 1)
-    return rates
+        for i in range(0, len(fresh), batch):
+            embedder.embed(fresh[i : i + batch])
+        out[str(batch)] = round(len(fresh) / (time.perf_counter() - started), 1)
+    return out
+
+
+def evaluate(
+    labelled: LabelledSet,
+    *,
+    pack_dir: Path | None = None,
+    settings: RetrievalSettings | None = None,
+    rounds: int = 1,
+    throughput: bool = False,
+) -> dict[str, Any]:
+    """Index the pack, warm up, run the set ``rounds`` times and return every figure."""
+    embedder = default_embedder()
+    settings = settings or load_settings().retrieval
+    pack_dir = pack_dir or labelled.pack_dir
+    indexed = IndexedPack(load_pack(pack_dir), embedder, settings)
+    texts = [ex.text for ex in labelled.examples]
+    try:
+        passes = asyncio.run(_passes(indexed, texts, max(1, rounds)))
+    finally:
+        indexed.close()
+    report: dict[str, Any] = {
+        "pack": str(pack_dir),
+        "model": embedder.model_id,
+        "store": "qdrant :memory:",
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "rounds": len(passes),
+        "indexed_points": indexed.points,
+        **score(labelled, passes[0], settings.scenarios.min_score),
+        "p4_latency_ms": _spread([t.p4_ms for p in passes for t in p]),
+        "embedding_ms": _spread([t.embedding_ms for t in passes[0]]),
+        "settings": {"retrieval": settings.model_dump(mode="json"), "sensor_intent": None},
+    }
+    if throughput:
+        report["embeddings_per_s"] = embedding_throughput(embedder, texts)
+    return report
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """The figures, then every miss with what was expected and what came back."""
+    counts = report["counts"]
+    print(f"{report['model']}, {report['store']}, {report['cpus']} cpus: {report['pack']}")
+    print(f"{counts['messages']} messages, {report['rounds']} rounds, {report['indexed_points']}")
+    print(f"intent top-1           {report['intent_top1']:.3f}")
+    print(f"rule recall            {report['rule_recall']:.3f}  of {counts['labelled_rules']}")
+    print(f"rule precision         {report['rule_precision']:.3f}  of {counts['retrieved_rules']}")
+    print(f"scenario top-1         {report['scenario_top1']:.3f}  of {counts['scenario_labelled']}")
+    print(
+        f"scenario false starts  {report['scenario_false_start_rate']:.3f}"
+        f"  of {counts['scenario_null']}"
+    )
+    print(f"P4 latency ms          {report['p4_latency_ms']}")
+    print(f"embedding ms           {report['embedding_ms']}")
+    if "embeddings_per_s" in report:
+        print(f"embeddings per s       {report['embeddings_per_s']}")
+    print(f"misses ({len(report['misses'])}):")
+    for miss in report["misses"]:
+        missing = f"  missing {miss['missing']}" if "missing" in miss else ""
+        print(f"  [{miss['kind']}] {miss['text']!r}")
+        print(f"      expected {miss['expected']}  got {miss['got']}{missing}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pack", type=Path, default=DEFAULT_PACK)
-    parser.add_argument("--set", type=Path, default=DEFAULT_SET)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--pack", type=Path, help="pack folder (default: the set's pack)")
+    parser.add_argument("--set", type=Path, default=DEFAULT_SET, help="labelled set (YAML)")
+    parser.add_argument("--rounds", type=int, default=5, help="passes for the latency figures")
     args = parser.parse_args()
-
-    messages = load_set(args.set)
-    result = asyncio.run(evaluate(args.pack, messages, load_settings().retrieval))
-    result["embeddings_per_s"] = embedding_throughput([m.text for m in messages] * 2)
-    for miss in result["misses"]:
-        print(f"miss: {miss['text']!r} intent {miss['intent']} rules missed {miss['rules_missed']}")
-    summary = {key: value for key, value in result.items() if key not in ("misses", "settings")}
-    print(json.dumps(summary, indent=2))
+    report = evaluate(load_set(args.set), pack_dir=args.pack, rounds=args.rounds, throughput=True)
+    print_summary(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
