@@ -64,7 +64,7 @@ def _ready_partitions(described: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-async def _wait_for_partitions(
+async def wait_for_leaders(
     admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 10.0
 ) -> dict[str, int]:
     """Partition counts of the topics; a topic created an instant ago may take a moment to
@@ -127,7 +127,7 @@ async def ensure_topics(settings: Settings) -> TopicReport:
             )
             existing |= _raise_on_errors(response.topic_errors)
             report.created.extend(name for name in missing if name not in existing)
-        partitions = await _wait_for_partitions(admin, list(wanted))
+        partitions = await wait_for_leaders(admin, list(wanted))
         present = [name for name in wanted if name in existing]
         configs = await _describe_configs(admin, present)
         for name in present:

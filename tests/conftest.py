@@ -9,7 +9,6 @@ request no fixture here and start nothing.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
@@ -21,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.local_kafka import LocalKafka
 from streams.settings import Settings, load_settings
+from streams.topic_admin import wait_for_leaders
 
 LOOPBACK = "127.0.0.1"
 TOPIC_READY_TIMEOUT_S = 10.0
@@ -82,16 +82,9 @@ def kafka_bootstrap(kafka_settings: Settings) -> str:
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, topic: str, partitions: int) -> None:
     """CreateTopics returns before every broker knows the leaders; clients then log errors."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + TOPIC_READY_TIMEOUT_S
-    while True:
-        described = await admin.describe_topics([topic])
-        found = [p for t in described for p in t["partitions"] if t["error_code"] == 0]
-        if len(found) == partitions and all(p["leader"] >= 0 for p in found):
-            return
-        if loop.time() > deadline:
-            raise TimeoutError(f"topic {topic} has no leaders after {TOPIC_READY_TIMEOUT_S} s")
-        await asyncio.sleep(0.05)
+    ready = await wait_for_leaders(admin, [topic], TOPIC_READY_TIMEOUT_S)
+    if ready.get(topic) != partitions:
+        raise TimeoutError(f"topic {topic} has no leaders after {TOPIC_READY_TIMEOUT_S} s")
 
 
 @pytest.fixture

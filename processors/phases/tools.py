@@ -229,6 +229,18 @@ async def _call(
     started = clock()
     error = "not called"
     attempt = 0
+
+    def record(output: str | None, failure: str | None, attempts: int) -> ToolCall:
+        return ToolCall(
+            tool=tool.id,
+            input=json_text(arguments),
+            output=output,
+            success=failure is None,
+            error=failure,
+            latency_ms=max(0.0, (clock() - started) * 1000),
+            attempts=attempts,
+        )
+
     for attempt in range(1, retries + 2):
         try:
             output = await asyncio.wait_for(executor.call(tool, dict(arguments)), timeout_s)
@@ -242,26 +254,8 @@ async def _call(
         except Exception as exc:  # a tool is foreign code: any failure is data, not a crash
             error = f"{type(exc).__name__}: {exc}"[:1000]
         else:
-            latency = max(0.0, (clock() - started) * 1000)
-            call = ToolCall(
-                tool=tool.id,
-                input=json_text(arguments),
-                output=encoded,
-                success=True,
-                latency_ms=latency,
-                attempts=attempt,
-            )
-            return call, output
-    latency = max(0.0, (clock() - started) * 1000)
-    call = ToolCall(
-        tool=tool.id,
-        input=json_text(arguments),
-        success=False,
-        error=error,
-        latency_ms=latency,
-        attempts=attempt,
-    )
-    return call, None
+            return record(encoded, None, attempt), output
+    return record(None, error, attempt), None
 
 
 _JSON_CHECKS: dict[VariableType, Callable[[Any], bool]] = {
