@@ -23,9 +23,20 @@ from schemas.domain.phase import Phase
 from schemas.domain.usage import TokenUsage
 from streams.settings import PhaseSettings, Settings
 
-__all__ = ["LlmError", "LlmResult", "LlmTask", "OpenAiLlm"]
+__all__ = ["LlmError", "LlmResult", "LlmTask", "OpenAiLlm", "strict_object"]
 
 _NO_KEY = "not-needed"  # local OpenAI-compatible servers accept any key; the client needs one
+
+
+def strict_object(**properties: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON schema object as strict structured output requires it: every property
+    required, no other property allowed (optional values are nullable types instead)."""
+    return {
+        "type": "object",
+        "properties": {name: dict(schema) for name, schema in properties.items()},
+        "required": list(properties),
+        "additionalProperties": False,
+    }
 
 
 class LlmError(Exception):

@@ -9,11 +9,16 @@ set, so a rule the filter rejected never pulls others in.
    step), cooldown (``turn - last_fired_turn <= cooldown_turns`` drops it), max fires
    (``fire_count >= max_fires_per_session`` drops it). The turn number is
    ``session.turn_count + 1`` (P1 does not count the turn; P11 does).
-2. **Filter**: ``llm_filter(rules_with_scores)`` returns a verdict per rule (a missing verdict
-   counts as UNSURE). Without one, or when the phase is in heuristic mode, the score bands of
-   :class:`ScoreBands` decide: ``score >= applies`` APPLIES, ``>= unsure`` UNSURE, else
-   NOT_RELATED. APPLIES and UNSURE are kept; NOT_RELATED is dropped. A disabled phase skips
-   this step (every pre-filtered rule APPLIES).
+2. **Filter**: in LLM mode a filter gives a verdict per rule (a missing verdict counts as
+   UNSURE): :func:`select_rules` calls a synchronous :data:`RuleFilter`;
+   :func:`select_rules_async` asks the LLM port once for all eligible rules (schema
+   :data:`FILTER_SCHEMA_NAME`; the prompt holds the customer's message and each rule's
+   ``condition_text``, no customer data and no scores). Without a filter, in heuristic mode,
+   or when the LLM call fails or its reply breaks the schema (recorded in ``llm_error`` and
+   in the FILTER trace), the score bands of :class:`ScoreBands` decide:
+   ``score >= applies`` APPLIES, ``>= unsure`` UNSURE, else NOT_RELATED. APPLIES and UNSURE
+   are kept; NOT_RELATED is dropped. A disabled phase skips this step (every pre-filtered
+   rule APPLIES).
 3. **Expansion** over the pack's relationships, to a fixed point:
    IMPLIES adds the target; DEPENDS_ON adds the target, and the source is dropped when its
    target cannot be added (it fails the pre-filter); EXCLUDES keeps the higher-priority rule
@@ -29,18 +34,24 @@ priority, then score (both descending), then id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import json
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
+from processors.llm import LlmError, LlmTask, strict_object
 from processors.retrieval.model import Retrieved
+from schemas.domain.phase import Phase
 from schemas.domain.rules import AppliedRule, RelationshipKind, RuleVerdict
 from schemas.domain.session import RuleFires, ScenarioStatus, SessionState
+from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule, RuleScope
 from streams.settings import PhaseSettings, TaskMode
 
 __all__ = [
+    "FILTER_SCHEMA_NAME",
     "RuleFilter",
     "RuleSelection",
     "RuleTrace",
@@ -50,6 +61,7 @@ __all__ = [
     "prefilter_reason",
     "record_fires",
     "select_rules",
+    "select_rules_async",
 ]
 
 RuleFilter = Callable[[Sequence[tuple[Rule, float]]], Mapping[str, RuleVerdict]]
@@ -110,8 +122,12 @@ class ScenarioScope:
 
 @dataclass(frozen=True)
 class RuleSelection:
+    """The applied rules in order; ``usage`` and ``llm_error`` come from the LLM filter."""
+
     applied: list[AppliedRule]
     trace: list[RuleTrace] = field(default_factory=list)
+    usage: list[TokenUsage] = field(default_factory=list)
+    llm_error: str | None = None
 
     @property
     def rule_ids(self) -> list[str]:
@@ -139,6 +155,79 @@ def prefilter_reason(
     return None
 
 
+@dataclass
+class _Eligible:
+    """What the pre-filter leaves, with what the later stages need to finish the selection."""
+
+    rules: dict[str, Rule]
+    scope: ScenarioScope
+    turn: int
+    scores: dict[str, float]
+    eligible: list[tuple[Rule, float]]
+    trace: list[RuleTrace]
+
+
+def _prefilter(
+    candidates: Sequence[Retrieved],
+    pack: AgentPack,
+    session: SessionState,
+    scope: ScenarioScope | None,
+) -> _Eligible:
+    scope = scope if scope is not None else ScenarioScope.of(session)
+    rules = {rule.id: rule for rule in pack.rules}
+    turn = session.turn_count + 1
+    trace: list[RuleTrace] = []
+    scores: dict[str, float] = {}
+    for candidate in candidates:
+        scores.setdefault(candidate.object_id, candidate.score)
+    eligible: list[tuple[Rule, float]] = []
+    for rule_id, score in scores.items():
+        rule = rules.get(rule_id)
+        reason = "unknown rule" if rule is None else prefilter_reason(rule, session, scope, turn)
+        if rule is None or reason is not None:
+            trace.append(RuleTrace(rule_id, Stage.PREFILTER, False, reason or ""))
+            continue
+        trace.append(RuleTrace(rule_id, Stage.PREFILTER, True, "eligible"))
+        eligible.append((rule, score))
+    return _Eligible(rules, scope, turn, scores, eligible, trace)
+
+
+def _finish(
+    found: _Eligible,
+    pack: AgentPack,
+    session: SessionState,
+    answers: Mapping[str, RuleVerdict],
+    how: str,
+    usage: list[TokenUsage] | None = None,
+    llm_error: str | None = None,
+) -> RuleSelection:
+    """The filter's ``answers`` recorded (a missing one is UNSURE), expansion, order."""
+    verdicts: dict[str, RuleVerdict] = {}
+    for rule, score in found.eligible:
+        verdict = verdicts[rule.id] = answers.get(rule.id, RuleVerdict.UNSURE)
+        kept = verdict is not RuleVerdict.NOT_RELATED
+        found.trace.append(
+            RuleTrace(rule.id, Stage.FILTER, kept, f"{how}: {verdict} ({score:.3f})")
+        )
+    selected: dict[str, AppliedRule] = {
+        rule.id: AppliedRule(rule_id=rule.id, score=score, verdict=verdicts[rule.id])
+        for rule, score in found.eligible
+        if verdicts[rule.id] is not RuleVerdict.NOT_RELATED
+    }
+    rules = found.rules
+    _expand(selected, rules, pack, session, found.scope, found.turn, found.scores, found.trace)
+    ordered = sorted(
+        selected.values(), key=lambda a: (-rules[a.rule_id].priority, -a.score, a.rule_id)
+    )
+    return RuleSelection(ordered, found.trace, usage or [], llm_error)
+
+
+def _disabled(found: _Eligible, pack: AgentPack, session: SessionState) -> RuleSelection:
+    """A disabled phase has no filter: every pre-filtered rule APPLIES."""
+    applies = {rule.id: RuleVerdict.APPLIES for rule, _ in found.eligible}
+    return _finish(found, pack, session, applies, "phase disabled")
+
+
 def select_rules(
     candidates: Sequence[Retrieved],
     pack: AgentPack,
@@ -149,59 +238,105 @@ def select_rules(
     *,
     bands: ScoreBands | None = None,
 ) -> RuleSelection:
-    """P5 by the three stages of the module docstring."""
+    """P5 by the three stages of the module docstring, with a synchronous filter."""
     settings = settings or PhaseSettings()
-    scope = scope if scope is not None else ScenarioScope.of(session)
-    rules = {rule.id: rule for rule in pack.rules}
-    turn = session.turn_count + 1
-    trace: list[RuleTrace] = []
-    scores: dict[str, float] = {}
-    for candidate in candidates:
-        scores.setdefault(candidate.object_id, candidate.score)
-
-    eligible: list[tuple[Rule, float]] = []
-    for rule_id, score in scores.items():
-        rule = rules.get(rule_id)
-        reason = "unknown rule" if rule is None else prefilter_reason(rule, session, scope, turn)
-        if rule is None or reason is not None:
-            trace.append(RuleTrace(rule_id, Stage.PREFILTER, False, reason or ""))
-            continue
-        trace.append(RuleTrace(rule_id, Stage.PREFILTER, True, "eligible"))
-        eligible.append((rule, score))
-
-    verdicts = _filter(eligible, settings, llm_filter, bands or ScoreBands(), trace)
-    selected: dict[str, AppliedRule] = {
-        rule.id: AppliedRule(rule_id=rule.id, score=score, verdict=verdicts[rule.id])
-        for rule, score in eligible
-        if verdicts[rule.id] is not RuleVerdict.NOT_RELATED
-    }
-    _expand(selected, rules, pack, session, scope, turn, scores, trace)
-    ordered = sorted(
-        selected.values(), key=lambda a: (-rules[a.rule_id].priority, -a.score, a.rule_id)
-    )
-    return RuleSelection(ordered, trace)
-
-
-def _filter(
-    eligible: Sequence[tuple[Rule, float]],
-    settings: PhaseSettings,
-    llm_filter: RuleFilter | None,
-    bands: ScoreBands,
-    trace: list[RuleTrace],
-) -> dict[str, RuleVerdict]:
+    found = _prefilter(candidates, pack, session, scope)
     if not settings.enabled:
-        return {rule.id: RuleVerdict.APPLIES for rule, _ in eligible}
+        return _disabled(found, pack, session)
     use_llm = llm_filter is not None and settings.mode is TaskMode.LLM
-    judge: RuleFilter = llm_filter if use_llm and llm_filter is not None else bands
-    answers = judge(eligible) if eligible else {}
-    how = "llm filter" if use_llm else "score bands"
-    verdicts: dict[str, RuleVerdict] = {}
-    for rule, score in eligible:
-        verdict = answers.get(rule.id, RuleVerdict.UNSURE)
-        verdicts[rule.id] = verdict
-        kept = verdict is not RuleVerdict.NOT_RELATED
-        trace.append(RuleTrace(rule.id, Stage.FILTER, kept, f"{how}: {verdict} ({score:.3f})"))
-    return verdicts
+    judge: RuleFilter = llm_filter if use_llm and llm_filter is not None else bands or ScoreBands()
+    answers = judge(found.eligible) if found.eligible else {}
+    return _finish(found, pack, session, answers, "llm filter" if use_llm else "score bands")
+
+
+async def select_rules_async(
+    candidates: Sequence[Retrieved],
+    pack: AgentPack,
+    session: SessionState,
+    scope: ScenarioScope | None = None,
+    settings: PhaseSettings | None = None,
+    llm: LlmTask | None = None,
+    *,
+    message: str,
+    bands: ScoreBands | None = None,
+) -> RuleSelection:
+    """P5 with the LLM port as the filter in LLM mode: one call for all eligible rules, the
+    score bands when it fails (the reason in ``llm_error`` and in each FILTER trace)."""
+    settings = settings or PhaseSettings()
+    found = _prefilter(candidates, pack, session, scope)
+    if not settings.enabled:
+        return _disabled(found, pack, session)
+    fallback = bands or ScoreBands()
+    if settings.mode is TaskMode.HEURISTIC or not found.eligible:
+        return _finish(found, pack, session, fallback(found.eligible), "score bands")
+    answers, usage, error = await _ask_filter(llm, message, found.eligible)
+    if answers is None:
+        how = f"score bands (llm filter failed: {error})"
+        return _finish(found, pack, session, fallback(found.eligible), how, usage, error)
+    return _finish(found, pack, session, answers, "llm filter", usage)
+
+
+async def _ask_filter(
+    llm: LlmTask | None, message: str, eligible: Sequence[tuple[Rule, float]]
+) -> tuple[dict[str, RuleVerdict] | None, list[TokenUsage], str | None]:
+    """The LLM's verdicts with their usage, or None and why they cannot be used."""
+    if llm is None:
+        return None, [], "llm mode without an LLM port"
+    try:
+        result = await llm.complete_json(
+            phase=Phase.RULE_SELECTION,
+            system=_FILTER_SYSTEM,
+            user=_filter_prompt(message, eligible),
+            schema_name=FILTER_SCHEMA_NAME,
+            schema=_FILTER_SCHEMA,
+        )
+    except LlmError as exc:
+        return None, exc.usage, str(exc)
+    try:
+        answers = _read_verdicts(result.data, {rule.id for rule, _ in eligible})
+    except ValueError as exc:
+        return None, result.usage, f"unusable LLM reply: {exc}"
+    return answers, result.usage, None
+
+
+FILTER_SCHEMA_NAME = "rule_filter_verdicts"
+_VERDICTS = tuple(verdict.value for verdict in RuleVerdict)
+_FILTER_SCHEMA = strict_object(
+    verdicts={
+        "type": "array",
+        "items": strict_object(
+            rule_id={"type": "string"}, verdict={"type": "string", "enum": list(_VERDICTS)}
+        ),
+    }
+)
+_FILTER_SYSTEM = (
+    "You decide which of a customer-service agent's rules apply to the customer's latest "
+    "message. For each rule, answer APPLIES when its condition holds for this message, "
+    "NOT_RELATED when it does not, and UNSURE when the message does not tell."
+)
+
+
+def _filter_prompt(message: str, eligible: Sequence[tuple[Rule, float]]) -> str:
+    """The message and each rule's condition: no customer data, no scores (they would bias)."""
+    rules = [{"rule_id": rule.id, "condition": rule.condition_text.strip()} for rule, _ in eligible]
+    return json.dumps({"message": message, "rules": rules}, ensure_ascii=False)
+
+
+def _read_verdicts(data: Mapping[str, Any], asked: Collection[str]) -> dict[str, RuleVerdict]:
+    """Verdicts for the rules asked about; a reply that breaks the schema raises ValueError
+    (its content is not repeated), ids that were not asked about are ignored."""
+    items = data.get("verdicts")
+    if not isinstance(items, list):
+        raise ValueError("verdicts is not a list")
+    answers: dict[str, RuleVerdict] = {}
+    for item in items:
+        rule_id = item.get("rule_id") if isinstance(item, dict) else None
+        verdict = item.get("verdict") if isinstance(item, dict) else None
+        if not isinstance(rule_id, str) or verdict not in _VERDICTS:
+            raise ValueError("a verdict is not {rule_id, verdict}")
+        if rule_id in asked:
+            answers.setdefault(rule_id, RuleVerdict(verdict))
+    return answers
 
 
 def _expand(
