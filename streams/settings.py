@@ -117,6 +117,41 @@ class RetrievalSettings(_Strict):
     intents: IntentRetrievalSettings = IntentRetrievalSettings()
 
 
+class AnalyticsSettings(_Strict):
+    """The ClickHouse analytics consumer (``sinks/analytics``, ``streams/analytics_consumer``).
+
+    Embedded chdb in ``chdb_path`` (default ``<data_dir>/clickhouse``) unless
+    ``clickhouse_url`` is set. The process that owns the embedded data serves read-only SQL
+    on ``127.0.0.1:query_port`` (0: no endpoint) for ``turnstream sql`` and ``report``."""
+
+    enabled: bool = True
+    database: str = Field(default="turnstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    chdb_path: Path | None = None
+    group_id: str | None = Field(default=None, description="default <topic_prefix>.analytics")
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=300)
+    retry_initial_s: float = Field(default=0.5, gt=0, le=60)
+    retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+    query_port: int = Field(default=18124, ge=0, le=65535)
+    store_texts: bool = Field(default=False, description="keep message and answer texts")
+
+
+class WebhookSettings(_Strict):
+    """Webhook delivery (``sinks/webhooks``, ``streams/webhook_consumer``)."""
+
+    enabled: bool = True
+    group_id: str | None = Field(default=None, description="default <topic_prefix>.webhooks")
+    max_attempts: int = Field(default=6, ge=1, le=50)
+    backoff_initial_s: float = Field(default=1.0, gt=0, le=600)
+    backoff_max_s: float = Field(default=60.0, gt=0, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    concurrency_per_subscription: int = Field(default=4, ge=1, le=256)
+    max_pending_per_subscription: int = Field(default=1000, ge=1, le=1_000_000)
+    allow_private_targets: bool = Field(
+        default=False, description="allow loopback, private and link-local targets (tests)"
+    )
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "turnstream"
@@ -163,6 +198,8 @@ class Settings(BaseSettings):
 
     phases: PhasesSettings = PhasesSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")
     def _ports_differ(self) -> Settings:

@@ -1,0 +1,1 @@
+"""ClickHouse analytics: tables, migrations, row builders, analyst views, the query endpoint."""

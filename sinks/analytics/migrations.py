@@ -1,0 +1,81 @@
+"""Versioned schema migrations, applied in order at start and recorded in ``schema_migrations``.
+
+A migration is a list of statements that may run more than once (``IF NOT EXISTS``,
+``CREATE OR REPLACE VIEW``): two workers starting together against one server may both apply
+a version, harmlessly. Never edit a released migration: append a new version. A view that
+changes is re-created by a new version with its new definition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sinks.analytics import tables, views
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "schema_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: Callable[[str], list[str]]
+    """The statements for a database name."""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "tables: turns and their parts, dead letters, webhook deliveries, analytics events",
+        lambda db: [table.ddl(db) for table in tables.ALL_TABLES],
+    ),
+    Migration(2, "analyst views", lambda db: [view.ddl(db) for view in views.REPORT]),
+)
+
+
+class SqlRunner(Protocol):
+    def command(self, sql: str) -> object: ...
+
+    def query_rows(self, sql: str) -> list[tuple[object, ...]]: ...
+
+    def insert_rows(
+        self, table: str, rows: list[tuple[object, ...]], columns: tuple[str, ...]
+    ) -> None: ...
+
+
+def applied_versions(runner: SqlRunner, database: str) -> set[int]:
+    rows = runner.query_rows(f"SELECT version FROM `{database}`.`{MIGRATIONS_TABLE}` FINAL")
+    return {int(str(row[0])) for row in rows}
+
+
+def apply_migrations(
+    runner: SqlRunner, database: str, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[int]:
+    """Create the database and apply every migration not yet recorded; the versions applied."""
+    runner.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    runner.command(
+        f"CREATE TABLE IF NOT EXISTS `{database}`.`{MIGRATIONS_TABLE}` "
+        f"(version UInt32, name String, applied_at {tables.TIME}) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = applied_versions(runner, database)
+    applied: list[int] = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in done:
+            continue
+        for statement in migration.statements(database):
+            runner.command(statement)
+        runner.insert_rows(
+            f"{database}.{MIGRATIONS_TABLE}",
+            [(migration.version, migration.name, datetime.now(UTC))],
+            ("version", "name", "applied_at"),
+        )
+        logger.info("analytics: applied migration %d (%s)", migration.version, migration.name)
+        applied.append(migration.version)
+    return applied
