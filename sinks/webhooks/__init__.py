@@ -1,0 +1,1 @@
+"""Webhook delivery: signing, the SSRF guard, events from completed turns, retries."""

@@ -1,0 +1,247 @@
+"""The analytics consumer on a real broker: ClickHouse down during a load, then back.
+
+While every insert fails, nothing is committed and nothing is lost; once inserts succeed,
+every turn's rows are present exactly once (FINAL), replays and poison records included, and
+the offsets are committed. A second consumer group replaying the whole stream into the same
+tables changes no count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from schemas.codec import encode
+from schemas.events.analytics import AnalyticsEvent
+from schemas.events.dead_letter import DeadLetter
+from schemas.events.webhook import DeliveryStatus, WebhookDelivery
+from schemas.fields import json_text
+from sinks.analytics import rows, tables
+from sinks.analytics.store import AnalyticsStore
+from streams.analytics_consumer import AnalyticsConsumer, group_id
+from streams.kafka_clients import consumer_kwargs, producer_kwargs
+from streams.settings import Settings
+from streams.topic_admin import ensure_topics
+from streams.topics import ANALYTICS_EVENTS, DEAD_LETTER, TURN_COMPLETED, WEBHOOK_DELIVERIES
+from tests.test_analytics_helpers import DAY1, analytics_settings, open_store, varied_turns
+
+pytestmark = pytest.mark.integration
+
+TURN_COUNT = 60
+REPLAYED = 20
+
+
+class FlakyClient:
+    """The real client, except that every insert fails while ``down`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.down = threading.Event()
+        self.failures = 0
+
+    def insert(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down.is_set():
+            self.failures += 1
+            raise OperationalError("ClickHouse unavailable (injected)")
+        return self.inner.insert(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.fixture
+async def settings(kafka_settings: Settings) -> Settings:
+    isolated = kafka_settings.model_copy(
+        update={"topic_prefix": f"t{uuid.uuid4().hex[:10]}", "partitions": 2}
+    )
+    settings = analytics_settings(
+        isolated, batch_size=16, flush_interval_s=0.2, retry_initial_s=0.05, retry_max_s=0.2
+    )
+    await ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+async def flaky_store(settings: Settings) -> AsyncIterator[tuple[AnalyticsStore, FlakyClient]]:
+    store = await asyncio.to_thread(open_store, settings)
+    flaky = FlakyClient(store.client)
+    store.client = flaky
+    yield store, flaky
+    store.client = flaky.inner
+    await asyncio.to_thread(store.close)
+
+
+async def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(**producer_kwargs(settings))
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings))
+    await consumer.start()
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+        offsets: dict[TopicPartition, int] = await consumer.end_offsets(parts)
+        return {tp: o for tp, o in offsets.items() if o > 0}
+    finally:
+        await consumer.stop()
+
+
+async def committed(settings: Settings, parts: list[TopicPartition]) -> dict[TopicPartition, Any]:
+    consumer = AIOKafkaConsumer(group_id=group_id(settings), **consumer_kwargs(settings))
+    await consumer.start()
+    try:
+        return {tp: await consumer.committed(tp) for tp in parts}
+    finally:
+        await consumer.stop()
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def count(store: AnalyticsStore, sql: str) -> Any:
+    return store.query(sql).rows[0][0]
+
+
+def the_load(settings: Settings) -> tuple[list[tuple[str, bytes | None, bytes]], Any]:
+    prefix = settings.topic_prefix
+    turns = varied_turns(TURN_COUNT, prefix=f"{prefix}-turn")
+    completed = TURN_COMPLETED.name(prefix)
+    load: list[tuple[str, bytes | None, bytes]] = [
+        (completed, t.session_key.encode(), encode(t)) for t in turns
+    ]
+    load += [(completed, t.session_key.encode(), encode(t)) for t in turns[:REPLAYED]]
+    load.append((completed, b"t1:webchat:poison", b"not avro at all"))
+    load += [
+        (
+            DEAD_LETTER.name(prefix),
+            None,
+            encode(
+                DeadLetter(
+                    source_topic=f"{prefix}.turn.requested",
+                    partition=0,
+                    offset=i,
+                    key=b"t1:webchat:x",
+                    reason="bad_marker",
+                    detail="junk",
+                    original=b"junk",
+                    at=DAY1,
+                )
+            ),
+        )
+        for i in range(3)
+    ]
+    load += [
+        (
+            WEBHOOK_DELIVERIES.name(prefix),
+            b"dlv_1",
+            encode(
+                WebhookDelivery(
+                    delivery_id="dlv_1",
+                    subscription_id="crm",
+                    tenant_id="t1",
+                    event_type="turn_completed",
+                    url="https://crm.example.com/h",
+                    payload=json_text({}),
+                    attempt=n,
+                    status=DeliveryStatus.DELIVERED if n == 4 else DeliveryStatus.RETRYING,
+                    at=DAY1 + timedelta(seconds=n),
+                )
+            ),
+        )
+        for n in (1, 2, 3, 4, 4)  # the last attempt twice: a producer retry
+    ]
+    load += [
+        (
+            ANALYTICS_EVENTS.name(prefix),
+            b"t1:webchat:x",
+            encode(
+                AnalyticsEvent(
+                    event_id=f"e{i}",
+                    tenant_id="t1",
+                    turn_id="x",
+                    event_type="rule_matched",
+                    at=DAY1,
+                )
+            ),
+        )
+        for i in range(2)
+    ]
+    expected = rows.merge(rows.completed_turn_rows(t) for t in turns).counts()
+    return load, expected
+
+
+async def test_clickhouse_down_during_a_load_loses_and_duplicates_nothing(
+    settings: Settings, flaky_store: tuple[AnalyticsStore, FlakyClient]
+) -> None:
+    store, flaky = flaky_store
+    flaky.down.set()
+    consumer = AnalyticsConsumer(settings, store=store)
+    await consumer.start()
+    try:
+        load, expected = the_load(settings)
+        await produce(settings, load)
+        topics = sorted({topic for topic, _, _ in load})
+        ends = await end_offsets(settings, topics)
+        assert sum(ends.values()) == len(load)
+
+        await wait_until(lambda: flaky.failures >= 3, "three failed writes")
+        assert consumer.stats.committed == {} and consumer.stats.batches == 0
+        assert set((await committed(settings, list(ends))).values()) == {None}
+        assert count(store, "SELECT count() FROM turns") == 0
+
+        flaky.down.clear()  # ClickHouse is back
+        await wait_until(lambda: consumer.stats.committed == ends, "every offset committed")
+    finally:
+        await consumer.stop()
+
+    assert consumer.stats.records == len(load)
+    assert consumer.stats.write_failures >= 3 and consumer.stats.poison == 1
+    assert await committed(settings, list(ends)) == ends
+    for table in tables.TURN_TABLES:
+        assert count(store, f"SELECT count() FROM {table.name} FINAL") == expected[table.name], (
+            table.name
+        )
+    assert store.query(
+        "SELECT count(), uniqExact(turn_id), max(n) FROM "
+        "(SELECT turn_id, count() AS n FROM turns FINAL GROUP BY turn_id)"
+    ).rows == [(TURN_COUNT, TURN_COUNT, 1)]
+    assert store.query(
+        "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason"
+    ).rows == [("bad_marker", 3), ("codec.bad_marker", 1)]
+    assert count(store, "SELECT count() FROM webhook_deliveries FINAL") == 4
+    assert count(store, "SELECT count() FROM analytics_events FINAL") == 2
+
+    # a second group replays everything into the same tables: no count changes
+    replay = settings.model_copy(
+        update={"analytics": settings.analytics.model_copy(update={"group_id": "replay"})}
+    )
+    again = AnalyticsConsumer(replay, store=store)
+    await again.start()
+    try:
+        await wait_until(lambda: again.stats.committed == ends, "the replay")
+    finally:
+        await again.stop()
+    for table in tables.TURN_TABLES:
+        assert count(store, f"SELECT count() FROM {table.name} FINAL") == expected[table.name]
+    assert count(store, "SELECT count() FROM dead_letters FINAL") == 4
