@@ -126,8 +126,8 @@ class WebhookConsumer:
         self._producer = producer
         connector = aiohttp.TCPConnector(
             resolver=GuardedResolver(allow_private=self._cfg.allow_private_targets),
-            limit=0,
-            limit_per_host=self._cfg.concurrency_per_subscription * 4,
+            limit=0,  # the lanes bound concurrency: a host shared by tenants is no bottleneck
+            limit_per_host=0,
         )
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         extra: dict[str, Any] = {} if self._secrets is None else {"secrets": self._secrets}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -19,7 +20,7 @@ from sinks.analytics.query_server import (
     QueryServer,
     check_read_only,
 )
-from sinks.analytics.store import AnalyticsStore
+from sinks.analytics.store import AnalyticsStore, QueryResult
 from tests.test_analytics_helpers import (
     analytics_settings,
     attempt,
@@ -178,3 +179,24 @@ def test_the_endpoint_refuses_writes(served: tuple[AnalyticsStore, Endpoint]) ->
 
 def test_nothing_listening_means_no_endpoint() -> None:
     assert Endpoint(1).health(timeout_s=0.5) is None
+
+
+def test_results_print_as_a_table_tsv_or_json() -> None:
+    from streams.cli_analytics import format_result
+
+    result = QueryResult(
+        ["tenant_id", "turns", "rate", "tags"],
+        ["String", "UInt64", "Float64", "Array(String)"],
+        [("acme", 12, 0.25, ["a", "b"]), ("b", 3, None, [])],
+    )
+    table = format_result(result).splitlines()
+    assert table[0].split() == ["tenant_id", "turns", "rate", "tags"]
+    assert table[2].split() == ["acme", "12", "0.25", '["a",', '"b"]']
+    assert table[3].split() == ["b", "3", "NULL", "[]"] and table[-1] == "(2 rows)"
+    assert format_result(result, "tsv").splitlines()[1] == 'acme\t12\t0.25\t["a", "b"]'
+    assert json.loads(format_result(result, "json"))[1] == {
+        "tenant_id": "b",
+        "turns": 3,
+        "rate": None,
+        "tags": [],
+    }

@@ -288,3 +288,23 @@ async def test_a_slow_endpoint_does_not_hold_other_subscriptions_back(
             assert len(slow.successes()) == 3
     finally:
         await dispatcher.close()
+
+
+def test_offsets_are_committable_only_below_unfinished_deliveries() -> None:
+    from aiokafka.structs import TopicPartition
+
+    from streams.webhook_consumer import OffsetTracker
+
+    tp = TopicPartition("t", 0)
+    tracker = OffsetTracker()
+    tracker.begin(tp, 10, 0)  # no subscription: done at once
+    assert tracker.committable() == {tp: 11}
+    tracker.begin(tp, 11, 2)
+    tracker.begin(tp, 12, 1)
+    tracker.begin(tp, 13, 0)
+    assert tracker.committable() == {tp: 11}
+    tracker.done(tp, 12)  # a later record finished first: still held at 11
+    tracker.done(tp, 11)
+    assert tracker.committable() == {tp: 11}
+    tracker.done(tp, 11)
+    assert tracker.committable() == {tp: 14} and tracker.pending() == 0

@@ -133,6 +133,8 @@ class AnalyticsStore:
         try:
             if migrate:
                 store.migrate()
+            else:  # e.g. a read-only server user: the schema is the workers' business
+                store.client.database = store.database
             if not settings.clickhouse_url:
                 store.reader = open_client(settings, read_only=True)
         except BaseException:
