@@ -1,25 +1,31 @@
 """P4 retrieval quality and latency on a labelled set of customer messages.
 
     python bench/retrieval.py [--json PATH] [--pack DIR] [--set PATH] [--rounds N]
+                              [--pack-overrides]
 
 Indexes the pack (real all-MiniLM-L6-v2, Qdrant in memory), then for each message: P4.1 (one
 embedding plus lexical features, timed as ``embedding_ms``), then ``retrieve_all`` of the four
 types in parallel (timed as ``p4_latency_ms``, embedding excluded; memories are searched for a
-known customer who has none stored), and the canonical intent by ``merge_intent`` with no
-sensor intent, i.e. retrieval alone. Settings come from ``load_settings()``, so
-``TURNSTREAM_RETRIEVAL__*`` variables try other values (the JSON records the ones used).
+known customer who has none stored), and the canonical intent exactly as a turn computes it:
+``canonical_intent`` (the heuristic sensor's guess merged with the selected intents). Settings
+come from ``load_settings()``, so ``TURNSTREAM_RETRIEVAL__*`` variables try other values (the
+JSON records the ones used); the pack's own ``agent.yaml`` retrieval overrides are recorded
+under ``pack_overrides`` but not applied unless ``--pack-overrides`` is given.
 
 Figures:
 
 - ``intent_top1``: share of messages whose canonical intent is the labelled one;
 - ``rule_recall`` / ``rule_precision``: micro-averaged over the *selected* rules; rules the set
-  lists as ``always_applicable`` are neither required nor counted as wrong;
+  lists as ``always_applicable`` are neither required nor counted as wrong. This is P4 alone:
+  P5 then filters the retrieved rules, so P4 trades precision for recall on purpose;
 - ``scenario_top1``: over messages labelled with a scenario, the best selected scenario is it;
 - ``scenario_false_start_rate``: over messages labelled ``null``, the best scenario still
   scores ``>= scenarios.min_score``;
 - latency p50/p99 (nearest rank) over ``--rounds`` passes after a warm-up (embedding: the
   first pass only, later ones would hit the embedder's cache), and embedding throughput at
-  batch sizes 1, 8 and 32 on texts the cache has not seen.
+  batch sizes 1, 8 and 32 on texts the cache has not seen (``embeddings_per_s``, keys
+  ``"1"``, ``"8"``, ``"32"``; ``bench/embedding.py`` measures the same on synthetic corpora of
+  two lengths).
 """
 
 from __future__ import annotations
@@ -46,10 +52,11 @@ from processors.retrieval import (
     LexicalIndexes,
     RetrievalType,
     build_query_features,
-    merge_intent,
+    canonical_intent,
     query_text,
     retrieve_all,
 )
+from processors.retrieval.intent import SENSOR_INTENT_WEIGHT
 from processors.retrieval.pack_items import sync_pack
 from schemas.pack import AgentPack
 from sinks.embedder import default_embedder
@@ -121,7 +128,7 @@ class IndexedPack:
         self._store.close()
 
     async def turn(self, message: str) -> Turn:
-        """P4.1, then the four retrievals; the intent is retrieval's alone (no sensor)."""
+        """P4.1, then the four retrievals and the canonical intent."""
         started = time.perf_counter()
         query = build_query_features(query_text(message), self._embedder)
         embedded = time.perf_counter()
@@ -134,11 +141,11 @@ class IndexedPack:
             self._lexicon,
             self._settings,
         )
-        done = time.perf_counter()
         failed = {o.rtype.value: o.error for o in outcomes.values() if not o.ok}
         if failed:
             raise RuntimeError(f"retrieval failed: {failed}")
-        intent, _, _ = merge_intent(None, 0.0, outcomes[RetrievalType.INTENTS].items)
+        intent, _, _ = canonical_intent(message, self._pack, outcomes[RetrievalType.INTENTS].items)
+        done = time.perf_counter()
         scenarios = outcomes[RetrievalType.SCENARIOS].items
         return Turn(
             intent=intent,
@@ -240,12 +247,18 @@ def evaluate(
     settings: RetrievalSettings | None = None,
     rounds: int = 1,
     throughput: bool = False,
+    pack_overrides: bool = False,
 ) -> dict[str, Any]:
-    """Index the pack, warm up, run the set ``rounds`` times and return every figure."""
+    """Index the pack, warm up, run the set ``rounds`` times and return every figure.
+    ``settings`` default to the process settings, with the pack's ``agent.yaml`` overrides
+    laid over them when ``pack_overrides`` is set."""
     embedder = default_embedder()
-    settings = settings or load_settings().retrieval
     pack_dir = pack_dir or labelled.pack_dir
-    indexed = IndexedPack(load_pack(pack_dir), embedder, settings)
+    pack = load_pack(pack_dir)
+    if settings is None:
+        process = load_settings()
+        settings = (pack.agent.apply_to(process) if pack_overrides else process).retrieval
+    indexed = IndexedPack(pack, embedder, settings)
     texts = [ex.text for ex in labelled.examples]
     try:
         passes = asyncio.run(_passes(indexed, texts, max(1, rounds)))
@@ -263,7 +276,12 @@ def evaluate(
         **score(labelled, passes[0], settings.scenarios.min_score),
         "p4_latency_ms": _spread([t.p4_ms for p in passes for t in p]),
         "embedding_ms": _spread([t.embedding_ms for t in passes[0]]),
-        "settings": {"retrieval": settings.model_dump(mode="json"), "sensor_intent": None},
+        "settings": {
+            "retrieval": settings.model_dump(mode="json"),
+            "pack_overrides": pack.agent.retrieval.model_dump(mode="json", exclude_unset=True),
+            "pack_overrides_applied": pack_overrides,
+            "canonical_intent": {"sensor": "heuristic", "sensor_weight": SENSOR_INTENT_WEIGHT},
+        },
     }
     if throughput:
         report["embeddings_per_s"] = embedding_throughput(embedder, texts)
@@ -300,8 +318,19 @@ def main() -> None:
     parser.add_argument("--pack", type=Path, help="pack folder (default: the set's pack)")
     parser.add_argument("--set", type=Path, default=DEFAULT_SET, help="labelled set (YAML)")
     parser.add_argument("--rounds", type=int, default=5, help="passes for the latency figures")
+    parser.add_argument(
+        "--pack-overrides",
+        action="store_true",
+        help="lay the pack's agent.yaml retrieval overrides over the process settings",
+    )
     args = parser.parse_args()
-    report = evaluate(load_set(args.set), pack_dir=args.pack, rounds=args.rounds, throughput=True)
+    report = evaluate(
+        load_set(args.set),
+        pack_dir=args.pack,
+        rounds=args.rounds,
+        throughput=True,
+        pack_overrides=args.pack_overrides,
+    )
     print_summary(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

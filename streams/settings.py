@@ -87,6 +87,10 @@ class RetrievalTypeSettings(_Strict):
     min_score: float = Field(default=0.25, ge=-1.0, le=1.0)
     min_k: int = Field(default=1, ge=0, le=100)
     max_k: int = Field(default=5, ge=1, le=100)
+    pool_top_n: int = Field(default=1, ge=1, le=20)
+    """An object with several points (phrases) scores as the mean of its best n points."""
+    adaptive_margin: float | None = Field(default=None, ge=0.0, le=1.0)
+    """adaptive_k's relative margin for this type; None: the strategy default (0.15)."""
 
     @model_validator(mode="after")
     def _k_bounds(self) -> RetrievalTypeSettings:
@@ -96,7 +100,12 @@ class RetrievalTypeSettings(_Strict):
 
 
 class RuleRetrievalSettings(RetrievalTypeSettings):
+    """Recall first: P5 filters what P4 retrieves, a rule P4 misses is lost."""
+
+    min_score: float = Field(default=0.15, ge=-1.0, le=1.0)
+    min_k: int = Field(default=3, ge=0, le=100)
     max_k: int = Field(default=8, ge=1, le=100)
+    adaptive_margin: float | None = Field(default=0.35, ge=0.0, le=1.0)
 
 
 class ScenarioRetrievalSettings(RetrievalTypeSettings):
@@ -106,6 +115,7 @@ class ScenarioRetrievalSettings(RetrievalTypeSettings):
 class IntentRetrievalSettings(RetrievalTypeSettings):
     strategy: SelectionStrategy = SelectionStrategy.FIXED_K
     max_k: int = Field(default=3, ge=1, le=100)
+    pool_top_n: int = Field(default=3, ge=1, le=20)
 
 
 class RetrievalSettings(_Strict):

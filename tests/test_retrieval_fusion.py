@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 from processors.embedding import Vectors, normalize_rows
+from processors.pack import load_pack
 from processors.retrieval.fusion import Candidate, FusionMethod, HybridParams, fuse
-from processors.retrieval.intent import merge_intent
+from processors.retrieval.intent import canonical_intent, merge_intent
 from processors.retrieval.model import Retrieved
 from processors.retrieval.rerank import EmbeddingReranker, split_sentences
+from schemas.pack import AgentPack
+
+EXAMPLE_PACK = "packs/acme-shop/support"
 
 
 def cand(
@@ -159,3 +163,62 @@ def test_merge_intent_ties_and_edges() -> None:
     assert merge_intent(None, 0.0, []) == (None, 0.0, "none")
     assert merge_intent("refund", 1.7, []) == ("refund", 1.0, "sensor")
     assert merge_intent(None, 0.0, [intent("cancel", -0.2)]) == ("cancel", 0.0, "retrieval")
+
+
+def test_pooling_scores_an_object_by_its_best_points() -> None:
+    points = [
+        cand("refund#1", 0.8, group="refund"),
+        cand("refund#2", 0.2, group="refund"),
+        cand("refund#3", 0.1, group="refund"),
+        cand("cancel#1", 0.6, group="cancel"),
+        cand("cancel#2", 0.5, group="cancel"),
+        cand("status#1", 0.45, group="status"),
+    ]
+    best = fuse(points, HybridParams())
+    assert [c.object_id for c in best] == ["refund", "cancel", "status"]
+    pooled = fuse(points, HybridParams(), pool_top_n=2)
+    # refund 0.7 * (0.8 + 0.2) / 2 = 0.35; cancel 0.7 * 0.55 = 0.385; status (one point) 0.315.
+    assert [(c.object_id, round(c.score, 6)) for c in pooled] == [
+        ("cancel", 0.385),
+        ("refund", 0.35),
+        ("status", 0.315),
+    ]
+    # The object keeps its best point for the audit trail.
+    assert pooled[1].point_id == "refund#1" and pooled[1].vector_score == 0.8
+    with pytest.raises(ValueError, match="pool_top_n"):
+        fuse(points, HybridParams(), pool_top_n=0)
+
+
+@pytest.fixture(scope="module")
+def example_pack() -> AgentPack:
+    return load_pack(EXAMPLE_PACK)
+
+
+def test_canonical_intent_retrieval_leads_by_default(example_pack: AgentPack) -> None:
+    # "Cancel my order" is an example phrase of cancel_order: the sensor's Dice score is 1.0.
+    message = "Cancel my order"
+    agreed = [intent("cancel_order", 0.6), intent("order_status", 0.5)]
+    assert canonical_intent(message, example_pack, agreed) == ("cancel_order", 0.6, "agreed")
+    other = [intent("order_status", 0.6), intent("cancel_order", 0.5)]
+    assert canonical_intent(message, example_pack, other) == ("order_status", 0.6, "retrieval")
+    # Weighted in, the sensor's evidence is merged by noisy-OR.
+    label, conf, source = canonical_intent(message, example_pack, other, sensor_weight=0.5)
+    assert (label, source) == ("cancel_order", "agreed")
+    assert conf == pytest.approx(1 - 0.5 * 0.5)
+
+
+def test_canonical_intent_falls_back_on_the_sensor(example_pack: AgentPack) -> None:
+    assert canonical_intent("Cancel my order", example_pack, []) == (
+        "cancel_order",
+        1.0,
+        "sensor",
+    )
+    nonsense = "zzz qqq"
+    assert canonical_intent(nonsense, example_pack, []) == (None, 0.0, "none")
+    assert canonical_intent(nonsense, example_pack, [intent("greeting", 0.5)]) == (
+        "greeting",
+        0.5,
+        "retrieval",
+    )
+    with pytest.raises(ValueError, match="sensor_weight"):
+        canonical_intent(nonsense, example_pack, [], sensor_weight=1.5)

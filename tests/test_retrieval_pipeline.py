@@ -106,6 +106,52 @@ def test_rrf_and_rerank_paths(setup: tuple[VectorStore, LexicalIndexes, HashEmbe
     assert len(reranked.ranked) == 13  # every point was a vector candidate (32 asked)
 
 
+class HidesPoint:
+    """A store whose vector search misses one point, as if it ranked below the top N."""
+
+    def __init__(self, inner: VectorStore, hidden: str) -> None:
+        self._inner = inner
+        self._hidden = hidden
+        self.looked_up: list[str] = []
+
+    def search(self, scope: Scope, vector: Vector, limit: int) -> list[VectorHit]:
+        return [h for h in self._inner.search(scope, vector, limit) if h.object_id != self._hidden]
+
+    def lookup(self, scope: Scope, vector: Vector, object_ids: Sequence[str]) -> list[VectorHit]:
+        self.looked_up.extend(object_ids)
+        return self._inner.lookup(scope, vector, object_ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_pooling_scores_every_point_of_a_candidate_object(
+    setup: tuple[VectorStore, LexicalIndexes, HashEmbedder],
+) -> None:
+    store, lexicon, embedder = setup
+    scope = Scope("t", "a", R.INTENTS)
+    phrases = {"refund": ["money back", "refund me", "reimburse"], "cancel": ["stop order"]}
+    Indexer(store, embedder, lexicon).sync(
+        scope,
+        [
+            IndexItem.of(f"{label}#{i}", text, group=label)
+            for label, texts in phrases.items()
+            for i, text in enumerate(texts)
+        ],
+    )
+    query = build_query_features("refund me", embedder)
+    spy = HidesPoint(store, "refund#2")  # "reimburse" never makes the vector list
+    pooled = retrieve(scope, query, spy, lexicon, KEEP_ALL.model_copy(update={"pool_top_n": 3}))
+    assert spy.looked_up == ["refund#2"]
+    vectors = embedder.embed(phrases["refund"])
+    cosines = [float(query.vector @ v) for v in vectors]
+    lexical = [0.0, 1.0, 0.0]  # only "refund me" shares a term; it has them all
+    fused = sorted((0.7 * c + 0.3 * x for c, x in zip(cosines, lexical, strict=True)))
+    refund = next(r for r in pooled.ranked if r.object_id == "refund")
+    assert refund.score == pytest.approx(sum(fused) / 3)
+    assert refund.text == "refund me"
+
+
 class FailingIntents:
     """Delegates to a real store but fails for one type, or blocks it until released."""
 
@@ -188,7 +234,9 @@ async def test_outcomes_convert_to_the_schema(
     rules = to_selection(results[R.RULES], settings.rules.strategy)
     assert rules.retrieval_type == R.RULES
     assert rules.strategy == "adaptive_k"
-    assert rules.selected_ids == ["target"]
+    # The target first, then what the rules' min_k floor (3) pulls in for P5 to filter.
+    assert rules.selected_ids[0] == "target"
+    assert len(rules.selected_ids) == settings.rules.min_k == 3
     assert len(rules.candidates) == 13
     assert rules.candidates[0].fused_score == results[R.RULES].items[0].score
     assert to_gap(results[R.RULES]) is None

@@ -76,6 +76,15 @@ def test_params_change_the_shape() -> None:
     assert select_count(scores, cfg(S.CLUSTERING), wide) == 3
 
 
+def test_a_type_setting_overrides_the_adaptive_margin() -> None:
+    scores = [0.8, 0.66, 0.6]
+    own = cfg(S.ADAPTIVE_K).model_copy(update={"adaptive_margin": 0.3})
+    assert select_count(scores, own) == 3  # floor 0.56
+    # The type's setting wins over StrategyParams; None falls back to it.
+    assert select_count(scores, own, StrategyParams(adaptive_margin=0.0)) == 3
+    assert select_count(scores, cfg(S.ADAPTIVE_K), StrategyParams(adaptive_margin=0.3)) == 3
+
+
 def test_unsorted_scores_are_refused() -> None:
     with pytest.raises(ValueError, match="sorted"):
         select_count([0.5, 0.9], cfg(S.FIXED_K))

@@ -1,7 +1,7 @@
 """The labelled retrieval set (bench/data/acme_retrieval_set.yaml) and the P4 quality targets.
 
-The integrity tests are fast and load no model; the last test runs the bench's evaluation on
-the real embedder and checks the quality targets of the retrieval issue (no timing asserts).
+The integrity tests are fast and load no model; the last two run the bench's evaluation (once)
+on the real embedder and check the quality targets of the retrieval issue (no timing asserts).
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from bench.retrieval import LabelledSet, evaluate, load_set
 from processors.pack import load_pack
 from schemas.pack import AgentPack
+from streams.settings import RetrievalSettings
 
 NEAR_COPY_RATIO = 0.9
 """Character-level similarity (difflib) at which a message counts as a copy of a phrase."""
@@ -71,17 +73,32 @@ def test_no_message_copies_an_example_phrase(labelled: LabelledSet, pack: AgentP
     assert copies == []
 
 
+@pytest.fixture(scope="module")
+def report(labelled: LabelledSet) -> dict[str, Any]:
+    """One bench evaluation on the real model and the real pack, default settings."""
+    result = evaluate(labelled, settings=RetrievalSettings())
+    assert result["counts"]["messages"] == len(labelled.examples)
+    return result
+
+
+def _misses(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [m for m in report["misses"] if m["kind"] == kind]
+
+
+def test_rule_recall_target_on_the_real_model(report: dict[str, Any]) -> None:
+    """Rule recall >= 0.90 (the retrieval issue's target). Precision is not a target (P5
+    filters what P4 retrieves), but a floor keeps recall from being bought by handing P5
+    every rule (0.34 measured when the target was first met)."""
+    assert report["rule_recall"] >= 0.90, _misses(report, "rules")
+    assert report["rule_precision"] >= 0.30
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap, tracked in the retrieval issue: with today's defaults intent top-1 is "
-    "0.82 and rule recall 0.59 on this set (targets 0.90); strict, so reaching the targets "
-    "fails this test until the marker is removed",
+    reason="known gap, tracked in the retrieval issue: canonical intent top-1 is 0.887 on this "
+    "set (target 0.90) with intents pooled over their 3 best phrases; the pack test caps an "
+    "intent at 8 example phrases. Strict, so reaching the target fails this test until the "
+    "marker is removed",
 )
-def test_quality_targets_on_the_real_model(labelled: LabelledSet) -> None:
-    report = evaluate(labelled)
-    misses = {
-        kind: [m for m in report["misses"] if m["kind"] == kind] for kind in ("intent", "rules")
-    }
-    assert report["counts"]["messages"] == len(labelled.examples)
-    assert report["intent_top1"] >= 0.90, misses["intent"]
-    assert report["rule_recall"] >= 0.90, misses["rules"]
+def test_intent_target_on_the_real_model(report: dict[str, Any]) -> None:
+    assert report["intent_top1"] >= 0.90, _misses(report, "intent")

@@ -7,7 +7,7 @@ from processors.retrieval.audit import to_gap, to_selection
 from processors.retrieval.bm25 import BM25Index, LexicalHit, LexicalIndexes
 from processors.retrieval.fusion import Candidate, FusionMethod, HybridParams, fuse
 from processors.retrieval.indexer import Indexer, IndexReport
-from processors.retrieval.intent import merge_intent
+from processors.retrieval.intent import canonical_intent, merge_intent
 from processors.retrieval.lexical import tokenize
 from processors.retrieval.model import (
     IndexItem,
@@ -46,6 +46,7 @@ __all__ = [
     "VectorHit",
     "VectorIndex",
     "build_query_features",
+    "canonical_intent",
     "fuse",
     "merge_intent",
     "query_text",

@@ -11,6 +11,13 @@ relevant one.
 RRF stays available (``FusionMethod.RRF``): ``sum_i w_i / (k + rank_i)`` divided by its
 maximum ``sum_i w_i / (k + 1)``, so an object ranked first by both lists scores 1.0.
 Use it with a min_score suited to rank scores.
+
+**Pooling** an object's points (an intent's example phrases, a rule's condition and
+examples): with ``pool_top_n = 1`` (the default) an object scores as its best point; with
+``n > 1`` as the mean of its ``n`` best point scores (of all it has when it has fewer). Max
+pooling lets one stray phrase of the wrong intent win on a shared word ("order", "parcel");
+averaging the few best phrases asks that several phrasings agree, as a k-nearest-neighbour
+vote does. The object keeps its best point's text, payload and part scores for the audit.
 """
 
 from __future__ import annotations
@@ -68,9 +75,14 @@ class Candidate:
         return self.vector_score if self.rerank_score is None else self.rerank_score
 
 
-def fuse(candidates: Sequence[Candidate], params: HybridParams) -> list[Candidate]:
-    """Score every candidate, keep each object's best point, and sort best first
-    (ties broken by object id, so results are deterministic)."""
+def fuse(
+    candidates: Sequence[Candidate], params: HybridParams, pool_top_n: int = 1
+) -> list[Candidate]:
+    """Score every candidate, keep each object's best point, scored by pooling its best
+    ``pool_top_n`` points (see the module docstring), and sort best first (ties broken by
+    object id, so results are deterministic)."""
+    if pool_top_n < 1:
+        raise ValueError("pool_top_n must be >= 1")
     if params.fusion is FusionMethod.RRF:
         scored = _rrf(candidates, params)
     else:
@@ -85,12 +97,16 @@ def fuse(candidates: Sequence[Candidate], params: HybridParams) -> list[Candidat
             )
             for c in candidates
         ]
-    best: dict[str, Candidate] = {}
+    by_object: dict[str, list[Candidate]] = {}
     for c in scored:
-        kept = best.get(c.object_id)
-        if kept is None or (c.score, kept.point_id) > (kept.score, c.point_id):
-            best[c.object_id] = c
-    return sorted(best.values(), key=lambda c: (-c.score, c.object_id))
+        by_object.setdefault(c.object_id, []).append(c)
+    pooled = []
+    for points in by_object.values():
+        points.sort(key=lambda c: (-c.score, c.point_id))
+        top = points[:pool_top_n]
+        score = top[0].score if len(top) == 1 else sum(c.score for c in top) / len(top)
+        pooled.append(replace(top[0], score=score))
+    return sorted(pooled, key=lambda c: (-c.score, c.object_id))
 
 
 def _rrf(candidates: Sequence[Candidate], params: HybridParams) -> list[Candidate]:

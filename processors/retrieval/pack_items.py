@@ -4,10 +4,14 @@
   phrasing, grouped by rule id and max-aggregated (the action is not what a situation looks
   like; a disabled rule would only take a top-k slot P5 then drops). A condition is written
   in the abstract ("the customer talks about a payment"), a customer is concrete ("my visa
-  was declined"): the examples bridge the two.
-- intents: one point per example phrase, grouped by intent id, so an intent scores as its
-  best-matching phrase (max-aggregation). Diverse phrasings stay distinct instead of being
-  averaged into one centroid, one edited phrase re-embeds alone, and BM25 matches phrases.
+  was declined"): the examples bridge the two. This extends the issue's "rules are indexed on
+  condition_text": the examples are extra vectors of the same rule, max-pooled, so one
+  matching phrasing is enough (``pool_top_n`` 1 for rules).
+- intents: one point per example phrase, grouped by intent id; an intent scores as the mean
+  of its ``pool_top_n`` best-matching phrases (3 by default, see ``fusion``), a
+  nearest-neighbour vote that one stray phrase sharing a word with the message cannot win
+  alone. Diverse phrasings stay distinct instead of being averaged into one centroid, one
+  edited phrase re-embeds alone, and BM25 matches phrases.
 - scenarios: one point per entry example plus one for ``name. description``, grouped by
   scenario id, max-aggregated like intents.
 

@@ -34,9 +34,12 @@ def retrieve(
     """One type for one turn. Raises on store errors (``retrieve_all`` records them)."""
     started = time.perf_counter()
     hybrid = hybrid or HybridParams()
-    ranked = _hybrid_candidates(scope, query, store, lexicon, hybrid, settings.max_k)
+    ranked = _hybrid_candidates(
+        scope, query, store, lexicon, hybrid, settings.max_k, settings.pool_top_n
+    )
     if settings.rerank and reranker is not None and ranked:
         # Candidates below the rerank depth are dropped: their scores are on another scale.
+        # The reranker sees each object's best point; its score replaces the pooled one.
         top = ranked[: max(hybrid.rerank_depth, settings.max_k)]
         rescored = reranker.score(query.text, [c.text for c in top])
         ranked = fuse(
@@ -66,12 +69,28 @@ def _hybrid_candidates(
     lexicon: LexicalIndexes,
     hybrid: HybridParams,
     max_k: int,
+    pool_top_n: int = 1,
 ) -> list[Candidate]:
-    """Union of the vector and BM25 top lists, each point with both scores, fused."""
+    """Union of the vector and BM25 top lists, each point with both scores, fused.
+
+    When pooling (``pool_top_n > 1``) an object's score needs its best points, not only those
+    that made a top list: every point of every candidate object is scored (the lexical list
+    then covers the whole scope, the vector scores of the other points come by lookup)."""
     limit = max(hybrid.candidates, 4 * max_k)
+    lexical_index = lexicon.get(scope)
     vector_hits = {h.object_id: h for h in store.search(scope, query.vector, limit)}
-    lexical_hits = lexicon.get(scope).search(query.tokens, limit)
+    lexical_limit = len(lexical_index) if pool_top_n > 1 else limit
+    lexical_hits = lexical_index.search(query.tokens, lexical_limit)
     missing = [h.doc.object_id for h in lexical_hits if h.doc.object_id not in vector_hits]
+    if pool_top_n > 1:
+        groups = {h.group_id for h in vector_hits.values()}
+        groups.update(h.doc.group_id for h in lexical_hits)
+        known = set(vector_hits).union(missing)
+        missing += [
+            d.object_id
+            for d in lexical_index.docs
+            if d.group_id in groups and d.object_id not in known
+        ]
     if missing:
         vector_hits.update((h.object_id, h) for h in store.lookup(scope, query.vector, missing))
     lexical = {h.doc.object_id: (rank, h) for rank, h in enumerate(lexical_hits, start=1)}
@@ -89,7 +108,7 @@ def _hybrid_candidates(
                 lexical_rank=rank,
             )
         )
-    return fuse(candidates, hybrid)
+    return fuse(candidates, hybrid, pool_top_n)
 
 
 async def retrieve_all(

@@ -17,8 +17,9 @@ Strategies on ``s_1..s_m`` (``m >= 1``):
 - ``fixed_k``: ``k_s = m`` — the top ``max_k`` above ``min_score``.
 - ``elbow``: ``k_s = argmax_i (s_i - s_{i+1})`` for ``i`` in ``1..m`` (``s_{m+1}`` the
   sentinel); the smallest such ``i`` on ties. Keep what precedes the largest drop.
-- ``adaptive_k``: ``k_s = #{i : s_i >= s_1 - margin * |s_1|}`` (``margin`` = 0.15): keep
-  what scores within a relative margin of the best.
+- ``adaptive_k``: ``k_s = #{i : s_i >= s_1 - margin * |s_1|}`` (``margin``: the type's
+  ``adaptive_margin`` setting, else ``StrategyParams.adaptive_margin`` = 0.15): keep what
+  scores within a relative margin of the best.
 - ``entropy``: ``p = softmax(s_1..s_m / T)`` (``T`` = 0.05); ``k_s = round(exp(H(p)))``,
   the perplexity, i.e. the effective number of candidates the scores do not tell apart
   (one dominant score -> 1, ``j`` tied scores -> ``j``); half rounds up.
@@ -64,7 +65,7 @@ def select_count(
     if m:
         eligible = scores[:m]
         sentinel = scores[m] if m < n else settings.min_score
-        proposed = _propose(settings.strategy, eligible, sentinel, params)
+        proposed = _propose(settings.strategy, eligible, sentinel, params, settings.adaptive_margin)
     return min(n, max(settings.min_k, min(settings.max_k, proposed)))
 
 
@@ -73,6 +74,7 @@ def _propose(
     s: Sequence[float],
     sentinel: float,
     params: StrategyParams,
+    adaptive_margin: float | None = None,
 ) -> int:
     m = len(s)
     match SelectionStrategy(strategy):
@@ -82,7 +84,8 @@ def _propose(
             drops = [a - b for a, b in zip(s, [*s[1:], sentinel], strict=True)]
             return drops.index(max(drops)) + 1
         case SelectionStrategy.ADAPTIVE_K:
-            floor = s[0] - params.adaptive_margin * abs(s[0])
+            margin = params.adaptive_margin if adaptive_margin is None else adaptive_margin
+            floor = s[0] - margin * abs(s[0])
             return sum(1 for x in s if x >= floor)
         case SelectionStrategy.ENTROPY:
             return _perplexity_count(s, params.temperature)
