@@ -11,6 +11,7 @@ from schemas.events.analytics import AnalyticsEvent
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.pack_published import PackPublished
+from schemas.events.pipeline_state import RetrievalJoin, SessionGate
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
@@ -32,6 +33,9 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
         PackPublished,
         SessionState,
         CustomerDataStore,
+        SessionGate,
+        RetrievalJoin,
     )
 }
-"""SessionState and CustomerDataStore are here because their tables' changelogs are topics."""
+"""SessionState, CustomerDataStore, SessionGate and RetrievalJoin are here because their
+tables' changelogs are topics."""

@@ -63,6 +63,7 @@ from schemas.events.analytics import AnalyticsEvent
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.pack_published import PackPublished
+from schemas.events.pipeline_state import RetrievalJoin, SessionGate
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
@@ -131,6 +132,16 @@ def session_state() -> SessionState:
         pack_version=7,
         last_turn_id="turn-000122",
         updated_at=_at(-58_000),
+        variables={
+            "asked_for_human": VariableEntry(
+                value="false",
+                type=VariableType.BOOLEAN,
+                scope=VariableScope.SESSION,
+                source=VariableSource.INFERENCE,
+                confidence=0.6,
+                last_updated_at=_at(-58_000),
+            )
+        },
     )
 
 
@@ -342,6 +353,7 @@ def sample_events() -> list[BaseModel]:
             session_key=SESSION_KEY,
             tenant_id=TENANT,
             agent_id=AGENT,
+            customer_id=CUSTOMER,
             pack_version=7,
             retrieval_type=RetrievalType.RULES,
             query_text="refund for a late order A-1009",
@@ -377,6 +389,7 @@ def sample_events() -> list[BaseModel]:
             outcome=outcome,
             timings_ms={"total": 880.0},
             responded_at=_at(880),
+            coalesced_turn_ids=["turn-000124"],
         ),
         TurnResponse(
             turn_id="turn-000125",
@@ -432,4 +445,33 @@ def sample_events() -> list[BaseModel]:
         ),
         session_state(),
         customer_data(),
+        SessionGate(
+            customer_id=CUSTOMER,
+            sessions={AGENT: SESSION},
+            in_flight=TurnRequested(turn_id=TURN, input=turn_input(), sent_at=T0),
+            in_flight_coalesced=["turn-000124"],
+            in_flight_since=_at(3),
+            waiting=[TurnRequested(turn_id="turn-000125", input=turn_input(), sent_at=_at(50))],
+            recent_turn_ids=["turn-000122"],
+        ),
+        RetrievalJoin(
+            turn_id=TURN,
+            envelope=TurnEnvelope(
+                turn_id=TURN,
+                session_key=SESSION_KEY,
+                phase=Phase.CUSTOMER_DATA,
+                context=turn_context(),
+                emitted_at=_at(20),
+            ),
+            results=[
+                RetrievalResult(
+                    turn_id=TURN,
+                    session_key=SESSION_KEY,
+                    selection=rule_selection(),
+                    completed_at=_at(30),
+                )
+            ],
+            deadline=_at(520),
+            done=True,
+        ),
     ]

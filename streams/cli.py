@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streams import cli_kafka, cli_pack, cli_topics
+from streams import cli_analytics, cli_kafka, cli_pack, cli_pipeline, cli_topics
 from streams.settings import SettingsError
 
 
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Event-driven turn processor for customer-facing AI agents, on Kafka.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for area in (cli_kafka, cli_topics, cli_pack):
+    for area in (cli_kafka, cli_topics, cli_pack, cli_pipeline, cli_analytics):
         area.register(subparsers)
     return parser
 

@@ -183,6 +183,10 @@ class PackRegistry:
         """The active version of an agent's pack, or None if none was loaded."""
         return self._snapshots.get(tenant_agent_key(tenant, agent))
 
+    def snapshots(self) -> list[PackSnapshot]:
+        """Every active pack (what a worker indexes before it takes turns)."""
+        return list(self._snapshots.values())
+
     def subscribe(self, callback: UpdateCallback) -> None:
         """Call ``callback`` on every later change of any agent's pack."""
         self._callbacks.append(callback)

@@ -197,6 +197,10 @@ class Settings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, le=7)
 
     data_dir: Path = Field(default_factory=_default_data_dir)
+    packs_dir: Path = Field(
+        default=Path("packs"),
+        description="where Python tools find their packs' data files: <packs_dir>/<tenant>/<agent>",
+    )
     cache_dir: Path = Field(default_factory=_default_cache_dir)
 
     qdrant_url: str | None = None
@@ -205,6 +209,9 @@ class Settings(BaseSettings):
     llm_api_key: str | None = Field(default=None, max_length=512, repr=False)
 
     max_message_bytes: int = Field(default=64 * 1024, ge=256, le=10 * 1024 * 1024)
+    worker_concurrency: int = Field(
+        default=8, ge=1, le=256, description="actors per pipeline agent in one worker"
+    )
 
     phases: PhasesSettings = PhasesSettings()
     retrieval: RetrievalSettings = RetrievalSettings()

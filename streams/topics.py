@@ -44,6 +44,7 @@ class TopicSpec:
     cleanup: Cleanup = Cleanup.DELETE
     retention_ms: int | None = 7 * DAY_MS
     partitions: int | None = None  # None: the cluster-wide setting (Settings.partitions)
+    faust_internal: bool = False  # records written by Faust itself, not by our codec
 
     def name(self, prefix: str) -> str:
         return f"{prefix}.{self.suffix}"
@@ -60,79 +61,142 @@ class TopicSpec:
 
 
 TURN_REQUESTED = TopicSpec(
-    "turn.requested", KeyKind.SESSION, "turnstream.TurnRequested",
+    "turn.requested",
+    KeyKind.SESSION,
+    "turnstream.TurnRequested",
     "Ingress: producers publish one customer message per record.",
 )
 TURN_CONTEXT = TopicSpec(
-    "turn.context", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "turn.context",
+    KeyKind.SESSION,
+    "turnstream.TurnEnvelope",
     "After P1-P3 (identification, sensor, customer data): input of P4.1 embedding.",
 )
 RETRIEVAL_REQUESTED = {
     rtype: TopicSpec(
-        f"retrieval.{rtype.value}.requested", KeyKind.SESSION, "turnstream.RetrievalRequested",
+        f"retrieval.{rtype.value}.requested",
+        KeyKind.SESSION,
+        "turnstream.RetrievalRequested",
         f"P4 fan-out: one request per turn for the {rtype.value} retrieval consumers.",
         retention_ms=DAY_MS,
     )
     for rtype in RetrievalType
 }
 RETRIEVAL_RESULTS = TopicSpec(
-    "retrieval.results", KeyKind.SESSION, "turnstream.RetrievalResult",
+    "retrieval.results",
+    KeyKind.SESSION,
+    "turnstream.RetrievalResult",
     "P4 fan-in: results of every retrieval type, joined on turn id.",
     retention_ms=DAY_MS,
 )
 TURN_RETRIEVED = TopicSpec(
-    "turn.retrieved", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "turn.retrieved",
+    KeyKind.SESSION,
+    "turnstream.TurnEnvelope",
     "After the P4 join: input of P5 rules, P6 scenarios, P7 tools, P8 planning.",
 )
 TURN_PLANNED = TopicSpec(
-    "turn.planned", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "turn.planned",
+    KeyKind.SESSION,
+    "turnstream.TurnEnvelope",
     "After P8 (response plan) and on P10 remediation: input of P9 generation.",
 )
 TURN_GENERATED = TopicSpec(
-    "turn.generated", KeyKind.SESSION, "turnstream.TurnEnvelope",
+    "turn.generated",
+    KeyKind.SESSION,
+    "turnstream.TurnEnvelope",
     "After P9 generation: input of P10 enforcement (which may loop back to turn.planned).",
 )
 TURN_RESPONSES = TopicSpec(
-    "turn.responses", KeyKind.SESSION, "turnstream.TurnResponse",
+    "turn.responses",
+    KeyKind.SESSION,
+    "turnstream.TurnResponse",
     "Egress: one response per turn (or an error response), written before persistence.",
 )
 TURN_COMPLETED = TopicSpec(
-    "turn.completed", KeyKind.SESSION, "turnstream.CompletedTurn",
+    "turn.completed",
+    KeyKind.SESSION,
+    "turnstream.CompletedTurn",
     "The full TurnRecord of an answered turn: input of the P11 sinks and analytics.",
     retention_ms=30 * DAY_MS,
 )
 ANALYTICS_EVENTS = TopicSpec(
-    "analytics.events", KeyKind.SESSION, "turnstream.AnalyticsEvent",
+    "analytics.events",
+    KeyKind.SESSION,
+    "turnstream.AnalyticsEvent",
     "Fine-grained analytics events for the ClickHouse consumers.",
 )
 WEBHOOK_DELIVERIES = TopicSpec(
-    "webhooks.deliveries", KeyKind.DELIVERY, "turnstream.WebhookDelivery",
+    "webhooks.deliveries",
+    KeyKind.DELIVERY,
+    "turnstream.WebhookDelivery",
     "Every webhook delivery attempt, for the ClickHouse delivery log.",
 )
 WEBHOOK_DEAD_LETTER = TopicSpec(
-    "webhooks.dead-letter", KeyKind.DELIVERY, "turnstream.WebhookDelivery",
+    "webhooks.dead-letter",
+    KeyKind.DELIVERY,
+    "turnstream.WebhookDelivery",
     "Deliveries that exhausted their retries.",
     retention_ms=30 * DAY_MS,
 )
 DEAD_LETTER = TopicSpec(
-    "dead-letter", KeyKind.NONE, "turnstream.DeadLetter",
+    "dead-letter",
+    KeyKind.NONE,
+    "turnstream.DeadLetter",
     "Malformed or invalid records with the reason they were rejected.",
     retention_ms=30 * DAY_MS,
 )
 CONFIG_PACKS = TopicSpec(
-    "config.packs", KeyKind.TENANT_AGENT, "turnstream.PackPublished",
+    "config.packs",
+    KeyKind.TENANT_AGENT,
+    "turnstream.PackPublished",
     "Agent packs, newest version per tenant:agent; every worker reads it whole.",
-    cleanup=Cleanup.COMPACT, retention_ms=None, partitions=1,
+    cleanup=Cleanup.COMPACT,
+    retention_ms=None,
+    partitions=1,
 )
 SESSION_STATE_CHANGELOG = TopicSpec(
-    "table.session-state.changelog", KeyKind.SESSION, "turnstream.SessionState",
+    "table.session-state.changelog",
+    KeyKind.SESSION,
+    "turnstream.SessionState",
     "Changelog of the SessionState table (restored on worker start).",
-    cleanup=Cleanup.COMPACT, retention_ms=None,
+    cleanup=Cleanup.COMPACT,
+    retention_ms=None,
 )
 CUSTOMER_DATA_CHANGELOG = TopicSpec(
-    "table.customer-data.changelog", KeyKind.SESSION, "turnstream.CustomerDataStore",
+    "table.customer-data.changelog",
+    KeyKind.SESSION,
+    "turnstream.CustomerDataStore",
     "Changelog of the CustomerDataStore table (restored on worker start).",
-    cleanup=Cleanup.COMPACT, retention_ms=None,
+    cleanup=Cleanup.COMPACT,
+    retention_ms=None,
+)
+SESSION_GATE_CHANGELOG = TopicSpec(
+    "table.session-gate.changelog",
+    KeyKind.SESSION,
+    "turnstream.SessionGate",
+    "Changelog of the session gate table: customer, open sessions, turn in flight, waiting.",
+    cleanup=Cleanup.COMPACT,
+    retention_ms=None,
+)
+RETRIEVAL_JOIN_CHANGELOG = TopicSpec(
+    "table.retrieval-join.changelog",
+    KeyKind.SESSION,
+    "turnstream.RetrievalJoin",
+    "Changelog of the P4 join table: a turn's context and the retrieval results so far.",
+    cleanup=Cleanup.COMPACT,
+    retention_ms=None,
+)
+PIPELINE_APP_ID = "pipeline"
+"""The Faust app's id after the prefix: also its consumer group (``<prefix>.pipeline``)."""
+FAUST_ASSIGNOR_LEADER = TopicSpec(
+    f"{PIPELINE_APP_ID}-__assignor-__leader",
+    KeyKind.NONE,
+    "faust.assignor",
+    "Faust's partition assignor elects its leader through this topic.",
+    retention_ms=None,
+    partitions=1,
+    faust_internal=True,
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -152,11 +216,15 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CONFIG_PACKS,
     SESSION_STATE_CHANGELOG,
     CUSTOMER_DATA_CHANGELOG,
+    SESSION_GATE_CHANGELOG,
+    RETRIEVAL_JOIN_CHANGELOG,
+    FAUST_ASSIGNOR_LEADER,
 )
 
 
 def session_key(tenant_id: str, channel: str, channel_id: str) -> bytes:
-    """The record key of every per-turn topic (see the module docstring)."""
+    """The record key of every per-turn topic (see the module docstring); the same text as
+    :attr:`schemas.domain.turn_input.TurnInput.session_key`."""
     return f"{tenant_id}:{channel}:{channel_id}".encode()
 
 

@@ -18,7 +18,7 @@ from schemas.pack import (
     Tool,
     WebhookSubscription,
 )
-from streams.settings import SelectionStrategy, Settings, TaskMode
+from streams.settings import Settings, TaskMode
 from tests.test_pack_validate import EXAMPLE, copy_pack
 
 
@@ -81,10 +81,9 @@ def test_overrides_apply_over_the_process_settings(pack: AgentPack) -> None:
     assert merged.phases.generation.timeout_s == 8
     assert merged.phases.generation.mode is TaskMode.LLM  # kept from the process
     assert merged.phases.enforcement.retries == 2
-    assert merged.retrieval.rules.strategy is SelectionStrategy.ELBOW
-    assert merged.retrieval.rules.max_k == 10
-    assert merged.retrieval.rules.min_k == base.retrieval.rules.min_k
-    assert merged.retrieval.intents.max_k == 2
+    assert merged.retrieval.memories.max_k == 3
+    assert merged.retrieval.memories.strategy is base.retrieval.memories.strategy
+    assert merged.retrieval.rules == base.retrieval.rules
     assert base.phases.generation.timeout_s == 10.0  # the original is untouched
 
 

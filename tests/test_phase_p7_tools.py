@@ -245,6 +245,7 @@ def test_bindings_come_from_applied_rules_and_entered_steps_at_their_moment(
     now_due = {(b.tool_id, b.when) for b in bindings_due(pack, applied, decisions)}
     assert now_due == {
         ("lookup_order", ToolTiming.BEFORE),
+        ("lookup_customer", ToolTiming.BEFORE),
         ("check_refund_eligibility", ToolTiming.DURING),
     }
     after = bindings_due(pack, applied, decisions, {ToolTiming.AFTER})

@@ -42,7 +42,11 @@ def template_plan(
 async def test_templates_are_rendered_with_variables_and_number_formats(pack: AgentPack) -> None:
     plan = template_plan(pack, "confirm_refund", kind=ResponseType.CONFIRM)
     out = await generate(
-        plan, {"max_refund_amount": 80, "order_id": "A-10024"}, pack, mode=H, channel="webchat"
+        plan,
+        {"refund_amount": 80, "max_refund_amount": 80, "order_id": "A-10024"},
+        pack,
+        mode=H,
+        channel="webchat",
     )
     assert out.text.startswith("To confirm: a refund of 80.00 USD for order A-10024")
     assert out.text.endswith("Shall I go ahead?")

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from schemas.base import SchemaModel
+from schemas.domain.customer_data import VariableEntry
 from schemas.fields import Count, Id, Text, Timestamp, Version
 
 MAX_RECENT_MESSAGES = 50
@@ -68,3 +69,6 @@ class SessionState(SchemaModel):
     pack_version: Version | None = None
     last_turn_id: Id | None = None
     updated_at: Timestamp
+    variables: dict[Id, VariableEntry] = Field(default_factory=dict)
+    """Values of the pack's SESSION-scope (non-persistent) fields: they live as long as the
+    session, not in the customer's CustomerDataStore."""

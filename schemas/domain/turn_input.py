@@ -43,3 +43,9 @@ class TurnInput(SchemaModel):
     metadata: Annotated[dict[Label, Text], Field(max_length=MAX_METADATA_ENTRIES)] = Field(
         default_factory=dict
     )
+
+    @property
+    def session_key(self) -> str:
+        """``tenant:channel:channel_id``: the record key of every per-turn topic, known
+        before P1 resolves anything (``streams.topics`` explains the choice)."""
+        return f"{self.tenant_id}:{self.channel.value}:{self.channel_id}"

@@ -17,12 +17,14 @@ MAX_LEXICAL_TERMS = 256
 
 class RetrievalRequested(SchemaModel):
     """The P4.1 embedding and lexical features, computed once and sent to each type's
-    consumers; ``deadline`` is when the join stops waiting for the result."""
+    consumers; ``deadline`` is when the join stops waiting for the result. ``customer_id``
+    scopes the memories search to the customer's own memories."""
 
     turn_id: Id
     session_key: SessionKey
     tenant_id: Id
     agent_id: Id
+    customer_id: Id | None = None
     pack_version: Version | None = None
     retrieval_type: RetrievalType
     query_text: Text

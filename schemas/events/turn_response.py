@@ -21,7 +21,9 @@ class ResponseStatus(StrEnum):
 
 class TurnResponse(SchemaModel):
     """One response per turn. Channel and address are repeated so a gateway can route it
-    without state; ``session_id`` is absent when the turn failed before P1 resolved it."""
+    without state; ``session_id`` is absent when the turn failed before P1 resolved it.
+    ``coalesced_turn_ids``: requests this response also answers (messages the customer sent
+    while the previous turn ran, answered together as one turn)."""
 
     turn_id: Id
     session_id: Id | None = None
@@ -35,6 +37,7 @@ class TurnResponse(SchemaModel):
     outcome: TurnOutcome | None = None
     timings_ms: dict[TimingKey, Millis] = Field(default_factory=dict)
     responded_at: Timestamp
+    coalesced_turn_ids: list[Id] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _status_matches_content(self) -> TurnResponse:

@@ -100,6 +100,9 @@ def _empty_object() -> dict[str, JsonValue]:
 
 
 class Tool(SchemaModel):
+    """A capability the agent may call. ``escalates``: a successful call hands the
+    conversation to a person, so P8 plans an ESCALATE answer."""
+
     id: Key
     description: Prose
     input_schema: ObjectSchema = Field(default_factory=_empty_object)
@@ -109,6 +112,7 @@ class Tool(SchemaModel):
     retries: int = Field(default=0, ge=0, le=5)
     implementation: ToolImplementation
     config: dict[str, JsonValue] = Field(default_factory=dict)
+    escalates: bool = False
 
     @model_validator(mode="after")
     def _no_retried_side_effects(self) -> Tool:

@@ -1,0 +1,202 @@
+"""Stage 3 of a turn: P5 rule selection, P6 scenarios, P7 tools and P8 planning.
+
+They run in one agent after the retrieval join because each needs the previous one's
+output and the session's scenario state, and none of them waits on a model in heuristic
+mode; an LLM rule filter is the only call that can be slow here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from processors.phases.planning import plan_response
+from processors.phases.rule_selection import ScenarioScope, record_fires, select_rules_async
+from processors.phases.scenarios import orchestrate
+from processors.phases.tools import bindings_due, run_tools
+from processors.retrieval.model import Retrieved
+from processors.turn.deps import TurnDeps
+from processors.turn.retrieval_stage import selected
+from processors.turn.timing import timed
+from schemas.domain.customer_data import CustomerDataStore, VariableScope
+from schemas.domain.errors import TurnError
+from schemas.domain.outcome import OutcomeCategory
+from schemas.domain.phase import Phase
+from schemas.domain.retrieval import RetrievalType
+from schemas.domain.scenario import ScenarioAction, ScenarioDecision
+from schemas.domain.session import ScenarioStatus, SessionState
+from schemas.domain.snapshot import FrustrationLevel
+from schemas.domain.tools import ToolCall
+from schemas.domain.turn_context import TurnContext
+from schemas.pack.agent_pack import AgentPack
+
+MAX_SCENARIO_ROUNDS = 3
+"""P6 and P7 alternate while tools add data: a tool called for a step (an eligibility check)
+can complete it, and the scenario moves on in the same turn instead of waiting for the
+customer to write again. Bounded, and each tool runs at most once per turn."""
+
+
+def _starts_case(session: SessionState, decisions: Sequence[ScenarioDecision]) -> bool:
+    """Whether a scenario that was not open (ACTIVE or PAUSED) moves this turn: a new case,
+    however far it gets in the turn (a start can complete a whole flow at once)."""
+    open_ids = {
+        s.scenario_id
+        for s in session.scenarios
+        if s.status in (ScenarioStatus.ACTIVE, ScenarioStatus.PAUSED)
+    }
+    return any(
+        d.scenario_id not in open_ids and d.action is not ScenarioAction.CANCEL for d in decisions
+    )
+
+
+def new_case(
+    store: CustomerDataStore, since: datetime, said_now: Collection[str]
+) -> CustomerDataStore:
+    """The store for a scenario that starts: CASE-scope values from before this turn belong
+    to an earlier case (a refund of another order) and are dropped; what the customer said
+    in this very message (``said_now``, even if equal to an old value) or was set since the
+    turn began stays. Returns ``store`` itself when nothing is dropped."""
+    kept = {
+        key: entry
+        for key, entry in store.variables.items()
+        if entry.scope is not VariableScope.CASE
+        or entry.last_updated_at >= since
+        or key in said_now
+    }
+    if len(kept) == len(store.variables):
+        return store
+    return store.model_copy(update={"variables": kept})
+
+
+def _merge_decisions(
+    earlier: list[ScenarioDecision], later: list[ScenarioDecision]
+) -> list[ScenarioDecision]:
+    """One decision per scenario for the turn: a later round continues what an earlier one
+    started, so the action and skipped steps of the first round are kept, the step entered
+    and the contribution are the last round's."""
+    merged = {d.scenario_id: d for d in earlier}
+    for decision in later:
+        first = merged.get(decision.scenario_id)
+        if first is None:
+            merged[decision.scenario_id] = decision
+            continue
+        merged[decision.scenario_id] = decision.model_copy(
+            update={
+                "action": first.action
+                if decision.action is ScenarioAction.CONTINUE
+                else decision.action,
+                "from_step_id": first.from_step_id,
+                "skipped_step_ids": list(
+                    dict.fromkeys([*first.skipped_step_ids, *decision.skipped_step_ids])
+                ),
+            }
+        )
+    return list(merged.values())
+
+
+def _selected_of(context: TurnContext, rtype: RetrievalType) -> list[Retrieved]:
+    for selection in context.retrievals:
+        if selection.retrieval_type is rtype:
+            return selected(selection)
+    return []
+
+
+async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnContext:
+    """P5-P8 on a joined context; the session in the result carries the rule fires and
+    scenario state of this turn (persisted by P11)."""
+    if context.session is None or context.customer_data is None or context.snapshot is None:
+        raise ValueError("decide needs a context that went through P1-P3")
+    settings = deps.settings_for(pack)
+    now = deps.clock()
+    timings = dict(context.timings_ms)
+    session = context.session
+    turn = session.turn_count + 1
+    with timed(timings, Phase.RULE_SELECTION, deps.timer):
+        rules = await select_rules_async(
+            _selected_of(context, RetrievalType.RULES),
+            pack,
+            session,
+            ScenarioScope.of(session),
+            settings.phases.rule_selection,
+            deps.llm_for(Phase.RULE_SELECTION),
+            message=context.input.message,
+        )
+        session = record_fires(session, rules.applied, turn)
+    store = context.customer_data
+    decisions: list[ScenarioDecision] = []
+    calls: list[ToolCall] = []
+    categories: list[OutcomeCategory] = []
+    retrieved_scenarios = _selected_of(context, RetrievalType.SCENARIOS)
+    for round_ in range(MAX_SCENARIO_ROUNDS):
+        with timed(timings, Phase.SCENARIOS, deps.timer):
+            scenarios = orchestrate(
+                session,
+                pack,
+                context.canonical_intent,
+                store,
+                rules.applied,
+                now,
+                retrieved_scenarios=retrieved_scenarios,
+            )
+            if round_ == 0 and _starts_case(session, scenarios.decisions):
+                said_now = context.snapshot.candidate_variables.keys()
+                fresh = new_case(store, context.received_at, said_now)
+                if fresh is not store:
+                    store = fresh
+                    scenarios = orchestrate(
+                        session,
+                        pack,
+                        context.canonical_intent,
+                        store,
+                        rules.applied,
+                        now,
+                        retrieved_scenarios=retrieved_scenarios,
+                    )
+            session = scenarios.session
+            decisions = _merge_decisions(decisions, scenarios.decisions)
+        with timed(timings, Phase.TOOLS, deps.timer):
+            due = bindings_due(pack, rules.applied if not calls else [], scenarios.decisions)
+            due = [d for d in due if d.tool_id not in {c.tool for c in calls}]
+            tools = await run_tools(
+                due, store.variables, pack, deps.tools(pack), settings.phases.tools, now=now
+            )
+        calls += tools.calls
+        categories += [c for c in tools.categories if c not in categories]
+        if not tools.variables:
+            break
+        store = store.model_copy(
+            update={"variables": {**store.variables, **tools.variables}, "updated_at": now}
+        )
+    tools_by_id = {tool.id: tool for tool in pack.tools}
+    escalate = context.snapshot.frustration_level is FrustrationLevel.HIGH or any(
+        call.success and tools_by_id[call.tool].escalates
+        for call in calls
+        if call.tool in tools_by_id
+    )
+    with timed(timings, Phase.PLANNING, deps.timer):
+        plan = plan_response(
+            [d.contribution for d in decisions if d.contribution is not None],
+            rules.applied,
+            pack,
+            calls,
+            categories,
+            escalate=escalate,
+        )
+    errors = list(context.errors)
+    if rules.llm_error is not None:
+        errors.append(
+            TurnError(phase=Phase.RULE_SELECTION, code="llm.fallback", message=rules.llm_error)
+        )
+    return context.model_copy(
+        update={
+            "errors": errors,
+            "token_usage": [*context.token_usage, *rules.usage],
+            "session": session,
+            "customer_data": store,
+            "applied_rules": rules.applied,
+            "scenario_decisions": decisions,
+            "tool_calls": [*context.tool_calls, *calls],
+            "plan": plan,
+            "timings_ms": timings,
+        }
+    )

@@ -1,0 +1,81 @@
+"""``turnstream worker | send | demo``: run the pipeline, talk to it, show it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+from schemas.domain.turn_input import Channel, TurnInput
+from streams import demo
+from streams.settings import load_settings
+from streams.turn_client import TurnClient
+from streams.worker import run_worker
+
+Subparsers = argparse._SubParsersAction  # argparse has no public name for it
+
+
+def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
+    worker = subparsers.add_parser("worker", help="run the turn pipeline (all stages, one process)")
+    worker.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    worker.set_defaults(handler=_worker)
+
+    send = subparsers.add_parser("send", help="send one customer message and print the answer")
+    send.add_argument("message")
+    send.add_argument("--tenant", required=True)
+    send.add_argument("--agent", required=True)
+    send.add_argument(
+        "--channel", default=Channel.WEBCHAT.value, choices=[c.value for c in Channel]
+    )
+    send.add_argument("--channel-id", required=True, help="the customer's address on the channel")
+    send.add_argument("--customer-id", help="set when the gateway knows the customer")
+    send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    send.set_defaults(handler=_send)
+
+    subparsers.add_parser(
+        "demo",
+        help="local broker, example pack, a worker, and a scripted refund conversation",
+    ).set_defaults(handler=_demo)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    given = TurnInput(
+        tenant_id=args.tenant,
+        agent_id=args.agent,
+        channel=Channel(args.channel),
+        channel_id=args.channel_id,
+        customer_id=args.customer_id,
+        message=args.message,
+    )
+
+    async def ask() -> int:
+        async with TurnClient(settings) as client:
+            try:
+                response = await client.ask(given, timeout=args.timeout)
+            except TimeoutError:
+                print(f"no response within {args.timeout:g} s: is `turnstream worker` running?")
+                return 3
+        if response.error is not None:
+            print(f"error: {response.error.code}: {response.error.message}")
+            return 1
+        print(response.text)
+        print("  " + "  ".join(f"{k} {v:.1f} ms" for k, v in response.timings_ms.items()))
+        return 0
+
+    return asyncio.run(ask())
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    return demo.main(load_settings())

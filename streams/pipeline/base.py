@@ -1,0 +1,187 @@
+"""What every agent of the pipeline does the same way: decode, check the gate, send,
+answer and reject. Agents stay short and read as the stage they run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import faust
+from pydantic import BaseModel
+
+from processors.turn.understand import UnknownAgentError
+from schemas.codec import decode_as, encode
+from schemas.domain.errors import TurnError
+from schemas.domain.phase import Phase
+from schemas.domain.turn_context import TurnContext
+from schemas.domain.turn_record import TurnRecord
+from schemas.events.completed_turn import CompletedTurn
+from schemas.events.pipeline_state import SessionGate
+from schemas.events.turn_envelope import TurnEnvelope
+from schemas.events.turn_response import TurnResponse
+from schemas.pack.agent_pack import AgentPack
+from streams.pipeline.rejects import RawRecord, dead_letter, rejection
+from streams.pipeline.runtime import PipelineRuntime
+from streams.pipeline.topology import Topology
+
+logger = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Any], Awaitable[None]]
+
+
+def raw_record(event: Any) -> RawRecord:
+    message = event.message
+    headers = {
+        k: (v if isinstance(v, bytes) else str(v).encode()) for k, v in (message.headers or [])
+    }
+    return RawRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value or b"",
+        headers=headers,
+    )
+
+
+async def _no_release(key: bytes, gate: SessionGate) -> None:
+    raise RuntimeError("no session agent registered to open the gate")
+
+
+class Pipeline:
+    """The topology and runtime, and the moves every stage makes."""
+
+    def __init__(self, topology: Topology, runtime: PipelineRuntime) -> None:
+        self.topology = topology
+        self.runtime = runtime
+        self.release: Callable[[bytes, SessionGate], Awaitable[None]] = _no_release
+
+    @property
+    def deps(self):  # type: ignore[no-untyped-def]
+        return self.runtime.deps
+
+    def gate(self, key: bytes) -> SessionGate:
+        raw = self.topology.gates.get(key)
+        return decode_as(raw, SessionGate) if raw is not None else SessionGate()
+
+    def set_gate(self, key: bytes, gate: SessionGate) -> None:
+        self.topology.gates[key] = encode(gate)
+
+    def in_flight(self, key: bytes, turn_id: str) -> bool:
+        """Whether ``turn_id`` is the session's turn in flight: anything else reaching a
+        stage is a replay of a finished turn and is dropped."""
+        current = self.gate(key).in_flight
+        return current is not None and current.turn_id == turn_id
+
+    def pack_for(self, context: TurnContext) -> AgentPack:
+        given = context.input
+        pack = self.runtime.versions.get(given.tenant_id, given.agent_id, context.pack_version)
+        if pack is None:
+            raise UnknownAgentError(
+                f"pack v{context.pack_version} of {given.tenant_id}/{given.agent_id} is gone"
+            )
+        return pack
+
+    async def send(self, topic: faust.TopicT, key: bytes, model: BaseModel) -> None:
+        await topic.send(key=key, value=encode(model))
+
+    async def forward(
+        self,
+        topic: faust.TopicT,
+        envelope: TurnEnvelope,
+        phase: Phase,
+        context: TurnContext,
+        attempt: int | None = None,
+    ) -> None:
+        """The turn on to the next stage, as it leaves ``phase``."""
+        nxt = TurnEnvelope(
+            turn_id=envelope.turn_id,
+            session_key=envelope.session_key,
+            phase=phase,
+            attempt=attempt if attempt is not None else envelope.attempt,
+            context=context,
+            emitted_at=datetime.now(UTC),
+        )
+        await self.send(topic, envelope.session_key.encode(), nxt)
+
+    def respond(self, key: bytes, response: TurnResponse) -> None:
+        """Write the response: the responses table's changelog is the response topic."""
+        self.topology.responses[key] = encode(response)
+
+    def answered(self, key: bytes, turn_id: str) -> bool:
+        raw = self.topology.responses.get(key)
+        return raw is not None and decode_as(raw, TurnResponse).turn_id == turn_id
+
+    async def dead_letter(self, record: RawRecord, reason: str, detail: str) -> None:
+        await self.topology.dead_letter.send(
+            key=record.key, value=dead_letter(record, reason, detail)
+        )
+
+    async def fail_in_flight(self, key: bytes, phase: Phase, code: str, message: str) -> None:
+        """End the session's turn in flight with an error: a failed record through
+        ``turn.completed``, so the session agent answers it and opens the gate as for any
+        turn. Before P1 resolved the customer there is no record to make: the error response
+        is written and the gate opened here (``release`` is the session agent's)."""
+        gate = self.gate(key)
+        current = gate.in_flight
+        if current is None:
+            return
+        logger.warning("turn %s failed in %s: %s %s", current.turn_id, phase.value, code, message)
+        error = TurnError(phase=phase, code=code, message=message[:2000])
+        given = current.input
+        session_id = gate.sessions.get(given.agent_id)
+        if gate.customer_id is None or session_id is None:
+            self.respond(key, rejection(current.turn_id, given, phase, code, message))
+            await self.release(key, gate)
+            return
+        now = datetime.now(UTC)
+        context = TurnContext(
+            input=given.model_copy(
+                update={"customer_id": gate.customer_id, "session_id": session_id}
+            ),
+            received_at=current.sent_at,
+            coalesced_turn_ids=gate.in_flight_coalesced,
+            errors=[error],
+        )
+        record = TurnRecord(
+            turn_id=current.turn_id,
+            tenant_id=given.tenant_id,
+            agent_id=given.agent_id,
+            customer_id=gate.customer_id,
+            session_id=session_id,
+            completed_at=now,
+            context=context,
+        )
+        failed = CompletedTurn(session_key=key.decode(), record=record, emitted_at=now)
+        await self.send(self.topology.completed, key, failed)
+
+    def decode(self, event: Any, model: type[M]) -> M:
+        return decode_as(event.message.value, model)
+
+    def guard(self, name: str, phase: Phase, handler: Handler) -> Callable[[Any], Awaitable[None]]:
+        """A Faust agent over ``handler``: one event at a time, and an exception becomes a
+        dead letter (and an error response for the turn, when one is in flight) instead of
+        a dead agent."""
+
+        async def agent(stream: Any) -> None:
+            async for event in stream.events():
+                try:
+                    await handler(event)
+                except Exception as exc:
+                    logger.exception("%s failed on %s", name, event.message.topic)
+                    await self._on_crash(event, name, phase, exc)
+
+        agent.__name__ = agent.__qualname__ = name
+        return agent
+
+    async def _on_crash(self, event: Any, name: str, phase: Phase, exc: Exception) -> None:
+        record = raw_record(event)
+        detail = f"{name}: {type(exc).__name__}: {exc}"
+        await self.dead_letter(record, "processing_failed", detail)
+        if record.key is not None:
+            await self.fail_in_flight(
+                record.key, phase, "processing_failed", f"{name} failed: {type(exc).__name__}"
+            )

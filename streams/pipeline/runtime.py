@@ -1,0 +1,174 @@
+"""What the pipeline's agents share in one worker process: the packs (every version a turn
+in flight may still use), the embedding model, the vector store and the tool executors.
+
+Packs come from the config topic (``PackRegistry``); each new version is indexed for
+retrieval (only changed objects are re-embedded) in the background, and kept here by
+version so that a turn finishes with the version it started with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+import httpx
+
+from processors.llm import LlmTask, OpenAiLlm
+from processors.phases.tools import HttpToolExecutor, PackToolExecutor, PythonToolExecutor
+from processors.retrieval import Indexer, LexicalIndexes
+from processors.retrieval.pack_items import sync_pack
+from processors.turn.deps import TurnDeps
+from schemas.domain.phase import Phase
+from schemas.pack.agent_pack import AgentPack
+from sinks.embedder import default_embedder
+from sinks.vector_store import VectorStore
+from streams.pack_registry import PackRegistry, PackUpdate
+from streams.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+VERSIONS_KEPT = 8
+"""Pack versions kept per agent: enough for every turn in flight during a few quick loads."""
+LLM_PHASES = (Phase.SENSOR, Phase.RULE_SELECTION, Phase.GENERATION, Phase.ENFORCEMENT)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class PackVersions:
+    """The last :data:`VERSIONS_KEPT` versions of each agent's pack."""
+
+    def __init__(self) -> None:
+        self._packs: dict[tuple[str, str], OrderedDict[int, AgentPack]] = {}
+
+    def put(self, tenant: str, agent: str, version: int, pack: AgentPack) -> None:
+        kept = self._packs.setdefault((tenant, agent), OrderedDict())
+        kept[version] = pack
+        while len(kept) > VERSIONS_KEPT:
+            kept.popitem(last=False)
+
+    def get(self, tenant: str, agent: str, version: int | None) -> AgentPack | None:
+        """That version (the newest for ``None``), or None when not kept."""
+        if version is None:
+            newest = self.newest(tenant, agent)
+            return newest[1] if newest else None
+        kept = self._packs.get((tenant, agent))
+        return kept.get(version) if kept is not None else None
+
+    def newest(self, tenant: str, agent: str) -> tuple[int, AgentPack] | None:
+        kept = self._packs.get((tenant, agent))
+        if not kept:
+            return None
+        version = max(kept)
+        return version, kept[version]
+
+
+def _llm_tasks(settings: Settings) -> dict[Phase, LlmTask]:
+    """The LLM port for every LLM-shaped phase when an endpoint is configured; a phase uses
+    it only in ``llm`` mode (set by the process or by a pack's overrides)."""
+    if not settings.llm_base_url:
+        return {}
+    llm = OpenAiLlm(settings)
+    return dict.fromkeys(LLM_PHASES, llm)
+
+
+class PipelineRuntime:
+    """Start it before the Faust app, stop it after."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = PackRegistry(settings)
+        self.versions = PackVersions()
+        self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="turnstream-model")
+        self._http = httpx.AsyncClient()
+        self._deps: TurnDeps | None = None
+        self._indexer: Indexer | None = None
+        self._store: VectorStore | None = None
+        self._index_lock = asyncio.Lock()
+        self._index_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def deps(self) -> TurnDeps:
+        if self._deps is None:
+            raise RuntimeError("PipelineRuntime not started")
+        return self._deps
+
+    @property
+    def indexer(self) -> Indexer:
+        if self._indexer is None:
+            raise RuntimeError("PipelineRuntime not started")
+        return self._indexer
+
+    async def in_model_thread(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run model work (embeddings) on the one model thread, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._model_thread, lambda: fn(*args, **kwargs))
+
+    async def start(self) -> None:
+        embedder = await self.in_model_thread(default_embedder)
+        store = VectorStore.from_settings(self.settings, embedder.dim)
+        lexicon = LexicalIndexes(store.documents)
+        self._store = store
+        self._indexer = Indexer(store, embedder, lexicon)
+        http = HttpToolExecutor(self._http)
+        packs_dir = self.settings.packs_dir
+
+        def tools(pack: AgentPack) -> PackToolExecutor:
+            folder = packs_dir / pack.agent.tenant_id / pack.agent.agent_id
+            return PackToolExecutor(PythonToolExecutor(folder), http)
+
+        self._deps = TurnDeps(
+            embedder=embedder,
+            vectors=store,
+            lexicon=lexicon,
+            tools=tools,
+            settings=self.settings,
+            llm=_llm_tasks(self.settings),
+        )
+        await self.registry.start()
+        for snapshot in self.registry.snapshots():
+            await self._index(snapshot.tenant, snapshot.agent, snapshot.version, snapshot.pack)
+        self.registry.subscribe(self._on_update)
+
+    async def stop(self) -> None:
+        await self.registry.stop()
+        for task in list(self._index_tasks):
+            task.cancel()
+        await asyncio.gather(*self._index_tasks, return_exceptions=True)
+        for llm in set(self._deps.llm.values()) if self._deps else set():
+            if isinstance(llm, OpenAiLlm):
+                await llm.close()
+        await self._http.aclose()
+        if self._store is not None:
+            self._store.close()
+        self._model_thread.shutdown(wait=False, cancel_futures=True)
+
+    def _on_update(self, update: PackUpdate) -> None:
+        current = update.current
+        if current is None:
+            return
+        task = asyncio.create_task(
+            self._index(current.tenant, current.agent, current.version, current.pack)
+        )
+        self._index_tasks.add(task)
+        task.add_done_callback(self._index_tasks.discard)
+
+    async def _index(self, tenant: str, agent: str, version: int, pack: AgentPack) -> None:
+        """Index a pack version, then make it available to turns."""
+        async with self._index_lock:
+            try:
+                reports = await self.in_model_thread(sync_pack, self.indexer, pack)
+            except Exception:
+                logger.exception(
+                    "indexing %s/%s v%d failed; retrieval may be stale", tenant, agent, version
+                )
+            else:
+                embedded = sum(r.embedded for r in reports.values())
+                logger.info(
+                    "indexed %s/%s v%d: %d texts embedded", tenant, agent, version, embedded
+                )
+            self.versions.put(tenant, agent, version, pack)

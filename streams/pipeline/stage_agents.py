@@ -1,0 +1,208 @@
+"""The agents after the session agent: P4 retrieval per type, the P4 join, P5-P8, P9 and
+P10. Each drops what is not its session's turn in flight (a replay of a finished turn), so
+a replay costs work but never a second effect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from processors.phases.enforcement import Decision
+from processors.turn.answer import after_response_tools, check_answer, generate_answer
+from processors.turn.decide import decide
+from processors.turn.persist import turn_record
+from processors.turn.retrieval_stage import (
+    failed_result,
+    join,
+    retrieve_one,
+    timeout_result,
+)
+from schemas.codec import decode_as, encode
+from schemas.domain.phase import Phase
+from schemas.domain.retrieval import RetrievalType
+from schemas.events.completed_turn import CompletedTurn
+from schemas.events.pipeline_state import RetrievalJoin
+from schemas.events.retrieval import RetrievalRequested, RetrievalResult
+from schemas.events.turn_envelope import TurnEnvelope
+from streams.pipeline.base import Pipeline
+from streams.topics import TURN_CONTEXT
+
+logger = logging.getLogger(__name__)
+
+DEADLINE_TICK_S = 0.05
+"""How often the join looks for turns past their retrieval deadline."""
+RESCAN_EVERY = 100
+"""Every this many ticks the join table is scanned whole (after a restart or rebalance the
+pending joins come back from the changelog, not through the agent)."""
+
+
+class RetrievalAgent:
+    """P4.2-P4.5 for the type of the topic it reads: one consumer per type, scaled alone."""
+
+    def __init__(self, pipeline: Pipeline, rtype: RetrievalType) -> None:
+        self.p = pipeline
+        self.rtype = rtype
+
+    async def handle(self, event: Any) -> None:
+        request = self.p.decode(event, RetrievalRequested)
+        pack = self.p.runtime.versions.get(
+            request.tenant_id, request.agent_id, request.pack_version
+        )
+        if pack is None:
+            result = failed_result(request, "pack version not available", datetime.now(UTC))
+        else:
+            result = await asyncio.to_thread(retrieve_one, request, pack, self.p.deps)
+        await self.p.send(self.p.topology.retrieval_results, event.message.key, result)
+
+
+class JoinAgent:
+    """The P4 fan-in: the context and the four results meet in the join table; the turn
+    goes on when all four are in or its deadline passed (missing types become gaps)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.t = pipeline.topology
+        self._context = self.t.name(TURN_CONTEXT)
+        self._pending: dict[bytes, tuple[str, datetime]] = {}
+        self._ticks = 0
+
+    async def handle(self, event: Any) -> None:
+        key: bytes = event.message.key
+        if event.message.topic == self._context:
+            envelope = self.p.decode(event, TurnEnvelope)
+            turn_id, result = envelope.turn_id, None
+        else:
+            result = self.p.decode(event, RetrievalResult)
+            turn_id, envelope = result.turn_id, None
+        if not self.p.in_flight(key, turn_id):
+            return
+        raw = self.t.joins.get(key)
+        state = decode_as(raw, RetrievalJoin) if raw is not None else None
+        if state is None or state.turn_id != turn_id:
+            state = RetrievalJoin(turn_id=turn_id)
+        if state.done:
+            return
+        if envelope is not None and state.envelope is None:
+            timeout = self.p.deps.settings.phases.retrieval.timeout_s
+            state = state.model_copy(
+                update={
+                    "envelope": envelope,
+                    "deadline": envelope.emitted_at + timedelta(seconds=timeout),
+                }
+            )
+        if result is not None:
+            have = {r.selection.retrieval_type for r in state.results}
+            if result.selection.retrieval_type not in have:
+                state = state.model_copy(update={"results": [*state.results, result]})
+        complete = {r.selection.retrieval_type for r in state.results} == set(RetrievalType)
+        if state.envelope is None or not complete:
+            self.t.joins[key] = encode(state)
+            if state.deadline is not None:
+                self._pending[key] = (turn_id, state.deadline)
+            return
+        self.t.joins[key] = encode(RetrievalJoin(turn_id=turn_id, done=True))
+        self._pending.pop(key, None)
+        ready = state.envelope
+        pack = self.p.pack_for(ready.context)
+        context = join(ready.context, state.results, pack, state.deadline)
+        await self.p.forward(self.t.retrieved, ready, Phase.RETRIEVAL, context)
+
+    async def tick(self) -> None:
+        """Send a timeout result for each type still missing from a join past its deadline
+        (through the results topic, so the join itself stays the only writer). A failing
+        tick is logged and the next one tries again: a timer that raises stops the app."""
+        try:
+            await self._tick()
+        except Exception:
+            logger.exception("join deadline tick failed")
+
+    async def _tick(self) -> None:
+        self._ticks += 1
+        if self._ticks % RESCAN_EVERY == 1:
+            self._rescan()
+        now = datetime.now(UTC)
+        for key, (turn_id, deadline) in list(self._pending.items()):
+            if deadline > now:
+                continue
+            self._pending.pop(key, None)
+            raw = self.t.joins.get(key)
+            state = decode_as(raw, RetrievalJoin) if raw is not None else None
+            if state is None or state.turn_id != turn_id or state.done:
+                continue
+            have = {r.selection.retrieval_type for r in state.results}
+            for rtype in RetrievalType:
+                if rtype not in have:
+                    late = timeout_result(turn_id, key.decode(), rtype, now)
+                    await self.p.send(self.t.retrieval_results, key, late)
+
+    def _rescan(self) -> None:
+        for key, raw in list(self.t.joins.items()):
+            state = decode_as(raw, RetrievalJoin)
+            if not state.done and state.deadline is not None:
+                self._pending.setdefault(key, (state.turn_id, state.deadline))
+
+
+class DecideAgent:
+    """P5 rules, P6 scenarios, P7 tools, P8 planning."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    async def handle(self, event: Any) -> None:
+        envelope = self.p.decode(event, TurnEnvelope)
+        if not self.p.in_flight(event.message.key, envelope.turn_id):
+            return
+        pack = self.p.pack_for(envelope.context)
+        context = await decide(envelope.context, pack, self.p.deps)
+        await self.p.forward(self.p.topology.planned, envelope, Phase.PLANNING, context)
+
+
+class GenerateAgent:
+    """P9, for the first attempt and for every remediation P10 sends back."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    async def handle(self, event: Any) -> None:
+        envelope = self.p.decode(event, TurnEnvelope)
+        if not self.p.in_flight(event.message.key, envelope.turn_id):
+            return
+        pack = self.p.pack_for(envelope.context)
+        context = await generate_answer(envelope.context, pack, self.p.deps)
+        await self.p.forward(self.p.topology.generated, envelope, Phase.GENERATION, context)
+
+
+class EnforceAgent:
+    """P10; a passed (or replaced) answer ends the turn: its record goes to ``turn.completed``,
+    where the session agent answers, persists and opens the gate."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    async def handle(self, event: Any) -> None:
+        envelope = self.p.decode(event, TurnEnvelope)
+        key: bytes = event.message.key
+        if not self.p.in_flight(key, envelope.turn_id):
+            return
+        pack = self.p.pack_for(envelope.context)
+        deps = self.p.deps
+        context, decision = await check_answer(envelope.context, pack, envelope.attempt, deps)
+        if decision is Decision.REGENERATE:
+            await self.p.forward(
+                self.p.topology.planned,
+                envelope,
+                Phase.ENFORCEMENT,
+                context,
+                attempt=envelope.attempt + 1,
+            )
+            return
+        context = await after_response_tools(context, pack, deps)
+        now = datetime.now(UTC)
+        completed = CompletedTurn(
+            session_key=envelope.session_key,
+            record=turn_record(envelope.turn_id, context, now),
+            emitted_at=now,
+        )
+        await self.p.send(self.p.topology.completed, key, completed)

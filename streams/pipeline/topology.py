@@ -1,0 +1,134 @@
+"""The Faust app of the pipeline: its topics (from the catalog) and changelogged tables.
+
+Every record is bytes in and bytes out (``raw`` serializers): the Avro codec of
+``schemas.codec`` is the one serialization, so a record written here reads the same in any
+consumer. Topics are created by ``turnstream topics create`` (the worker runs it at start);
+Faust is told not to declare any, so the catalog stays the only place that shapes them.
+Tables use catalog topics as their changelogs, and the response table's changelog *is* the
+response topic: recording that a turn was answered and answering it are one record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import faust
+from faust.types import TableT
+
+from schemas.domain.retrieval import RetrievalType
+from streams.settings import Settings
+from streams.topics import (
+    CUSTOMER_DATA_CHANGELOG,
+    DEAD_LETTER,
+    PIPELINE_APP_ID,
+    RETRIEVAL_JOIN_CHANGELOG,
+    RETRIEVAL_REQUESTED,
+    RETRIEVAL_RESULTS,
+    SESSION_GATE_CHANGELOG,
+    SESSION_STATE_CHANGELOG,
+    TURN_COMPLETED,
+    TURN_CONTEXT,
+    TURN_GENERATED,
+    TURN_PLANNED,
+    TURN_REQUESTED,
+    TURN_RESPONSES,
+    TURN_RETRIEVED,
+    TopicSpec,
+)
+
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+COMMIT_INTERVAL = timedelta(seconds=1)
+"""Offsets are committed this often; a crash replays at most this much (effects are
+idempotent by turn id, so a replay costs time, not correctness)."""
+
+
+def build_app(settings: Settings) -> faust.App:
+    """The Faust app; created inside the running event loop (Faust binds to it)."""
+    return faust.App(
+        f"{settings.topic_prefix}.{PIPELINE_APP_ID}",
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=False,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "faust"),
+        producer_linger=0.0,
+        producer_acks=-1,
+        broker_commit_interval=COMMIT_INTERVAL,
+        consumer_auto_offset_reset="earliest",
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+    )
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The app with every topic and table the agents use."""
+
+    app: faust.App
+    settings: Settings
+    requested: faust.TopicT
+    context: faust.TopicT
+    retrieval_requested: dict[RetrievalType, faust.TopicT]
+    retrieval_results: faust.TopicT
+    retrieved: faust.TopicT
+    planned: faust.TopicT
+    generated: faust.TopicT
+    completed: faust.TopicT
+    dead_letter: faust.TopicT
+    gates: TableT[bytes, bytes]
+    sessions: TableT[bytes, bytes]
+    customers: TableT[bytes, bytes]
+    joins: TableT[bytes, bytes]
+    responses: TableT[bytes, bytes]
+
+    def name(self, spec: TopicSpec) -> str:
+        return spec.name(self.settings.topic_prefix)
+
+
+def build_topology(settings: Settings) -> Topology:
+    app = build_app(settings)
+
+    def topic(spec: TopicSpec) -> faust.TopicT:
+        return app.topic(
+            spec.name(settings.topic_prefix),
+            partitions=spec.partition_count(settings.partitions),
+            **RAW,
+        )
+
+    def table(name: str, changelog: TopicSpec) -> TableT[bytes, bytes]:
+        return app.Table(
+            name,
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            changelog_topic=topic(changelog),
+        )
+
+    return Topology(
+        app=app,
+        settings=settings,
+        requested=topic(TURN_REQUESTED),
+        context=topic(TURN_CONTEXT),
+        retrieval_requested={rtype: topic(spec) for rtype, spec in RETRIEVAL_REQUESTED.items()},
+        retrieval_results=topic(RETRIEVAL_RESULTS),
+        retrieved=topic(TURN_RETRIEVED),
+        planned=topic(TURN_PLANNED),
+        generated=topic(TURN_GENERATED),
+        completed=topic(TURN_COMPLETED),
+        dead_letter=topic(DEAD_LETTER),
+        gates=table("session-gate", SESSION_GATE_CHANGELOG),
+        sessions=table("session-state", SESSION_STATE_CHANGELOG),
+        customers=table("customer-data", CUSTOMER_DATA_CHANGELOG),
+        joins=table("retrieval-join", RETRIEVAL_JOIN_CHANGELOG),
+        responses=table("responses", TURN_RESPONSES),
+    )

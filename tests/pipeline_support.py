@@ -1,0 +1,118 @@
+"""Helpers for the pipeline's integration tests: a worker on the session's broker, in this
+process or in a subprocess, under a topic prefix of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from processors.pack import load_pack
+from schemas.domain.turn_input import Channel, TurnInput
+from streams.pack_publisher import publish_pack
+from streams.settings import Settings
+from streams.topic_admin import ensure_topics
+from streams.worker import Worker
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_PACK = REPO / "packs" / "acme-shop" / "support"
+TENANT, AGENT = "acme-shop", "support"
+
+
+def pipeline_settings(base: Settings, data_dir: Path, **overrides: Any) -> Settings:
+    """The session broker's settings with a fresh topic prefix and data dir."""
+    values: dict[str, Any] = {
+        "topic_prefix": f"t{uuid.uuid4().hex[:10]}",
+        "data_dir": data_dir,
+        "packs_dir": REPO / "packs",
+        "partitions": 4,
+    }
+    values.update(overrides)
+    return base.model_copy(update=values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a subprocess the same settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNSTREAM_")}
+    env.update(
+        {
+            "TURNSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
+            "TURNSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+            "TURNSTREAM_DATA_DIR": str(settings.data_dir),
+            "TURNSTREAM_PACKS_DIR": str(settings.packs_dir),
+            "TURNSTREAM_PARTITIONS": str(settings.partitions),
+        }
+    )
+    return env
+
+
+async def prepare(settings: Settings, pack_dir: Path = EXAMPLE_PACK) -> None:
+    """Topics of the prefix, and the example pack published."""
+    await ensure_topics(settings)
+    await publish_pack(settings, load_pack(pack_dir))
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+
+
+class WorkerProcess:
+    """``turnstream worker`` as a child process (for SIGKILL tests)."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.settings = settings
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--log-level", "WARNING"],
+            cwd=REPO,
+            env=settings_env(self.settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+
+
+def customer_says(channel_id: str, message: str, customer_id: str | None = None) -> TurnInput:
+    return TurnInput(
+        tenant_id=TENANT,
+        agent_id=AGENT,
+        channel=Channel.WEBCHAT,
+        channel_id=channel_id,
+        customer_id=customer_id,
+        message=message,
+    )
+
+
+async def settle(seconds: float) -> None:
+    """Give late duplicates a chance to show up before counting."""
+    await asyncio.sleep(seconds)
