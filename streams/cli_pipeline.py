@@ -8,6 +8,7 @@ import logging
 
 from schemas.domain.turn_input import Channel, TurnInput
 from streams import demo
+from streams.roles import ROLES, Role
 from streams.settings import load_settings
 from streams.turn_client import TurnClient
 from streams.worker import run_worker
@@ -16,7 +17,13 @@ Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
 
 def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
-    worker = subparsers.add_parser("worker", help="run the turn pipeline (all stages, one process)")
+    worker = subparsers.add_parser("worker", help="run the turn pipeline, or one role of it")
+    worker.add_argument(
+        "--role",
+        default=Role.ALL.value,
+        choices=ROLES,
+        help="which stages this process runs (default: all; see streams/roles.py)",
+    )
     worker.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -45,7 +52,7 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, Role(args.role)))
     return 0
 
 

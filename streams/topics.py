@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from schemas.domain.retrieval import RetrievalType
+from streams.roles import PIPELINE_ROLES, Role, app_suffix
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -187,17 +188,19 @@ RETRIEVAL_JOIN_CHANGELOG = TopicSpec(
     cleanup=Cleanup.COMPACT,
     retention_ms=None,
 )
-PIPELINE_APP_ID = "pipeline"
-"""The Faust app's id after the prefix: also its consumer group (``<prefix>.pipeline``)."""
-FAUST_ASSIGNOR_LEADER = TopicSpec(
-    f"{PIPELINE_APP_ID}-__assignor-__leader",
-    KeyKind.NONE,
-    "faust.assignor",
-    "Faust's partition assignor elects its leader through this topic.",
-    retention_ms=None,
-    partitions=1,
-    faust_internal=True,
-)
+FAUST_ASSIGNOR_LEADERS = {
+    role: TopicSpec(
+        f"{app_suffix(role)}-__assignor-__leader",
+        KeyKind.NONE,
+        "faust.assignor",
+        f"Faust's partition assignor of the {role.value} role elects its leader here.",
+        retention_ms=None,
+        partitions=1,
+        faust_internal=True,
+    )
+    for role in (Role.ALL, *sorted(PIPELINE_ROLES))
+}
+"""One per Faust app: each pipeline role is its own app (``streams.roles``)."""
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     TURN_REQUESTED,
@@ -218,7 +221,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CUSTOMER_DATA_CHANGELOG,
     SESSION_GATE_CHANGELOG,
     RETRIEVAL_JOIN_CHANGELOG,
-    FAUST_ASSIGNOR_LEADER,
+    *FAUST_ASSIGNOR_LEADERS.values(),
 )
 
 

@@ -1,7 +1,8 @@
-"""``turnstream worker``: the whole pipeline in one process.
+"""``turnstream worker [--role ROLE]``: the pipeline's stages in one process.
 
 Start order: topics (created if missing), the runtime (model, vector store, packs, each
-pack indexed), the Faust app, then the P11 memory-ingestion sink. Stop in reverse.
+pack indexed), the role's Faust app, then the services outside the Faust app (memory
+ingestion with the retrieval role; analytics and webhooks). Stop in reverse.
 """
 
 from __future__ import annotations
@@ -10,48 +11,95 @@ import asyncio
 import logging
 import signal
 
+from streams.analytics_consumer import AnalyticsConsumer
+from streams.analytics_services import Service, analytics_services
+from streams.memory_consumer import MemoryConsumer
 from streams.pipeline.base import Pipeline
 from streams.pipeline.runtime import PipelineRuntime
 from streams.pipeline.topology import Topology, build_topology
 from streams.pipeline.wiring import register
+from streams.roles import PIPELINE_ROLES, Role, runs
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
+from streams.webhook_consumer import WebhookConsumer
 
 logger = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, role: Role = Role.ALL) -> None:
         self.settings = settings
+        self.role = role
         self.runtime = PipelineRuntime(settings)
         self._topology: Topology | None = None
+        self._services: list[Service] = []
+        self._runtime_started = False
+        self._registry_only = False
+
+    @property
+    def runs_pipeline(self) -> bool:
+        return self.role is Role.ALL or self.role in PIPELINE_ROLES
 
     async def start(self) -> None:
         report = await ensure_topics(self.settings)
         if not report.ok:
             logger.warning("topics differ from the catalog: %s", "; ".join(report.mismatches))
-        await self.runtime.start()
-        topology = build_topology(self.settings)
-        register(Pipeline(topology, self.runtime), self.settings.worker_concurrency)
-        await topology.app.start()
-        self._topology = topology
-        logger.info("worker started on %s", self.settings.bootstrap_servers)
+        if self.runs_pipeline:
+            await self.runtime.start()
+            self._runtime_started = True
+            topology = build_topology(self.settings, self.role)
+            register(Pipeline(topology, self.runtime), self.settings.worker_concurrency, self.role)
+            await topology.app.start()
+            self._topology = topology
+        elif self.role is Role.WEBHOOKS:
+            await self.runtime.registry.start()  # subscriptions come with the packs
+            self._registry_only = True
+        for service in self._side_services():
+            await service.start()
+            self._services.append(service)
+        logger.info("worker (%s) started on %s", self.role.value, self.settings.bootstrap_servers)
+
+    def _side_services(self) -> list[Service]:
+        services: list[Service] = []
+        if runs(self.role, Role.RETRIEVAL):
+            services.append(
+                MemoryConsumer(self.settings, self.runtime.indexer, self.runtime.in_model_thread)
+            )
+        extra = analytics_services(self.settings, self.runtime.registry)
+        if self.role is Role.ALL:
+            services += extra
+        elif self.role is Role.ANALYTICS:
+            services += [s for s in extra if isinstance(s, AnalyticsConsumer)]
+        elif self.role is Role.WEBHOOKS:
+            services += [s for s in extra if isinstance(s, WebhookConsumer)]
+        return services
 
     async def stop(self) -> None:
+        for service in reversed(self._services):
+            try:
+                await service.stop()
+            except Exception:
+                logger.exception("stopping %s failed", type(service).__name__)
+        self._services.clear()
         topology, self._topology = self._topology, None
         if topology is not None:
             await topology.app.stop()
-        await self.runtime.stop()
-        logger.info("worker stopped")
+        if self._runtime_started:
+            await self.runtime.stop()
+        elif self._registry_only:
+            await self.runtime.registry.stop()
+        logger.info("worker (%s) stopped", self.role.value)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    settings: Settings, role: Role = Role.ALL, stop: asyncio.Event | None = None
+) -> None:
     """Run until ``stop`` is set, or SIGINT / SIGTERM."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    worker = Worker(settings)
+    worker = Worker(settings, role)
     await worker.start()
     try:
         await stop.wait()

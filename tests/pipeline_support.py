@@ -33,6 +33,8 @@ def pipeline_settings(base: Settings, data_dir: Path, **overrides: Any) -> Setti
         "data_dir": data_dir,
         "packs_dir": REPO / "packs",
         "partitions": 4,
+        "analytics": base.analytics.model_copy(update={"enabled": False, "query_port": 0}),
+        "webhooks": base.webhooks.model_copy(update={"enabled": False}),
     }
     values.update(overrides)
     return base.model_copy(update=values)
@@ -48,6 +50,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "TURNSTREAM_DATA_DIR": str(settings.data_dir),
             "TURNSTREAM_PACKS_DIR": str(settings.packs_dir),
             "TURNSTREAM_PARTITIONS": str(settings.partitions),
+            "TURNSTREAM_ANALYTICS__ENABLED": str(settings.analytics.enabled).lower(),
+            "TURNSTREAM_ANALYTICS__QUERY_PORT": str(settings.analytics.query_port),
+            "TURNSTREAM_WEBHOOKS__ENABLED": str(settings.webhooks.enabled).lower(),
         }
     )
     return env

@@ -9,14 +9,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import faust
+from faust.types import TableT
 from pydantic import BaseModel
 
+from processors.turn.persist import turn_record
 from processors.turn.understand import UnknownAgentError
-from schemas.codec import decode_as, encode
+from schemas.codec import CodecError, decode_as, encode
 from schemas.domain.errors import TurnError
 from schemas.domain.phase import Phase
 from schemas.domain.turn_context import TurnContext
-from schemas.domain.turn_record import TurnRecord
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.pipeline_state import SessionGate
 from schemas.events.turn_envelope import TurnEnvelope
@@ -64,15 +65,24 @@ class Pipeline:
         return self.runtime.deps
 
     def gate(self, key: bytes) -> SessionGate:
-        raw = self.topology.gates.get(key)
+        raw = self._gates.get(key)
         return decode_as(raw, SessionGate) if raw is not None else SessionGate()
 
     def set_gate(self, key: bytes, gate: SessionGate) -> None:
-        self.topology.gates[key] = encode(gate)
+        self._gates[key] = encode(gate)
+
+    @property
+    def _gates(self) -> TableT[bytes, bytes]:
+        if self.topology.gates is None:
+            raise RuntimeError("the session gate lives in the context role")
+        return self.topology.gates
 
     def in_flight(self, key: bytes, turn_id: str) -> bool:
         """Whether ``turn_id`` is the session's turn in flight: anything else reaching a
-        stage is a replay of a finished turn and is dropped."""
+        stage is a replay of a finished turn and is dropped. A role without the gate table
+        cannot tell and lets it through (the context role drops it at the end)."""
+        if self.topology.gates is None:
+            return True
         current = self.gate(key).in_flight
         return current is not None and current.turn_id == turn_id
 
@@ -109,10 +119,16 @@ class Pipeline:
 
     def respond(self, key: bytes, response: TurnResponse) -> None:
         """Write the response: the responses table's changelog is the response topic."""
-        self.topology.responses[key] = encode(response)
+        self._responses[key] = encode(response)
+
+    @property
+    def _responses(self) -> TableT[bytes, bytes]:
+        if self.topology.responses is None:
+            raise RuntimeError("responses are written by the context role")
+        return self.topology.responses
 
     def answered(self, key: bytes, turn_id: str) -> bool:
-        raw = self.topology.responses.get(key)
+        raw = self._responses.get(key)
         return raw is not None and decode_as(raw, TurnResponse).turn_id == turn_id
 
     async def dead_letter(self, record: RawRecord, reason: str, detail: str) -> None:
@@ -120,43 +136,37 @@ class Pipeline:
             key=record.key, value=dead_letter(record, reason, detail)
         )
 
+    async def fail_turn(
+        self, key: bytes, envelope: TurnEnvelope, phase: Phase, code: str, message: str
+    ) -> None:
+        """End a turn that a stage could not finish: a record with the error through
+        ``turn.completed``, so the context role answers it (an error response) and opens
+        the session's gate as for any turn."""
+        logger.warning("turn %s failed in %s: %s %s", envelope.turn_id, phase.value, code, message)
+        error = TurnError(phase=phase, code=code, message=message[:2000])
+        context = envelope.context.model_copy(
+            update={"response_text": None, "errors": [*envelope.context.errors, error]}
+        )
+        now = datetime.now(UTC)
+        failed = CompletedTurn(
+            session_key=envelope.session_key,
+            record=turn_record(envelope.turn_id, context, now),
+            emitted_at=now,
+        )
+        await self.send(self.topology.completed, key, failed)
+
     async def fail_in_flight(self, key: bytes, phase: Phase, code: str, message: str) -> None:
-        """End the session's turn in flight with an error: a failed record through
-        ``turn.completed``, so the session agent answers it and opens the gate as for any
-        turn. Before P1 resolved the customer there is no record to make: the error response
-        is written and the gate opened here (``release`` is the session agent's)."""
+        """End the session's turn in flight from the gate alone (the context role, when the
+        failing record is not a turn envelope): the error response, and the gate opens."""
+        if self.topology.gates is None:
+            return
         gate = self.gate(key)
         current = gate.in_flight
         if current is None:
             return
         logger.warning("turn %s failed in %s: %s %s", current.turn_id, phase.value, code, message)
-        error = TurnError(phase=phase, code=code, message=message[:2000])
-        given = current.input
-        session_id = gate.sessions.get(given.agent_id)
-        if gate.customer_id is None or session_id is None:
-            self.respond(key, rejection(current.turn_id, given, phase, code, message))
-            await self.release(key, gate)
-            return
-        now = datetime.now(UTC)
-        context = TurnContext(
-            input=given.model_copy(
-                update={"customer_id": gate.customer_id, "session_id": session_id}
-            ),
-            received_at=current.sent_at,
-            coalesced_turn_ids=gate.in_flight_coalesced,
-            errors=[error],
-        )
-        record = TurnRecord(
-            turn_id=current.turn_id,
-            tenant_id=given.tenant_id,
-            agent_id=given.agent_id,
-            customer_id=gate.customer_id,
-            session_id=session_id,
-            completed_at=now,
-            context=context,
-        )
-        failed = CompletedTurn(session_key=key.decode(), record=record, emitted_at=now)
-        await self.send(self.topology.completed, key, failed)
+        self.respond(key, rejection(current.turn_id, current.input, phase, code, message))
+        await self.release(key, gate)
 
     def decode(self, event: Any, model: type[M]) -> M:
         return decode_as(event.message.value, model)
@@ -181,7 +191,13 @@ class Pipeline:
         record = raw_record(event)
         detail = f"{name}: {type(exc).__name__}: {exc}"
         await self.dead_letter(record, "processing_failed", detail)
-        if record.key is not None:
-            await self.fail_in_flight(
-                record.key, phase, "processing_failed", f"{name} failed: {type(exc).__name__}"
-            )
+        if record.key is None:
+            return
+        why = f"{name} failed: {type(exc).__name__}"
+        try:
+            envelope = decode_as(record.value, TurnEnvelope)
+        except (CodecError, ValueError):
+            await self.fail_in_flight(record.key, phase, "processing_failed", why)
+            return
+        if envelope.context.input.session_id is not None:
+            await self.fail_turn(record.key, envelope, phase, "processing_failed", why)

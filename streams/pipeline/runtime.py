@@ -139,7 +139,8 @@ class PipelineRuntime:
         for task in list(self._index_tasks):
             task.cancel()
         await asyncio.gather(*self._index_tasks, return_exceptions=True)
-        for llm in set(self._deps.llm.values()) if self._deps else set():
+        llms = {id(llm): llm for llm in self._deps.llm.values()} if self._deps else {}
+        for llm in llms.values():
             if isinstance(llm, OpenAiLlm):
                 await llm.close()
         await self._http.aclose()

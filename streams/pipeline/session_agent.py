@@ -52,6 +52,7 @@ from streams.pipeline.table_ports import (
     customer_table_key,
     session_table_key,
 )
+from streams.pipeline.topology import required
 from streams.topics import TURN_COMPLETED, TURN_REQUESTED
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class SessionAgent:
         self.t = pipeline.topology
         self._requested = self.t.name(TURN_REQUESTED)
         self._completed = self.t.name(TURN_COMPLETED)
+        self.sessions = required(self.t.sessions, "session state")
+        self.customers = required(self.t.customers, "customer data")
         pipeline.release = self._release
 
     async def handle(self, event: Any) -> None:
@@ -143,8 +146,8 @@ class SessionAgent:
         ports = IdentificationPorts(
             directory=directory,
             ids=TurnIds(first.turn_id, given.tenant_id, given.channel.value, given.channel_id),
-            sessions=TableSessions(self.t),
-            customer_data=TableCustomerData(self.t),
+            sessions=TableSessions(self.sessions),
+            customer_data=TableCustomerData(self.customers),
             packs=RegistryPacks(self.p.runtime),
         )
         deps = self.p.deps
@@ -206,10 +209,10 @@ class SessionAgent:
         if context.response_text is not None:
             pack = self.p.pack_for(context)
             tenant = record.tenant_id
-            self.t.sessions[session_table_key(tenant, record.session_id)] = encode(
+            self.sessions[session_table_key(tenant, record.session_id)] = encode(
                 next_session(record.turn_id, context, pack, now)
             )
-            self.t.customers[customer_table_key(tenant, record.customer_id)] = encode(
+            self.customers[customer_table_key(tenant, record.customer_id)] = encode(
                 persistent_customer_data(context, pack, now)
             )
         await self._release(key, gate)

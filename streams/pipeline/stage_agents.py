@@ -27,6 +27,7 @@ from schemas.events.pipeline_state import RetrievalJoin
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from streams.pipeline.base import Pipeline
+from streams.pipeline.topology import required
 from streams.topics import TURN_CONTEXT
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,11 @@ class RetrievalAgent:
         if pack is None:
             result = failed_result(request, "pack version not available", datetime.now(UTC))
         else:
-            result = await asyncio.to_thread(retrieve_one, request, pack, self.p.deps)
+            try:
+                result = await asyncio.to_thread(retrieve_one, request, pack, self.p.deps)
+            except Exception as exc:  # a failed type is a gap in the join, not a dead turn
+                logger.exception("%s retrieval failed", self.rtype.value)
+                result = failed_result(request, f"{type(exc).__name__}: {exc}", datetime.now(UTC))
         await self.p.send(self.p.topology.retrieval_results, event.message.key, result)
 
 
@@ -65,6 +70,7 @@ class JoinAgent:
         self.p = pipeline
         self.t = pipeline.topology
         self._context = self.t.name(TURN_CONTEXT)
+        self.joins = required(self.t.joins, "retrieval join")
         self._pending: dict[bytes, tuple[str, datetime]] = {}
         self._ticks = 0
 
@@ -78,7 +84,7 @@ class JoinAgent:
             turn_id, envelope = result.turn_id, None
         if not self.p.in_flight(key, turn_id):
             return
-        raw = self.t.joins.get(key)
+        raw = self.joins.get(key)
         state = decode_as(raw, RetrievalJoin) if raw is not None else None
         if state is None or state.turn_id != turn_id:
             state = RetrievalJoin(turn_id=turn_id)
@@ -98,11 +104,11 @@ class JoinAgent:
                 state = state.model_copy(update={"results": [*state.results, result]})
         complete = {r.selection.retrieval_type for r in state.results} == set(RetrievalType)
         if state.envelope is None or not complete:
-            self.t.joins[key] = encode(state)
+            self.joins[key] = encode(state)
             if state.deadline is not None:
                 self._pending[key] = (turn_id, state.deadline)
             return
-        self.t.joins[key] = encode(RetrievalJoin(turn_id=turn_id, done=True))
+        self.joins[key] = encode(RetrievalJoin(turn_id=turn_id, done=True))
         self._pending.pop(key, None)
         ready = state.envelope
         pack = self.p.pack_for(ready.context)
@@ -127,7 +133,7 @@ class JoinAgent:
             if deadline > now:
                 continue
             self._pending.pop(key, None)
-            raw = self.t.joins.get(key)
+            raw = self.joins.get(key)
             state = decode_as(raw, RetrievalJoin) if raw is not None else None
             if state is None or state.turn_id != turn_id or state.done:
                 continue
@@ -138,7 +144,7 @@ class JoinAgent:
                     await self.p.send(self.t.retrieval_results, key, late)
 
     def _rescan(self) -> None:
-        for key, raw in list(self.t.joins.items()):
+        for key, raw in list(self.joins.items()):
             state = decode_as(raw, RetrievalJoin)
             if not state.done and state.deadline is not None:
                 self._pending.setdefault(key, (state.turn_id, state.deadline))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from faust.types import TableT
+
 from processors.phases.identification import PackSnapshot
 from processors.turn.understand import UnknownAgentError
 from schemas.codec import decode_as
@@ -13,7 +15,6 @@ from schemas.domain.session import SessionState
 from schemas.domain.turn_input import Channel
 from schemas.events.pipeline_state import SessionGate
 from streams.pipeline.runtime import PipelineRuntime
-from streams.pipeline.topology import Topology
 
 
 def session_table_key(tenant_id: str, session_id: str) -> bytes:
@@ -48,19 +49,19 @@ class GateDirectory:
 
 @dataclass(frozen=True)
 class TableSessions:
-    topology: Topology
+    table: TableT[bytes, bytes]
 
     def load(self, tenant_id: str, session_id: str) -> SessionState | None:
-        raw = self.topology.sessions.get(session_table_key(tenant_id, session_id))
+        raw = self.table.get(session_table_key(tenant_id, session_id))
         return decode_as(raw, SessionState) if raw is not None else None
 
 
 @dataclass(frozen=True)
 class TableCustomerData:
-    topology: Topology
+    table: TableT[bytes, bytes]
 
     def load(self, tenant_id: str, customer_id: str) -> CustomerDataStore | None:
-        raw = self.topology.customers.get(customer_table_key(tenant_id, customer_id))
+        raw = self.table.get(customer_table_key(tenant_id, customer_id))
         return decode_as(raw, CustomerDataStore) if raw is not None else None
 
 

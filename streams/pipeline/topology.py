@@ -18,11 +18,11 @@ import faust
 from faust.types import TableT
 
 from schemas.domain.retrieval import RetrievalType
+from streams.roles import Role, app_suffix, runs
 from streams.settings import Settings
 from streams.topics import (
     CUSTOMER_DATA_CHANGELOG,
     DEAD_LETTER,
-    PIPELINE_APP_ID,
     RETRIEVAL_JOIN_CHANGELOG,
     RETRIEVAL_REQUESTED,
     RETRIEVAL_RESULTS,
@@ -49,10 +49,15 @@ COMMIT_INTERVAL = timedelta(seconds=1)
 idempotent by turn id, so a replay costs time, not correctness)."""
 
 
-def build_app(settings: Settings) -> faust.App:
-    """The Faust app; created inside the running event loop (Faust binds to it)."""
+SESSION_TIMEOUT_S = 10.0
+"""How long the group waits for a worker that stopped answering before its partitions move
+to the others: the recovery time after a crash is about this plus the table recovery."""
+
+
+def build_app(settings: Settings, role: Role) -> faust.App:
+    """The role's Faust app; created inside the running event loop (Faust binds to it)."""
     return faust.App(
-        f"{settings.topic_prefix}.{PIPELINE_APP_ID}",
+        f"{settings.topic_prefix}.{app_suffix(role)}",
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
         topic_partitions=settings.partitions,
@@ -66,6 +71,8 @@ def build_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
         table_standby_replicas=0,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=SESSION_TIMEOUT_S / 4,
     )
 
 
@@ -84,18 +91,21 @@ class Topology:
     generated: faust.TopicT
     completed: faust.TopicT
     dead_letter: faust.TopicT
-    gates: TableT[bytes, bytes]
-    sessions: TableT[bytes, bytes]
-    customers: TableT[bytes, bytes]
-    joins: TableT[bytes, bytes]
-    responses: TableT[bytes, bytes]
+    role: Role
+    gates: TableT[bytes, bytes] | None
+    sessions: TableT[bytes, bytes] | None
+    customers: TableT[bytes, bytes] | None
+    joins: TableT[bytes, bytes] | None
+    responses: TableT[bytes, bytes] | None
 
     def name(self, spec: TopicSpec) -> str:
         return spec.name(self.settings.topic_prefix)
 
 
-def build_topology(settings: Settings) -> Topology:
-    app = build_app(settings)
+def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
+    """The app with the tables the role writes (``streams.roles``)."""
+    app = build_app(settings, role)
+    context = runs(role, Role.CONTEXT)
 
     def topic(spec: TopicSpec) -> faust.TopicT:
         return app.topic(
@@ -104,7 +114,9 @@ def build_topology(settings: Settings) -> Topology:
             **RAW,
         )
 
-    def table(name: str, changelog: TopicSpec) -> TableT[bytes, bytes]:
+    def table(name: str, changelog: TopicSpec, wanted: bool) -> TableT[bytes, bytes] | None:
+        if not wanted:
+            return None
         return app.Table(
             name,
             default=None,
@@ -126,9 +138,17 @@ def build_topology(settings: Settings) -> Topology:
         generated=topic(TURN_GENERATED),
         completed=topic(TURN_COMPLETED),
         dead_letter=topic(DEAD_LETTER),
-        gates=table("session-gate", SESSION_GATE_CHANGELOG),
-        sessions=table("session-state", SESSION_STATE_CHANGELOG),
-        customers=table("customer-data", CUSTOMER_DATA_CHANGELOG),
-        joins=table("retrieval-join", RETRIEVAL_JOIN_CHANGELOG),
-        responses=table("responses", TURN_RESPONSES),
+        role=role,
+        gates=table("session-gate", SESSION_GATE_CHANGELOG, context),
+        sessions=table("session-state", SESSION_STATE_CHANGELOG, context),
+        customers=table("customer-data", CUSTOMER_DATA_CHANGELOG, context),
+        joins=table("retrieval-join", RETRIEVAL_JOIN_CHANGELOG, runs(role, Role.DECIDE)),
+        responses=table("responses", TURN_RESPONSES, context),
     )
+
+
+def required(table: TableT[bytes, bytes] | None, name: str) -> TableT[bytes, bytes]:
+    """A table the calling agent needs; only roles that run the agent declare it."""
+    if table is None:
+        raise RuntimeError(f"the {name} table is not declared in this role")
+    return table

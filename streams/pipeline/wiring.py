@@ -6,7 +6,7 @@ from faust.types import TopicT
 
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
-from streams.pipeline.base import Pipeline
+from streams.pipeline.base import Handler, Pipeline
 from streams.pipeline.session_agent import SessionAgent
 from streams.pipeline.stage_agents import (
     DEADLINE_TICK_S,
@@ -17,6 +17,7 @@ from streams.pipeline.stage_agents import (
     RetrievalAgent,
 )
 from streams.pipeline.topology import RAW
+from streams.roles import Role, runs
 from streams.topics import (
     RETRIEVAL_RESULTS,
     TURN_COMPLETED,
@@ -26,36 +27,39 @@ from streams.topics import (
 )
 
 
-def register(pipeline: Pipeline, concurrency: int) -> None:
-    """Every agent reads its topics with ``concurrency`` actors (the join with one: it is
-    quick and keeps the table simple). Per-session order holds at any concurrency because
-    the session agent decides a request's fate before its first await, and at most one turn
-    per session is past it."""
+def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> None:
+    """The role's agents, each reading its topics with ``concurrency`` actors (the join with
+    one: it is quick and keeps its table simple). Per-session order holds at any
+    concurrency because the session agent decides a request's fate before its first await,
+    and at most one turn per session is past it."""
     t = pipeline.topology
     app = t.app
 
     def channel(*specs: TopicSpec) -> TopicT:
         return app.topic(*(t.name(s) for s in specs), **RAW)
 
-    session = SessionAgent(pipeline)
-    app.agent(
-        channel(TURN_REQUESTED, TURN_COMPLETED),
-        name="session",
-        concurrency=concurrency,
-    )(pipeline.guard("session", Phase.IDENTIFICATION, session.handle))
-    for rtype in RetrievalType:
-        retrieval = RetrievalAgent(pipeline, rtype)
-        app.agent(
-            t.retrieval_requested[rtype], name=f"retrieval-{rtype.value}", concurrency=concurrency
-        )(pipeline.guard(f"retrieval-{rtype.value}", Phase.RETRIEVAL, retrieval.handle))
-    joiner = JoinAgent(pipeline)
-    app.agent(channel(TURN_CONTEXT, RETRIEVAL_RESULTS), name="join")(
-        pipeline.guard("join", Phase.RETRIEVAL, joiner.handle)
-    )
-    app.timer(DEADLINE_TICK_S, name="join-deadlines")(joiner.tick)
-    for name, phase, topic, handler in (
-        ("decide", Phase.RULE_SELECTION, t.retrieved, DecideAgent(pipeline).handle),
-        ("generate", Phase.GENERATION, t.planned, GenerateAgent(pipeline).handle),
-        ("enforce", Phase.ENFORCEMENT, t.generated, EnforceAgent(pipeline).handle),
-    ):
+    if runs(role, Role.CONTEXT):
+        session = SessionAgent(pipeline)
+        app.agent(channel(TURN_REQUESTED, TURN_COMPLETED), name="session", concurrency=concurrency)(
+            pipeline.guard("session", Phase.IDENTIFICATION, session.handle)
+        )
+    if runs(role, Role.RETRIEVAL):
+        for rtype in RetrievalType:
+            retrieval = RetrievalAgent(pipeline, rtype)
+            name = f"retrieval-{rtype.value}"
+            app.agent(t.retrieval_requested[rtype], name=name, concurrency=concurrency)(
+                pipeline.guard(name, Phase.RETRIEVAL, retrieval.handle)
+            )
+    stages: list[tuple[str, Phase, TopicT, Handler]] = []
+    if runs(role, Role.DECIDE):
+        joiner = JoinAgent(pipeline)
+        app.agent(channel(TURN_CONTEXT, RETRIEVAL_RESULTS), name="join")(
+            pipeline.guard("join", Phase.RETRIEVAL, joiner.handle)
+        )
+        app.timer(DEADLINE_TICK_S, name="join-deadlines")(joiner.tick)
+        stages.append(("decide", Phase.RULE_SELECTION, t.retrieved, DecideAgent(pipeline).handle))
+    if runs(role, Role.ANSWER):
+        stages.append(("generate", Phase.GENERATION, t.planned, GenerateAgent(pipeline).handle))
+        stages.append(("enforce", Phase.ENFORCEMENT, t.generated, EnforceAgent(pipeline).handle))
+    for name, phase, topic, handler in stages:
         app.agent(topic, name=name, concurrency=concurrency)(pipeline.guard(name, phase, handler))
