@@ -450,6 +450,9 @@ def sample_events() -> list[BaseModel]:
             sessions={AGENT: SESSION},
             in_flight=TurnRequested(turn_id=TURN, input=turn_input(), sent_at=T0),
             in_flight_coalesced=["turn-000124"],
+            in_flight_later=[
+                TurnRequested(turn_id="turn-000124", input=turn_input(), sent_at=_at(40))
+            ],
             in_flight_since=_at(3),
             waiting=[TurnRequested(turn_id="turn-000125", input=turn_input(), sent_at=_at(50))],
             recent_turn_ids=["turn-000122"],

@@ -209,6 +209,11 @@ class Settings(BaseSettings):
     llm_api_key: str | None = Field(default=None, max_length=512, repr=False)
 
     max_message_bytes: int = Field(default=64 * 1024, ge=256, le=10 * 1024 * 1024)
+    turn_stall_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="a turn in flight this long is driven again (effects stay exactly once)",
+    )
     worker_concurrency: int = Field(
         default=8, ge=1, le=256, description="actors per pipeline agent in one worker"
     )

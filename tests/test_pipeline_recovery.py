@@ -1,5 +1,5 @@
-"""A worker killed with SIGKILL in the middle of a load, then restarted: every turn is
-answered exactly once and no session state is lost (it comes back from the changelogs)."""
+"""A worker killed with SIGKILL in the middle of a load, then restarted (twice): every turn
+is answered exactly once and no session state is lost (it comes back from the changelogs)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 
 SESSIONS = 12
 TURNS = ["hi", "where is my order A-10024?", "and A-10023?", "can I change my address?", "bye"]
-KILL_AFTER = 20
+KILLS_AFTER = (15, 35)
+"""Responses seen before each SIGKILL: two kills, each with turns in every stage."""
 
 
 @pytest.mark.timeout(600)
@@ -35,7 +36,7 @@ async def test_a_killed_worker_restarts_and_every_turn_is_answered_once_with_its
     await prepare(settings)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
-    answered = asyncio.Event()
+    progress = asyncio.Condition()
     last_turns: dict[str, str] = {}
     killed_with: list[int] = []
     try:
@@ -47,21 +48,25 @@ async def test_a_killed_worker_restarts_and_every_turn_is_answered_once_with_its
                     turn_id = await client.send(customer_says(who, message))
                     response = await client.response(turn_id, timeout=240)
                     assert response.status is ResponseStatus.OK, response.error
-                    if len(client.response_counts) >= KILL_AFTER:
-                        answered.set()
+                    async with progress:
+                        progress.notify_all()
                 last_turns[who] = turn_id
 
             async def kill_and_restart() -> None:
-                await answered.wait()
-                worker.kill()
-                killed_with.append(len(client.response_counts))
-                await asyncio.sleep(1.0)
-                worker.start()
+                for threshold in KILLS_AFTER:
+                    async with progress:
+                        await progress.wait_for(
+                            lambda n=threshold: len(client.response_counts) >= n  # type: ignore[misc]
+                        )
+                    worker.kill()
+                    killed_with.append(len(client.response_counts))
+                    await asyncio.sleep(1.0)
+                    worker.start()
 
             await asyncio.gather(kill_and_restart(), *(session(n) for n in range(SESSIONS)))
             await settle(3.0)
             counts = client.response_counts
-            assert killed_with and killed_with[0] < SESSIONS * len(TURNS)  # killed mid-load
+            assert len(killed_with) == 2 and killed_with[-1] < SESSIONS * len(TURNS)  # mid-load
             assert len(counts) == SESSIONS * len(TURNS)
             assert set(counts.values()) == {1}
             for turn_id in last_turns.values():

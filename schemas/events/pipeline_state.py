@@ -24,7 +24,9 @@ class SessionGate(SchemaModel):
     """One channel identity (``tenant:channel:channel_id``): the customer it resolved to,
     that customer's open session per agent, and the one-turn-in-flight gate.
 
-    ``in_flight`` is the turn being processed (with the ids of requests coalesced into it);
+    ``in_flight`` is the turn being processed, ``in_flight_later`` the requests coalesced
+    into it (their ids also in ``in_flight_coalesced``), kept whole so that the turn can be
+    driven again after a crash;
     ``waiting`` holds requests that arrived meanwhile, coalesced into the next turn when the
     current one is persisted; ``recent_turn_ids`` remembers answered requests so a replayed
     request is recognised and dropped.
@@ -34,6 +36,9 @@ class SessionGate(SchemaModel):
     sessions: dict[Id, Id] = Field(default_factory=dict)
     in_flight: TurnRequested | None = None
     in_flight_coalesced: list[Id] = Field(default_factory=list)
+    in_flight_later: Annotated[list[TurnRequested], Field(max_length=MAX_WAITING)] = Field(
+        default_factory=list
+    )
     in_flight_since: Timestamp | None = None
     waiting: Annotated[list[TurnRequested], Field(max_length=MAX_WAITING)] = Field(
         default_factory=list

@@ -21,6 +21,7 @@ from schemas.domain.turn_context import TurnContext
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.pipeline_state import SessionGate
 from schemas.events.turn_envelope import TurnEnvelope
+from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
 from streams.pipeline.rejects import RawRecord, dead_letter, rejection
@@ -59,6 +60,8 @@ class Pipeline:
         self.topology = topology
         self.runtime = runtime
         self.release: Callable[[bytes, SessionGate], Awaitable[None]] = _no_release
+        self.in_flight_index: dict[bytes, tuple[TurnRequested, datetime]] = {}
+        """The turns in flight of this worker's sessions, for the stall watchdog."""
 
     @property
     def deps(self):  # type: ignore[no-untyped-def]
@@ -70,6 +73,14 @@ class Pipeline:
 
     def set_gate(self, key: bytes, gate: SessionGate) -> None:
         self._gates[key] = encode(gate)
+        self.track(key, gate)
+
+    def track(self, key: bytes, gate: SessionGate) -> None:
+        """Keep :attr:`in_flight_index` in step with the gate table."""
+        if gate.in_flight is not None and gate.in_flight_since is not None:
+            self.in_flight_index[key] = (gate.in_flight, gate.in_flight_since)
+        else:
+            self.in_flight_index.pop(key, None)
 
     @property
     def _gates(self) -> TableT[bytes, bytes]:

@@ -19,7 +19,7 @@ completion writes no second response and no second state change.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from processors.phases.identification import IdentificationPorts
@@ -57,6 +57,11 @@ from streams.topics import TURN_COMPLETED, TURN_REQUESTED
 
 logger = logging.getLogger(__name__)
 
+WATCHDOG_TICK_S = 1.0
+WATCHDOG_RESCAN = 5
+"""Every this many ticks the watchdog re-reads the whole gate table: after a restart or a
+rebalance the gates come back from the changelog, not through the agent."""
+
 
 class SessionAgent:
     def __init__(self, pipeline: Pipeline) -> None:
@@ -67,6 +72,9 @@ class SessionAgent:
         self.sessions = required(self.t.sessions, "session state")
         self.customers = required(self.t.customers, "customer data")
         pipeline.release = self._release
+        self._started = datetime.now(UTC)
+        self._nudged: dict[bytes, datetime] = {}
+        self._ticks = 0
 
     async def handle(self, event: Any) -> None:
         topic = event.message.topic
@@ -115,6 +123,12 @@ class SessionAgent:
             await self._reject(record, "unknown_agent", detail, request)
             return
         gate = self.p.gate(key)
+        if gate.in_flight is not None and gate.in_flight.turn_id == request.turn_id:
+            # A replay of the turn in flight (after a crash, or a nudge of a stalled turn):
+            # drive it again; every later stage drops what it has already seen.
+            logger.info("driving turn %s again", request.turn_id)
+            await self._admit(key, gate, [gate.in_flight, *gate.in_flight_later], gate.waiting)
+            return
         if _seen(gate, request.turn_id):
             logger.info("dropping replayed request %s", request.turn_id)
             return
@@ -126,16 +140,22 @@ class SessionAgent:
                 return
             self.p.set_gate(key, gate.model_copy(update={"waiting": [*gate.waiting, request]}))
             return
-        await self._admit(key, gate, [request])
+        await self._admit(key, gate, [request], [])
 
-    async def _admit(self, key: bytes, gate: SessionGate, waiting: list[TurnRequested]) -> None:
-        """Start the next turn with as many waiting requests as fit in one message."""
-        batch, rest = _fitting(waiting)
+    async def _admit(
+        self,
+        key: bytes,
+        gate: SessionGate,
+        batch: list[TurnRequested],
+        rest: list[TurnRequested],
+    ) -> None:
+        """Start (or drive again) the turn of ``batch``; ``rest`` keeps waiting."""
         first = batch[0]
         gate = gate.model_copy(
             update={
                 "in_flight": first,
                 "in_flight_coalesced": [r.turn_id for r in batch[1:]],
+                "in_flight_later": batch[1:],
                 "in_flight_since": datetime.now(UTC),
                 "waiting": rest,
             }
@@ -193,6 +213,38 @@ class SessionAgent:
         )
         await self.p.send(self.t.context, key, envelope)
 
+    # -- the stall watchdog ------------------------------------------------------------------
+
+    async def resume_stalled(self) -> None:
+        """Drive again every turn in flight that was admitted before this worker started
+        (its last steps may have died with the previous process) or that has not finished
+        within ``turn_stall_s``: the request is published again, and the session agent
+        treats a request of the turn in flight as "drive it again". Effects stay once,
+        because every later stage drops what it has already seen."""
+        try:
+            await self._resume_stalled()
+        except Exception:
+            logger.exception("stall watchdog tick failed")
+
+    async def _resume_stalled(self) -> None:
+        self._ticks += 1
+        if self._ticks % WATCHDOG_RESCAN == 1:
+            self.p.in_flight_index.clear()
+            for key, raw in list(self.p.topology.gates.items() if self.p.topology.gates else []):
+                self.p.track(key, decode_as(raw, SessionGate))
+        now = datetime.now(UTC)
+        stall = timedelta(seconds=self.t.settings.turn_stall_s)
+        for key, (request, since) in list(self.p.in_flight_index.items()):
+            nudged = self._nudged.get(key)
+            due = since < self._started or now - since > stall
+            if not due or (nudged is not None and now - nudged < stall):
+                continue
+            self._nudged[key] = now
+            logger.warning("turn %s stalled since %s: driving it again", request.turn_id, since)
+            await self.p.send(self.t.requested, key, request)
+        for key in [k for k in self._nudged if k not in self.p.in_flight_index]:
+            del self._nudged[key]
+
     # -- effects and release ----------------------------------------------------------------
 
     async def _on_completed(self, completed: CompletedTurn) -> None:
@@ -224,12 +276,14 @@ class SessionAgent:
             update={
                 "in_flight": None,
                 "in_flight_coalesced": [],
+                "in_flight_later": [],
                 "in_flight_since": None,
                 "recent_turn_ids": [*gate.recent_turn_ids, *finished][-MAX_RECENT_TURNS:],
             }
         )
         if released.waiting:
-            await self._admit(key, released, list(released.waiting))
+            batch, rest = _fitting(list(released.waiting))
+            await self._admit(key, released, batch, rest)
         else:
             self.p.set_gate(key, released)
 

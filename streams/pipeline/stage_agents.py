@@ -86,8 +86,8 @@ class JoinAgent:
             return
         raw = self.joins.get(key)
         state = decode_as(raw, RetrievalJoin) if raw is not None else None
-        if state is None or state.turn_id != turn_id:
-            state = RetrievalJoin(turn_id=turn_id)
+        if state is None or state.turn_id != turn_id or (state.done and envelope is not None):
+            state = RetrievalJoin(turn_id=turn_id)  # a new turn, or one driven again
         if state.done:
             return
         if envelope is not None and state.envelope is None:
