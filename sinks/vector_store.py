@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from processors.embedding import Vector, Vectors
+from processors.embedding import Vector, Vectors, normalize_rows
 from processors.retrieval.model import IndexItem, Scope, StoredDoc, VectorHit
 from schemas.domain.retrieval import RetrievalType
 from streams.settings import Settings
@@ -220,6 +220,35 @@ class VectorStore:
             norm = float(np.linalg.norm(stored)) or 1.0
             hits.append(_hit(payload, float(query @ stored) / norm))
         return hits
+
+    def points(self, scope: Scope) -> tuple[list[VectorHit], Vectors]:
+        """Every point of a scope with its vector (scores 0): what an in-memory snapshot of a
+        small scope is built from (``processors.retrieval.snapshot_index``)."""
+        hits: list[VectorHit] = []
+        rows: list[np.ndarray[Any, np.dtype[np.float32]]] = []
+        with self._lock:
+            name = self.collection(scope)
+            if not self._exists(name):
+                return hits, np.zeros((0, self._dim), dtype=np.float32)
+            offset = None
+            while True:
+                records, offset = self._client.scroll(
+                    name,
+                    scroll_filter=_scope_filter(scope),
+                    limit=_SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                for rec in records:
+                    vector = np.asarray(rec.vector, dtype=np.float32)
+                    if vector.shape == (self._dim,):
+                        hits.append(_hit(rec.payload or {}, 0.0))
+                        rows.append(vector)
+                if offset is None:
+                    break
+        matrix = np.stack(rows) if rows else np.zeros((0, self._dim), dtype=np.float32)
+        return hits, normalize_rows(matrix) if len(rows) else matrix
 
     # --- internals ----------------------------------------------------------------------
 

@@ -14,12 +14,12 @@ from types import MappingProxyType
 import numpy as np
 
 from processors.embedding import Vector
-from processors.retrieval import build_query_features, retrieve, to_selection
+from processors.retrieval import retrieve, to_selection
 from processors.retrieval.intent import canonical_intent
+from processors.retrieval.lexical import tokenize
 from processors.retrieval.model import Retrieved, Scope
 from processors.retrieval.query import QueryFeatures
 from processors.turn.deps import TurnDeps
-from processors.turn.timing import timed
 from schemas.domain.errors import TurnError
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import (
@@ -38,22 +38,26 @@ FAILED_CODE = "retrieval.failed"
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
+def query_features(query: str, vector: Vector) -> QueryFeatures:
+    """P4.1's output from the query text and its embedding (computed by the caller, which
+    may batch embeddings across turns)."""
+    return QueryFeatures(text=query, vector=vector, tokens=tuple(tokenize(query)))
+
+
 def retrieval_requests(
     turn_id: str,
     session_key: str,
     context: TurnContext,
-    query: str,
+    features: QueryFeatures,
     deps: TurnDeps,
     deadline_s: float,
-) -> tuple[TurnContext, list[RetrievalRequested]]:
-    """P4.1: one embedding and the lexical terms, then one request per retrieval type."""
-    timings = dict(context.timings_ms)
-    with timed(timings, "retrieval.embedding", deps.timer):
-        features = build_query_features(query, deps.embedder)
+) -> list[RetrievalRequested]:
+    """P4.1 fan-out: one request per retrieval type, all with the same embedding and
+    lexical terms."""
     given = context.input
     deadline = deps.clock() + timedelta(seconds=deadline_s)
     embedding = [float(x) for x in features.vector]
-    requests = [
+    return [
         RetrievalRequested(
             turn_id=turn_id,
             session_key=session_key,
@@ -69,7 +73,6 @@ def retrieval_requests(
         )
         for rtype in RetrievalType
     ]
-    return context.model_copy(update={"timings_ms": timings}), requests
 
 
 def _vector(values: Sequence[float]) -> Vector:

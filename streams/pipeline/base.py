@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import faust
-from faust.types import TableT
 from pydantic import BaseModel
 
 from processors.turn.persist import turn_record
@@ -24,6 +23,7 @@ from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
+from streams.pipeline.decoded import DecodedTable
 from streams.pipeline.rejects import RawRecord, dead_letter, rejection
 from streams.pipeline.runtime import PipelineRuntime
 from streams.pipeline.topology import Topology
@@ -59,6 +59,14 @@ class Pipeline:
     def __init__(self, topology: Topology, runtime: PipelineRuntime) -> None:
         self.topology = topology
         self.runtime = runtime
+        self.gates = (
+            DecodedTable(topology.gates, SessionGate) if topology.gates is not None else None
+        )
+        self.responses = (
+            DecodedTable(topology.responses, TurnResponse)
+            if topology.responses is not None
+            else None
+        )
         self.release: Callable[[bytes, SessionGate], Awaitable[None]] = _no_release
         self.in_flight_index: dict[bytes, tuple[TurnRequested, datetime]] = {}
         """The turns in flight of this worker's sessions, for the stall watchdog."""
@@ -68,11 +76,10 @@ class Pipeline:
         return self.runtime.deps
 
     def gate(self, key: bytes) -> SessionGate:
-        raw = self._gates.get(key)
-        return decode_as(raw, SessionGate) if raw is not None else SessionGate()
+        return self._gates.get(key) or SessionGate()
 
     def set_gate(self, key: bytes, gate: SessionGate) -> None:
-        self._gates[key] = encode(gate)
+        self._gates.set(key, gate)
         self.track(key, gate)
 
     def track(self, key: bytes, gate: SessionGate) -> None:
@@ -83,10 +90,10 @@ class Pipeline:
             self.in_flight_index.pop(key, None)
 
     @property
-    def _gates(self) -> TableT[bytes, bytes]:
-        if self.topology.gates is None:
+    def _gates(self) -> DecodedTable[SessionGate]:
+        if self.gates is None:
             raise RuntimeError("the session gate lives in the context role")
-        return self.topology.gates
+        return self.gates
 
     def in_flight(self, key: bytes, turn_id: str) -> bool:
         """Whether ``turn_id`` is the session's turn in flight: anything else reaching a
@@ -130,17 +137,17 @@ class Pipeline:
 
     def respond(self, key: bytes, response: TurnResponse) -> None:
         """Write the response: the responses table's changelog is the response topic."""
-        self._responses[key] = encode(response)
+        self._responses.set(key, response)
 
     @property
-    def _responses(self) -> TableT[bytes, bytes]:
-        if self.topology.responses is None:
+    def _responses(self) -> DecodedTable[TurnResponse]:
+        if self.responses is None:
             raise RuntimeError("responses are written by the context role")
-        return self.topology.responses
+        return self.responses
 
     def answered(self, key: bytes, turn_id: str) -> bool:
-        raw = self._responses.get(key)
-        return raw is not None and decode_as(raw, TurnResponse).turn_id == turn_id
+        last = self._responses.get(key)
+        return last is not None and last.turn_id == turn_id
 
     async def dead_letter(self, record: RawRecord, reason: str, detail: str) -> None:
         await self.topology.dead_letter.send(

@@ -21,12 +21,14 @@ from processors.llm import LlmTask, OpenAiLlm
 from processors.phases.tools import HttpToolExecutor, PackToolExecutor, PythonToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
+from processors.retrieval.snapshot_index import SnapshotIndex
 from processors.turn.deps import TurnDeps
 from schemas.domain.phase import Phase
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
 from sinks.vector_store import VectorStore
 from streams.pack_registry import PackRegistry, PackUpdate
+from streams.pipeline.embed_batcher import EmbedBatcher
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -86,8 +88,10 @@ class PipelineRuntime:
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="turnstream-model")
         self._http = httpx.AsyncClient()
         self._deps: TurnDeps | None = None
+        self._batcher: EmbedBatcher | None = None
         self._indexer: Indexer | None = None
         self._store: VectorStore | None = None
+        self._vectors: SnapshotIndex | None = None
         self._index_lock = asyncio.Lock()
         self._index_tasks: set[asyncio.Task[None]] = set()
 
@@ -96,6 +100,13 @@ class PipelineRuntime:
         if self._deps is None:
             raise RuntimeError("PipelineRuntime not started")
         return self._deps
+
+    @property
+    def embeddings(self) -> EmbedBatcher:
+        """The micro-batching front of the model, for the per-turn query embedding."""
+        if self._batcher is None:
+            raise RuntimeError("PipelineRuntime not started")
+        return self._batcher
 
     @property
     def indexer(self) -> Indexer:
@@ -111,9 +122,12 @@ class PipelineRuntime:
     async def start(self) -> None:
         embedder = await self.in_model_thread(default_embedder)
         store = VectorStore.from_settings(self.settings, embedder.dim)
+        vectors = SnapshotIndex(store)
         lexicon = LexicalIndexes(store.documents)
         self._store = store
-        self._indexer = Indexer(store, embedder, lexicon)
+        self._vectors = vectors
+        self._indexer = Indexer(vectors, embedder, lexicon)
+        self._batcher = EmbedBatcher(embedder, self.in_model_thread)
         http = HttpToolExecutor(self._http)
         packs_dir = self.settings.packs_dir
 
@@ -123,7 +137,7 @@ class PipelineRuntime:
 
         self._deps = TurnDeps(
             embedder=embedder,
-            vectors=store,
+            vectors=vectors,
             lexicon=lexicon,
             tools=tools,
             settings=self.settings,
@@ -161,6 +175,8 @@ class PipelineRuntime:
     async def _index(self, tenant: str, agent: str, version: int, pack: AgentPack) -> None:
         """Index a pack version, then make it available to turns."""
         async with self._index_lock:
+            if self._vectors is not None:  # another process may have indexed it
+                self._vectors.invalidate_agent(tenant, agent)
             try:
                 reports = await self.in_model_thread(sync_pack, self.indexer, pack)
             except Exception:

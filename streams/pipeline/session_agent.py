@@ -19,6 +19,7 @@ completion writes no second response and no second state change.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +31,8 @@ from processors.turn.persist import (
     persistent_customer_data,
     turn_response,
 )
-from processors.turn.retrieval_stage import retrieval_requests
+from processors.turn.retrieval_stage import query_features, retrieval_requests
+from processors.turn.timing import timed
 from processors.turn.understand import UnknownAgentError, coalesce, understand
 from schemas.codec import CodecError, decode_as, encode
 from schemas.domain.errors import TurnError
@@ -193,14 +195,13 @@ class SessionAgent:
             ),
         )
         deadline_s = deps.settings_for(understood.pack).phases.retrieval.timeout_s
-        context, requests = await self.p.runtime.in_model_thread(
-            retrieval_requests,
-            first.turn_id,
-            key.decode(),
-            context,
-            understood.query,
-            deps,
-            deadline_s,
+        timings = dict(context.timings_ms)
+        with timed(timings, "retrieval.embedding", time.perf_counter):
+            vector = (await self.p.runtime.embeddings.embed([understood.query]))[0]
+        context = context.model_copy(update={"timings_ms": timings})
+        features = query_features(understood.query, vector)
+        requests = retrieval_requests(
+            first.turn_id, key.decode(), context, features, deps, deadline_s
         )
         for request in requests:
             await self.p.send(self.t.retrieval_requested[request.retrieval_type], key, request)
@@ -228,10 +229,13 @@ class SessionAgent:
 
     async def _resume_stalled(self) -> None:
         self._ticks += 1
-        if self._ticks % WATCHDOG_RESCAN == 1:
+        gates = self.p.gates
+        if self._ticks % WATCHDOG_RESCAN == 1 and gates is not None:
             self.p.in_flight_index.clear()
-            for key, raw in list(self.p.topology.gates.items() if self.p.topology.gates else []):
-                self.p.track(key, decode_as(raw, SessionGate))
+            for key in list(gates.table.keys()):
+                found = gates.get(key)
+                if found is not None:
+                    self.p.track(key, found)
         now = datetime.now(UTC)
         stall = timedelta(seconds=self.t.settings.turn_stall_s)
         for key, (request, since) in list(self.p.in_flight_index.items()):

@@ -19,7 +19,6 @@ from processors.turn.retrieval_stage import (
     retrieve_one,
     timeout_result,
 )
-from schemas.codec import decode_as, encode
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
 from schemas.events.completed_turn import CompletedTurn
@@ -27,6 +26,7 @@ from schemas.events.pipeline_state import RetrievalJoin
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from streams.pipeline.base import Pipeline
+from streams.pipeline.decoded import DecodedTable
 from streams.pipeline.topology import required
 from streams.topics import TURN_CONTEXT
 
@@ -70,7 +70,7 @@ class JoinAgent:
         self.p = pipeline
         self.t = pipeline.topology
         self._context = self.t.name(TURN_CONTEXT)
-        self.joins = required(self.t.joins, "retrieval join")
+        self.joins = DecodedTable(required(self.t.joins, "retrieval join"), RetrievalJoin)
         self._pending: dict[bytes, tuple[str, datetime]] = {}
         self._ticks = 0
 
@@ -84,8 +84,7 @@ class JoinAgent:
             turn_id, envelope = result.turn_id, None
         if not self.p.in_flight(key, turn_id):
             return
-        raw = self.joins.get(key)
-        state = decode_as(raw, RetrievalJoin) if raw is not None else None
+        state = self.joins.get(key)
         if state is None or state.turn_id != turn_id or (state.done and envelope is not None):
             state = RetrievalJoin(turn_id=turn_id)  # a new turn, or one driven again
         if state.done:
@@ -104,11 +103,11 @@ class JoinAgent:
                 state = state.model_copy(update={"results": [*state.results, result]})
         complete = {r.selection.retrieval_type for r in state.results} == set(RetrievalType)
         if state.envelope is None or not complete:
-            self.joins[key] = encode(state)
+            self.joins.set(key, state)
             if state.deadline is not None:
                 self._pending[key] = (turn_id, state.deadline)
             return
-        self.joins[key] = encode(RetrievalJoin(turn_id=turn_id, done=True))
+        self.joins.set(key, RetrievalJoin(turn_id=turn_id, done=True))
         self._pending.pop(key, None)
         ready = state.envelope
         pack = self.p.pack_for(ready.context)
@@ -133,8 +132,7 @@ class JoinAgent:
             if deadline > now:
                 continue
             self._pending.pop(key, None)
-            raw = self.joins.get(key)
-            state = decode_as(raw, RetrievalJoin) if raw is not None else None
+            state = self.joins.get(key)
             if state is None or state.turn_id != turn_id or state.done:
                 continue
             have = {r.selection.retrieval_type for r in state.results}
@@ -144,9 +142,9 @@ class JoinAgent:
                     await self.p.send(self.t.retrieval_results, key, late)
 
     def _rescan(self) -> None:
-        for key, raw in list(self.joins.items()):
-            state = decode_as(raw, RetrievalJoin)
-            if not state.done and state.deadline is not None:
+        for key in list(self.joins.table.keys()):
+            state = self.joins.get(key)
+            if state is not None and not state.done and state.deadline is not None:
                 self._pending.setdefault(key, (state.turn_id, state.deadline))
 
 
