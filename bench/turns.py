@@ -25,6 +25,8 @@ markers off.
 
 Runs, in this order, for each worker count:
 
+* **unloaded**: ``--unloaded-turns`` turns one at a time (at most 20 s), round-robin over
+  the open loop's sessions: latency and transport overhead with no queueing;
 * **closed loop** (``--sessions`` S sessions, each sends ``--turns`` T turns back to back,
   the next as soon as the answer is in; no new turn after ``--closed-max-s``):
   ``turns_per_s`` is answered turns over the time from the first send to the last answer;
@@ -79,9 +81,10 @@ and settings, in-memory state, Qdrant in memory, no Kafka):
 * ``closed_loop``: the same S and T.
 
 ``ratios`` are streaming / in-process: ``latency_p50`` (open-loop e2e p50 over the in-process
-open-loop p50 at the same rate), ``latency_p50_vs_unloaded`` (over the unloaded p50: what
-the streaming path costs per turn against the bare work), and ``throughput`` (closed-loop
-turns/s over turns/s).
+open-loop p50 at the same rate), ``latency_p50_vs_unloaded`` (over the in-process unloaded
+p50: what the streaming path costs per turn against the bare work), ``unloaded_latency_p50``
+(both unloaded), and ``throughput`` (closed-loop turns/s over turns/s);
+``scale_2_over_1_workers`` is closed-loop turns/s with 2 workers over 1 (``--workers 1,2``).
 
 Defaults take about 3 minutes on a 2-core machine (broker, workers and bench all on it).
 README figures:
@@ -145,6 +148,7 @@ MARKS = ("\u200b", "\u200c")
 SETTLE_S = 1.0
 RSS_EVERY_S = 0.25
 READY_TIMEOUT_S = 300.0
+UNLOADED_MAX_S = 20.0
 WORKER_STOP_TIMEOUT_S = 60.0
 PASSED_THROUGH_NOT = {
     "TURNSTREAM_KAFKA_BOOTSTRAP",
@@ -850,14 +854,37 @@ async def stream_run(
             )
             await wait_for_group(settings.bootstrap_servers, group, workers, procs)
             result["ready_s"] = round(time.monotonic() - t0, 1)
-            result["warmup"] = {"turns": len(warm), **counted(warm)}
+            errors = sum(
+                1 for t in warm if t.response and t.response.status is ResponseStatus.ERROR
+            )
+            result["warmup"] = {"turns": len(warm), "errors": errors, **counted(warm)}
             print(
-                f"[{workers} worker(s)] ready in {result['ready_s']} s "
-                f"({len(warm)} warm-up turns, {result['warmup']['lost']} lost)",
+                f"[{workers} worker(s)] ready in {result['ready_s']} s ({len(warm)} warm-up "
+                f"turns, {result['warmup']['lost']} lost, {errors} errors)",
                 flush=True,
             )
+            if errors + result["warmup"]["lost"] == len(warm):
+                raise RuntimeError(f"no warm-up turn was answered well; see {run_dir}")
 
             stage: dict[str, Any]
+            if args.unloaded_turns > 0:
+                stage = {}
+                loop = asyncio.get_running_loop()
+                with watch.stage("unloaded", stage):
+                    turns = []
+                    stop_at = loop.time() + UNLOADED_MAX_S
+                    for i in range(args.unloaded_turns):
+                        if loop.time() > stop_at:
+                            break
+                        channel = f"unloaded-{i % args.active_sessions}"
+                        turns.append(await ask(channel, texts.next(), loop.time() + args.drain))
+                    await asyncio.sleep(SETTLE_S)
+                stage["turns"] = len(turns)
+                stage.update(latency_report(turns, transport=True))
+                stage.update(counted(turns))
+                result["unloaded"] = stage
+                print_unloaded(f"[{workers} worker(s)] unloaded", stage)
+
             if args.sessions > 0 and args.turns > 0:
                 stage = {"sessions": args.sessions, "turns_per_session": args.turns}
                 profiler = None
@@ -982,10 +1009,7 @@ async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
     stage["turns"] = len(turns)
     stage.update(latency_report(turns, transport=False))
     result["unloaded"] = stage
-    print(
-        f"[in-process] unloaded (one turn at a time): p50/p95/p99 {_p(stage['e2e_ms'])} ms"
-        f"\n    cpu cores {stage['cpu_cores']}"
-    )
+    print_unloaded("[in-process] unloaded", stage)
     if args.rate > 0:
         t_open = time.monotonic()
         stage = {}
@@ -1058,6 +1082,18 @@ def print_open(title: str, stage: dict[str, Any]) -> None:
     print(line, flush=True)
 
 
+def print_unloaded(title: str, stage: dict[str, Any]) -> None:
+    line = f"{title}: {stage['turns']} turns one at a time  p50/p95/p99 {_p(stage['e2e_ms'])} ms"
+    if "transport_overhead_ms_per_hop" in stage:
+        line += (
+            f"\n    phases (critical path) p50 {stage['phase_sum_ms'].get('p50', 0):.1f} ms  "
+            f"overhead/hop p50 {stage['transport_overhead_ms_per_hop'].get('p50', 0):.2f} ms  "
+            f"lost {stage['lost']} dup {stage['duplicates']}"
+        )
+    line += f"\n    cpu cores {stage.get('cpu_cores')}"
+    print(line, flush=True)
+
+
 def print_closed(title: str, stage: dict[str, Any]) -> None:
     line = (
         f"{title}: {stage['sessions']} sessions x {stage['turns_per_session']} turns  "
@@ -1094,10 +1130,14 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         if s_open and b_open and b_open["e2e_ms"].get("p50"):
             entry["latency_p50"] = round(s_open["e2e_ms"]["p50"] / b_open["e2e_ms"]["p50"], 2)
             entry["latency_p99"] = round(s_open["e2e_ms"]["p99"] / b_open["e2e_ms"]["p99"], 2)
-        b_idle = base.get("unloaded")
+        s_idle, b_idle = run.get("unloaded"), base.get("unloaded")
         if s_open and b_idle and b_idle["e2e_ms"].get("p50"):
             entry["latency_p50_vs_unloaded"] = round(
                 s_open["e2e_ms"]["p50"] / b_idle["e2e_ms"]["p50"], 2
+            )
+        if s_idle and b_idle and b_idle["e2e_ms"].get("p50") and s_idle["e2e_ms"].get("p50"):
+            entry["unloaded_latency_p50"] = round(
+                s_idle["e2e_ms"]["p50"] / b_idle["e2e_ms"]["p50"], 2
             )
         s_closed, b_closed = run.get("closed_loop"), base.get("closed_loop")
         if s_closed and b_closed and b_closed["turns_per_s"]:
@@ -1231,7 +1271,7 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-servers", type=int, default=4, help="in-process open loop: turns at once"
     )
     parser.add_argument(
-        "--unloaded-turns", type=int, default=100, help="in-process turns one at a time"
+        "--unloaded-turns", type=int, default=100, help="turns one at a time (streaming: <= 20 s)"
     )
     parser.add_argument("--repeat-texts", action="store_true", help="no invisible markers")
     parser.add_argument("--profile", type=Path, help="py-spy worker 0 in the closed loop")
