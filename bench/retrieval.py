@@ -1,7 +1,7 @@
 """P4 retrieval quality and latency on a labelled set of customer messages.
 
     python bench/retrieval.py [--json PATH] [--pack DIR] [--set PATH] [--rounds N]
-                              [--pack-overrides]
+                              [--pack-overrides] [--backend torch|onnx-int8]
 
 Indexes the pack (real all-MiniLM-L6-v2, Qdrant in memory), then for each message: P4.1 (one
 embedding plus lexical features, timed as ``embedding_ms``), then ``retrieve_all`` of the four
@@ -10,7 +10,9 @@ known customer who has none stored), and the canonical intent exactly as a turn 
 ``canonical_intent`` (the heuristic sensor's guess merged with the selected intents). Settings
 come from ``load_settings()``, so ``TURNSTREAM_RETRIEVAL__*`` variables try other values (the
 JSON records the ones used); the pack's own ``agent.yaml`` retrieval overrides are recorded
-under ``pack_overrides`` but not applied unless ``--pack-overrides`` is given.
+under ``pack_overrides`` but not applied unless ``--pack-overrides`` is given. ``--backend``
+picks the embedder for both the index and the queries (default: the settings'
+``embedder_backend``, i.e. ``TURNSTREAM_EMBEDDER_BACKEND``, else torch).
 
 Figures:
 
@@ -59,7 +61,7 @@ from processors.retrieval import (
 from processors.retrieval.intent import SENSOR_INTENT_WEIGHT
 from processors.retrieval.pack_items import sync_pack
 from schemas.pack import AgentPack
-from sinks.embedder import default_embedder
+from sinks.embedder import EmbedderBackend, default_embedder
 from sinks.vector_store import VectorStore
 from streams.settings import RetrievalSettings, load_settings
 
@@ -248,11 +250,13 @@ def evaluate(
     rounds: int = 1,
     throughput: bool = False,
     pack_overrides: bool = False,
+    backend: EmbedderBackend | None = None,
 ) -> dict[str, Any]:
     """Index the pack, warm up, run the set ``rounds`` times and return every figure.
     ``settings`` default to the process settings, with the pack's ``agent.yaml`` overrides
-    laid over them when ``pack_overrides`` is set."""
-    embedder = default_embedder()
+    laid over them when ``pack_overrides`` is set. ``backend`` embeds the pack and the messages
+    (default: the process settings' ``embedder_backend``)."""
+    embedder = default_embedder(backend=backend)
     pack_dir = pack_dir or labelled.pack_dir
     pack = load_pack(pack_dir)
     if settings is None:
@@ -323,6 +327,11 @@ def main() -> None:
         action="store_true",
         help="lay the pack's agent.yaml retrieval overrides over the process settings",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "onnx-int8"],
+        help="embedder for the index and the queries (default: the settings' embedder_backend)",
+    )
     args = parser.parse_args()
     report = evaluate(
         load_set(args.set),
@@ -330,6 +339,7 @@ def main() -> None:
         rounds=args.rounds,
         throughput=True,
         pack_overrides=args.pack_overrides,
+        backend=args.backend,
     )
     print_summary(report)
     if args.json:

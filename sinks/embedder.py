@@ -12,13 +12,15 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from processors.embedding import CachedEmbedder, Vectors, normalize_rows
+from streams.settings import Settings, load_settings
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+EmbedderBackend = Literal["torch", "onnx-int8"]
 
 
 class ModelUnavailableError(RuntimeError):
@@ -90,10 +92,39 @@ class SentenceTransformerEmbedder:
         return normalize_rows(raw)
 
 
+def default_embedder(
+    cache_size: int = 4096,
+    *,
+    backend: EmbedderBackend | None = None,
+    settings: Settings | None = None,
+) -> CachedEmbedder:
+    """The process-wide default embedder of a backend (loaded once per backend: loading
+    costs seconds).
+
+    The backend is ``backend`` if given, else ``settings.embedder_backend``, else the process
+    settings' (``TURNSTREAM_EMBEDDER_BACKEND``); ``torch`` (sentence-transformers) is the
+    reference, ``onnx-int8`` the faster int8 onnxruntime export (``sinks.embedder_onnx``), cached
+    under ``settings.cache_dir``. The two give different vectors and different ``model_id``s.
+    """
+    if backend is None:
+        settings = settings or load_settings()
+        backend = settings.embedder_backend
+    if backend == "torch":
+        return _default_embedder(cache_size, backend, None)
+    return _default_embedder(cache_size, backend, (settings or load_settings()).cache_dir)
+
+
 @functools.cache
-def default_embedder(cache_size: int = 4096) -> CachedEmbedder:
-    """The process-wide default embedder (loaded once: loading costs seconds)."""
-    return CachedEmbedder(SentenceTransformerEmbedder(), maxsize=cache_size)
+def _default_embedder(
+    cache_size: int, backend: EmbedderBackend, cache_dir: Path | None
+) -> CachedEmbedder:
+    if backend == "torch":
+        return CachedEmbedder(SentenceTransformerEmbedder(), maxsize=cache_size)
+    if backend == "onnx-int8":
+        from sinks.embedder_onnx import OnnxEmbedder
+
+        return CachedEmbedder(OnnxEmbedder(cache_dir=cache_dir), maxsize=cache_size)
+    raise ValueError(f"unknown embedder backend {backend!r} (torch or onnx-int8)")
 
 
 class CrossEncoderReranker:

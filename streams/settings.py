@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -202,6 +202,10 @@ class Settings(BaseSettings):
         description="where Python tools find their packs' data files: <packs_dir>/<tenant>/<agent>",
     )
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    embedder_backend: Literal["torch", "onnx-int8"] = Field(
+        default="torch",
+        description="torch: sentence-transformers (the reference); onnx-int8: int8 onnxruntime",
+    )
 
     qdrant_url: str | None = None
     clickhouse_url: str | None = None
