@@ -9,6 +9,7 @@ version so that a turn finishes with the version it started with.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
@@ -120,7 +121,9 @@ class PipelineRuntime:
         return await loop.run_in_executor(self._model_thread, lambda: fn(*args, **kwargs))
 
     async def start(self) -> None:
-        embedder = await self.in_model_thread(default_embedder)
+        embedder = await self.in_model_thread(
+            functools.partial(default_embedder, settings=self.settings)
+        )
         store = VectorStore.from_settings(self.settings, embedder.dim)
         vectors = SnapshotIndex(store)
         lexicon = LexicalIndexes(store.documents)
