@@ -1,0 +1,135 @@
+"""The stage functions the topology runs, called directly: the join records gaps, the
+embedding batcher shares model calls, a new case forgets the old case's values."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from processors.embedding import Vectors, normalize_rows
+from processors.pack import load_pack
+from processors.turn.decide import new_case
+from processors.turn.retrieval_stage import failed_result, join, timeout_result
+from schemas.domain.customer_data import (
+    CustomerDataStore,
+    VariableEntry,
+    VariableScope,
+    VariableSource,
+    VariableType,
+)
+from schemas.domain.retrieval import GapReason, RetrievalSelection, RetrievalType, SelectionStrategy
+from schemas.domain.turn_context import TurnContext
+from schemas.events.retrieval import RetrievalRequested, RetrievalResult
+from streams.pipeline.embed_batcher import EmbedBatcher
+from tests.pipeline_support import EXAMPLE_PACK, customer_says
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+PACK = load_pack(EXAMPLE_PACK)
+
+
+def context() -> TurnContext:
+    return TurnContext(input=customer_says("v1", "where is my order?"), received_at=NOW)
+
+
+def request(rtype: RetrievalType) -> RetrievalRequested:
+    return RetrievalRequested(
+        turn_id="t1",
+        session_key="acme-shop:webchat:v1",
+        tenant_id="acme-shop",
+        agent_id="support",
+        retrieval_type=rtype,
+        query_text="where is my order?",
+        embedding=[0.0] * 4,
+        deadline=NOW,
+    )
+
+
+def ok(rtype: RetrievalType, at: datetime) -> RetrievalResult:
+    selection = RetrievalSelection(
+        retrieval_type=rtype, strategy=SelectionStrategy.FIXED_K, latency_ms=1.0
+    )
+    return RetrievalResult(
+        turn_id="t1", session_key="acme-shop:webchat:v1", selection=selection, completed_at=at
+    )
+
+
+def test_the_join_records_a_failed_type_a_late_type_and_a_missing_type_as_gaps() -> None:
+    results = [
+        ok(RetrievalType.RULES, NOW),
+        failed_result(request(RetrievalType.SCENARIOS), "qdrant down", NOW),
+        ok(RetrievalType.INTENTS, NOW + timedelta(seconds=2)),  # after the deadline
+        timeout_result("t1", "acme-shop:webchat:v1", RetrievalType.RULES, NOW),  # a 2nd: ignored
+    ]
+    joined = join(context(), results, PACK, deadline=NOW + timedelta(seconds=1))
+    gaps = {g.retrieval_type: g for g in joined.retrieval_gaps}
+    assert [s.retrieval_type for s in joined.retrievals] == [RetrievalType.RULES]
+    assert gaps[RetrievalType.SCENARIOS].reason is GapReason.FAILED
+    assert gaps[RetrievalType.SCENARIOS].detail == "qdrant down"
+    assert gaps[RetrievalType.INTENTS].reason is GapReason.TIMEOUT
+    assert gaps[RetrievalType.MEMORIES].reason is GapReason.TIMEOUT
+
+
+class CountingEmbedder:
+    dim = 8
+    model_id = "counting"
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls.append(len(texts))
+        rows = [[float(len(t))] + [1.0] * (self.dim - 1) for t in texts]
+        return normalize_rows(np.asarray(rows, dtype=np.float32))
+
+
+async def test_concurrent_embeddings_share_model_calls_and_get_their_own_vectors() -> None:
+    model = CountingEmbedder()
+    gate = asyncio.Event()
+
+    async def run(fn: Any, *args: Any) -> Vectors:
+        await gate.wait()  # the first call is "busy" until all requests queued
+        return await asyncio.to_thread(fn, *args)
+
+    batcher = EmbedBatcher(model, run, max_batch=4)
+    jobs = [asyncio.create_task(batcher.embed(["x" * n])) for n in range(1, 7)]
+    await asyncio.sleep(0.01)
+    gate.set()
+    vectors = await asyncio.gather(*jobs)
+    assert model.calls == [4, 2]  # six requests, two model calls, at most four texts each
+    expected = [
+        normalize_rows(np.asarray([[n] + [1.0] * 7], dtype=np.float32))[0] for n in range(1, 7)
+    ]
+    for got, want in zip(vectors, expected, strict=True):
+        assert np.allclose(got[0], want)
+
+
+def entry(scope: VariableScope, at: datetime) -> VariableEntry:
+    return VariableEntry(
+        value='"x"',
+        type=VariableType.STRING,
+        scope=scope,
+        source=VariableSource.USER,
+        confidence=1.0,
+        last_updated_at=at,
+    )
+
+
+def test_a_new_case_forgets_old_case_values_but_keeps_what_was_just_said() -> None:
+    store = CustomerDataStore(
+        tenant_id="acme-shop",
+        customer_id="c1",
+        updated_at=NOW,
+        variables={
+            "refund_id": entry(VariableScope.CASE, NOW - timedelta(days=3)),
+            "order_id": entry(VariableScope.CASE, NOW - timedelta(days=3)),
+            "refund_reason": entry(VariableScope.CASE, NOW + timedelta(seconds=1)),
+            "customer_tier": entry(VariableScope.BUSINESS, NOW - timedelta(days=3)),
+        },
+    )
+    fresh = new_case(store, NOW, said_now={"order_id"})
+    assert set(fresh.variables) == {"order_id", "refund_reason", "customer_tier"}
+    assert new_case(fresh, NOW, said_now=set()) is not fresh
