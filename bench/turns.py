@@ -704,6 +704,8 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pipeline agents (streams/pipeline)", ("streams/pipeline",)),
     ("asyncio event loop", ("asyncio/", "selectors.py")),
 )
+MODEL_CALL = "PipelineRuntime.in_model_thread.<locals>.<lambda>"
+"""What runs on the worker's model thread is called through this frame."""
 THREAD_ROOT = re.compile(r"^thread \((?:0x)?([0-9A-Fa-f]+)\)(?:: (.*))?$")
 
 
@@ -730,10 +732,15 @@ def profile_summary(
     measured CPU by the share of its samples: a sample goes to the first of COMPONENTS on its
     stack (so model time reached from a phase counts as model time), or to the function on
     top of the stack. Weighting by measured CPU corrects py-spy counting a thread that waits
-    in a system call as busy. ``share`` is of the process's CPU."""
+    in a system call as busy. ``share`` is of the process's CPU. Unnamed native threads
+    (``native: python``) are torch's OpenMP intra-op workers: they vanish with
+    ``OMP_NUM_THREADS=1``. ``model_thread_calls``: what the model thread's samples run
+    (``CachedEmbedder.embed``: query embeddings; ``Indexer.add``: memory ingestion and pack
+    indexing), as shares of its samples."""
     per_thread: dict[int, Counter[str]] = defaultdict(Counter)
     per_thread_leaf: dict[int, Counter[str]] = defaultdict(Counter)
     names: dict[int, str] = {}
+    model_calls: Counter[str] = Counter()
     for line in path.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -746,6 +753,10 @@ def profile_summary(
         tid = int(raw_tid, 16) if frames[0].startswith("thread (0x") else int(raw_tid)
         names[tid] = root.group(2) or f"thread {tid}"
         count = int(count_text)
+        names_only = [f.split(" (")[0] for f in frames[1:]]
+        if MODEL_CALL in names_only:
+            at = names_only.index(MODEL_CALL)
+            model_calls[names_only[at + 1] if at + 1 < len(names_only) else "?"] += count
         per_thread[tid][_component(frames[1:])] += count
         per_thread_leaf[tid][frames[-1] if len(frames) > 1 else "?"] += count
     total_cpu = sum(cpu for _, cpu in cpu_used.values())
@@ -779,6 +790,10 @@ def profile_summary(
         "threads": rows(threads),
         "components": rows(components),
         "self_top": rows(leaves, top),
+        "model_thread_calls": [
+            {"name": k, "share": round(v / sum(model_calls.values()), 4)}
+            for k, v in model_calls.most_common(8)
+        ],
     }
 
 
@@ -1118,6 +1133,9 @@ def print_profile(profile: dict[str, Any]) -> None:
         print(f"  {title} (cores, share of the worker's CPU):")
         for row in profile[title][:12]:
             print(f"    {row['cores']:5.2f}  {row['share'] * 100:5.1f}%  {row['name']}")
+    print("  model thread, by the call it runs (share of its samples):")
+    for row in profile["model_thread_calls"]:
+        print(f"    {row['share'] * 100:5.1f}%  {row['name']}")
 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
