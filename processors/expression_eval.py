@@ -3,8 +3,13 @@
 :mod:`processors.expressions` parses and checks an expression and documents the language;
 this module gives a checked tree its meaning. It never sees an unchecked tree, so it only
 handles the node types the checker lets through. Every value it builds is capped
-(:data:`MAX_STRING`, :data:`MAX_SEQUENCE`, :data:`MAX_INT`) and exponents are checked before
-they are computed, so no expression can allocate or compute without bound.
+(:data:`MAX_STRING`, :data:`MAX_SEQUENCE`, :data:`MAX_INT`, :data:`MAX_WEIGHT`) and exponents
+are checked before they are computed, so no expression can allocate or compute without bound.
+
+Why a weight as well as lengths: repetition shares items, so ``[[[1]*10000]*10000]*10000`` is
+three lists of 10,000 items each, cheap to build, yet comparing it with an equal copy, hashing
+it or searching it visits 10**12 items in C code that holds the GIL. The weight counts what
+such an operation may visit, through every level of nesting and every shared reference.
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ from processors.expression_regex import search
 MAX_STRING = 100_000
 MAX_SEQUENCE = 10_000
 MAX_INT = 2**63 - 1
+MAX_WEIGHT = 100_000
+"""The most a built container may weigh: one unit per item at every level of nesting (a
+shared item counts each time it is referenced) and per :data:`CHARS_PER_UNIT` characters of a
+string. Comparing, hashing or searching a value costs at most about its weight."""
+CHARS_PER_UNIT = 100
+MAX_VALUE_DEPTH = 64
 
 #: name -> (minimum, maximum) number of positional arguments
 FUNCTIONS: Mapping[str, tuple[int, int]] = {
@@ -156,6 +167,39 @@ class _Evaluator:
     ) -> None:
         self.variables = variables
         self.patterns = patterns
+        self._weights: dict[int, int] = {}
+        self._weighed: list[object] = []  # keeps weighed values alive, so their ids stay theirs
+
+    def _weight(self, value: object, depth: int = 0) -> int:
+        """The weight of ``value`` (see :data:`MAX_WEIGHT`), or a number above it as soon as
+        it is known to be too heavy: the work done here is bounded by the cap too."""
+        if isinstance(value, str):
+            return 1 + len(value) // CHARS_PER_UNIT
+        if not isinstance(value, list | tuple | set | frozenset | dict):
+            return 1
+        known = self._weights.get(id(value))
+        if known is not None:
+            return known
+        if depth > MAX_VALUE_DEPTH:
+            raise ExpressionError(f"value nested deeper than {MAX_VALUE_DEPTH} levels")
+        items = (
+            (item for pair in value.items() for item in pair) if isinstance(value, dict) else value
+        )
+        total = 1
+        for item in items:
+            total += self._weight(item, depth + 1)
+            if total > MAX_WEIGHT:
+                break
+        self._weights[id(value)] = total
+        self._weighed.append(value)
+        return total
+
+    def _bounded(self, value: object) -> object:
+        """``value`` when it stays within every cap, else :class:`ExpressionError`."""
+        _sized(value)
+        if self._weight(value) > MAX_WEIGHT:
+            raise ExpressionError(f"value too large (weighs more than {MAX_WEIGHT})")
+        return value
 
     def eval(self, node: ast.expr) -> object:
         try:
@@ -178,7 +222,7 @@ class _Evaluator:
             left, right = self._eval(node.left), self._eval(node.right)
             if left is None or right is None:
                 return None
-            return _sized(_ARITHMETIC[type(node.op)](left, right))
+            return self._bounded(_ARITHMETIC[type(node.op)](left, right))
         if isinstance(node, ast.Compare):
             return self._compare(node)
         if isinstance(node, ast.IfExp):
@@ -187,17 +231,23 @@ class _Evaluator:
             return self._subscript(self._eval(node.value), self._eval(node.slice))
         if isinstance(node, ast.Call):
             return self._call(node)
-        if isinstance(node, ast.List | ast.Tuple):
-            items = [self._eval(item) for item in node.elts]
-            return items if isinstance(node, ast.List) else tuple(items)
-        if isinstance(node, ast.Set):
-            return {self._eval(item) for item in node.elts}
+        if isinstance(node, ast.List | ast.Tuple | ast.Set):
+            # weighed before a set hashes its items: hashing visits all of each item
+            items = self._bounded([self._eval(item) for item in node.elts])
+            assert isinstance(items, list)
+            if isinstance(node, ast.List):
+                return items
+            return tuple(items) if isinstance(node, ast.Tuple) else set(items)
         if isinstance(node, ast.Dict):
-            return {
-                self._eval(k): self._eval(v)
-                for k, v in zip(node.keys, node.values, strict=True)
-                if k is not None
-            }
+            pairs = self._bounded(
+                [
+                    (self._eval(k), self._eval(v))
+                    for k, v in zip(node.keys, node.values, strict=True)
+                    if k is not None
+                ]
+            )
+            assert isinstance(pairs, list)
+            return dict(pairs)
         raise ExpressionError(f"{type(node).__name__} is not allowed")  # parse() already refused it
 
     def _bool_op(self, node: ast.BoolOp) -> object:
@@ -255,7 +305,7 @@ class _Evaluator:
                 raise ExpressionError(f"matches() needs a string, got {type(text).__name__}")
             return search(self.patterns[pattern.value], text)
         args = [self._eval(arg) for arg in node.args]
-        return _sized(_BUILTINS[name](*args))
+        return self._bounded(_BUILTINS[name](*args))
 
 
 def _string_arg(name: str, value: object) -> str:

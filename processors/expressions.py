@@ -18,8 +18,9 @@ Refused: attribute access, lambdas, comprehensions, f-strings, starred arguments
 keyword arguments, any other call. Bounds: :data:`MAX_LENGTH` characters, :data:`MAX_DEPTH`
 levels, :data:`MAX_NODES` nodes. There are no loops, so evaluation visits each node at most once
 and the node cap bounds its steps; values it builds are capped (:data:`MAX_STRING`,
-:data:`MAX_SEQUENCE`, :data:`MAX_INT`), exponents are checked before they are computed, and
-``matches`` uses :mod:`processors.expression_regex`.
+:data:`MAX_SEQUENCE`, :data:`MAX_INT`, and :data:`MAX_WEIGHT` for containers through every
+level of nesting, so that comparing or hashing one stays cheap), exponents are checked before
+they are computed, and ``matches`` uses :mod:`processors.expression_regex`.
 
 Missing data: a name absent from the variables evaluates to ``None``, and ``None``
 
@@ -51,6 +52,7 @@ from processors.expression_eval import (
     MAX_INT,
     MAX_SEQUENCE,
     MAX_STRING,
+    MAX_WEIGHT,
     ExpressionError,
     evaluate_tree,
 )
@@ -64,6 +66,7 @@ __all__ = [
     "MAX_NODES",
     "MAX_SEQUENCE",
     "MAX_STRING",
+    "MAX_WEIGHT",
     "CompiledExpression",
     "ExpressionError",
     "evaluate",

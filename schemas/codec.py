@@ -106,6 +106,7 @@ class Codec:
         return decoded
 
     def _decode(self, data: bytes, expected: type[BaseModel] | None) -> BaseModel:
+        data = _as_bytes(data)
         if data[: len(MARKER)] != MARKER:
             if MARKER.startswith(data):
                 raise CodecError(CodecErrorReason.TRUNCATED, f"{len(data)} bytes, no header")
@@ -138,6 +139,22 @@ class Codec:
             return writer.model.model_validate(record)
         except ValidationError as exc:
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
+
+
+def _as_bytes(data: object) -> bytes:
+    """``bytes`` of any bytes-like value (a ``bytearray`` or ``memoryview`` from a client
+    library would otherwise fail as an unhashable fingerprint); a record without a value (a
+    tombstone, ``None``) or a value that is not bytes at all is a :class:`CodecError`."""
+    if isinstance(data, bytes):
+        return data
+    if data is None:
+        raise CodecError(CodecErrorReason.TRUNCATED, "no value (a tombstone?)")
+    try:
+        return bytes(memoryview(data))  # type: ignore[arg-type]  # any buffer, else TypeError
+    except TypeError:
+        raise CodecError(
+            CodecErrorReason.BAD_MARKER, f"not bytes but {type(data).__name__}"
+        ) from None
 
 
 def _body_error(data: bytes, writer: _WriterSchema) -> CodecError:
