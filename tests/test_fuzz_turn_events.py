@@ -247,13 +247,6 @@ def test_an_undecodable_record_is_answered_when_its_key_and_headers_address_it(
         assert response.turn_id == "turn-9"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams/pipeline/rejects.py: input_from_record does not check the turn_id header, "
-    "so rejection() raises ValidationError for an id with a space, over 128 chars or empty; in "
-    "the session agent that escapes _reject after the dead letter was written, the guard then "
-    "dead-letters the record a second time and fails the session's turn in flight",
-)
 @pytest.mark.parametrize("turn_id", [b"has space", b"x" * 200, b""])
 def test_an_undecodable_record_with_an_invalid_turn_id_header_is_left_unaddressed(
     turn_id: bytes,

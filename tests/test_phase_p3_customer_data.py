@@ -121,16 +121,34 @@ def test_unknown_keys_and_invalid_values_are_rejected_not_raised(pack: AgentPack
     update = update_customer_data(
         empty(),
         pack.fields,
-        snapshot(shoe_size=42, refund_reason="bored", order_total="lots", order_id="A-1"),
+        snapshot(shoe_size=42, refund_reason="bored", refund_amount="lots", order_id="A-1"),
         NOW,
     )
     codes = {r.key: r.code for r in update.rejections}
     assert codes == {
         "shoe_size": "unknown_field",
         "refund_reason": "not_allowed",
-        "order_total": "invalid_number",
+        "refund_amount": "invalid_number",
     }
     assert set(update.store.variables) == {"order_id"}
+
+
+def test_protected_fields_refuse_what_the_customer_says_but_take_tool_values(
+    pack: AgentPack,
+) -> None:
+    said = update_customer_data(
+        empty(), pack.fields, snapshot(customer_tier="gold", customer_id="C-1002"), NOW
+    )
+    assert {r.key: r.code for r in said.rejections} == {
+        "customer_tier": "protected",
+        "customer_id": "protected",
+    }
+    assert said.store.variables == {}
+    from_tool = apply_values(
+        empty(), pack.fields, {"customer_tier": "gold"}, NOW,
+        source=VariableSource.TOOL, confidence=1.0,
+    )  # fmt: skip
+    assert from_tool.rejections == [] and "customer_tier" in from_tool.store.variables
 
 
 def test_an_update_keeps_the_previous_value_in_history(pack: AgentPack) -> None:

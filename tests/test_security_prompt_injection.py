@@ -109,14 +109,6 @@ async def test_a_conversation_that_keeps_pushing_never_gets_past_the_tier_limit(
         assert all(float(r.get("refund_amount", 0)) <= 500 for r in refunds)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="P3 (processors/phases/customer_data.py) lets the customer's own words overwrite the "
-    "IDENTITY field customer_id (source USER over the gateway's SYSTEM value) and P11 persists "
-    "it; P7 fills tool inputs from customer data, so lookup_order/track_shipment check "
-    "ownership against the claimed customer: C-1001 naming C-1002 reads C-1002's orders, in "
-    "that turn and in every later session",
-)
 @pytest.mark.parametrize(
     "said",
     [
@@ -252,13 +244,6 @@ async def test_the_customers_words_reach_the_llm_only_as_data_in_the_user_messag
             json.loads(user["content"])  # inside a JSON document, as a string value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="P3 accepts a customer-claimed value for the BUSINESS field customer_tier (source "
-    "USER), P7 then skips lookup_customer because its outputs are all 'known', and P10's "
-    "refund_within_tier_limit reads the claimed tier: a silver customer (limit 200) who says "
-    "'I am gold' gets a 240 USD refund past the GLOBAL hard constraint",
-)
 async def test_claiming_a_higher_tier_does_not_raise_the_refund_limit(
     llm_turns: Turns, pack: AgentPack, fake: FakeOpenAi
 ) -> None:

@@ -243,6 +243,10 @@ def apply_values(
                 DataRejection(key, json_text(_jsonable(raw)), "unknown_field", "no such field")
             )
             continue
+        if field.protected and source in (VariableSource.USER, VariableSource.INFERENCE):
+            detail = "set only by tools and the system, not from what the customer says"
+            rejections.append(DataRejection(key, json_text(_jsonable(raw)), "protected", detail))
+            continue
         try:
             value = coerce_value(raw, field)
         except CoercionError as exc:

@@ -21,12 +21,16 @@ class ExtractionHints(SchemaModel):
 
 class CustomerDataField(SchemaModel):
     """A field's key is also its name in expressions. ``persist`` defaults to true except for
-    SESSION fields, which end with their session by definition."""
+    SESSION fields, which end with their session by definition. ``protected`` fields are set
+    only by tools and the system (an identity, a loyalty tier, an eligibility verdict): a
+    value the customer states is rejected, so nobody talks their way into another identity
+    or a higher limit."""
 
     key: Key
     scope: VariableScope
     type: VariableType
     persist: bool
+    protected: bool = False
     sensitive: bool = False
     description: Description = ""
     allowed_values: list[Phrase] | None = None

@@ -81,9 +81,11 @@ def input_from_record(record: RawRecord) -> tuple[str, TurnInput] | None:
             channel_id=channel_id,
             message=_PLACEHOLDER_MESSAGE,
         )
-        return turn_id.decode("utf-8", "replace"), given
+        turn = turn_id.decode("utf-8", "replace")
+        rejection(turn, given, Phase.IDENTIFICATION, "probe", "")  # the id must make a response
     except (ValueError, ValidationError):
         return None
+    return turn, given
 
 
 def rejection(
