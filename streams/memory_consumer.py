@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from processors.embedding import Embedder
 from processors.retrieval import Indexer
 from processors.retrieval.model import IndexItem, Scope
 from schemas.codec import CodecError, decode_as
@@ -41,9 +42,12 @@ def group_id(settings: Settings) -> str:
 
 
 class MemoryConsumer:
-    def __init__(self, settings: Settings, indexer: Indexer, run: RunInThread) -> None:
+    def __init__(
+        self, settings: Settings, indexer: Indexer, embedder: Embedder, run: RunInThread
+    ) -> None:
         self.settings = settings
         self._indexer = indexer
+        self._embedder = embedder
         self._run = run
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -89,8 +93,11 @@ class MemoryConsumer:
                         items[found[0]][found[1].object_id] = found[1]
             if not batches:
                 continue
+            texts = [item.text for scoped in items.values() for item in scoped.values()]
             while True:
                 try:
+                    if texts:  # one model call for the whole poll; the adds then hit the cache
+                        await self._run(self._embedder.embed, texts)
                     for scope, scoped in items.items():
                         await self._run(self._indexer.add, scope, list(scoped.values()))
                     await consumer.commit()

@@ -63,7 +63,12 @@ class Worker:
         services: list[Service] = []
         if runs(self.role, Role.RETRIEVAL):
             services.append(
-                MemoryConsumer(self.settings, self.runtime.indexer, self.runtime.in_model_thread)
+                MemoryConsumer(
+                    self.settings,
+                    self.runtime.indexer,
+                    self.runtime.deps.embedder,
+                    self.runtime.in_model_thread,
+                )
             )
         extra = analytics_services(self.settings, self.runtime.registry)
         if self.role is Role.ALL:

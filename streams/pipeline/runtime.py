@@ -79,6 +79,16 @@ def _llm_tasks(settings: Settings) -> dict[Phase, LlmTask]:
     return dict.fromkeys(LLM_PHASES, llm)
 
 
+def _one_intra_op_thread() -> None:
+    """Run the model on the one model thread only. Profiled under load (bench/profile_worker.md):
+    torch's two OpenMP workers spun between parallel regions (0.54 cores, 76 ms of CPU per turn
+    against 51 ms with one thread), and a parallel region stalled whenever the event loop or the
+    broker held the other core; batching across turns gives the throughput instead."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 class PipelineRuntime:
     """Start it before the Faust app, stop it after."""
 
@@ -121,6 +131,7 @@ class PipelineRuntime:
         return await loop.run_in_executor(self._model_thread, lambda: fn(*args, **kwargs))
 
     async def start(self) -> None:
+        await self.in_model_thread(_one_intra_op_thread)
         embedder = await self.in_model_thread(
             functools.partial(default_embedder, settings=self.settings)
         )
