@@ -13,8 +13,9 @@ local mode and the embedded ClickHouse allow one process per directory). Heurist
 the real all-MiniLM-L6-v2 embedder, Qdrant local, ClickHouse embedded (analytics on unless
 ``--no-analytics``), webhooks off. ``TURNSTREAM_*`` variables of the caller reach the workers
 (e.g. ``TURNSTREAM_WORKER_CONCURRENCY``) except the ones the bench sets itself. A worker
-counts as ready when the pipeline's consumer group is stable with every worker in it and
-``--warmup`` turns were answered (the JVM and the model warm up; not counted).
+counts as ready when its consumer groups (pipeline, memory ingestion, analytics) have been
+stable with every worker in them for 5 s and ``--warmup`` turns were answered (the JVM and
+the model warm up; not counted).
 
 Messages are the 151 texts of bench/data/acme_retrieval_set.yaml, cycled; each session is a
 new anonymous webchat customer (channel id ``<run>-<n>``). From the second pass over the set
@@ -87,12 +88,16 @@ p50: what the streaming path costs per turn against the bare work), ``unloaded_l
 (both unloaded), and ``throughput`` (closed-loop turns/s over turns/s);
 ``scale_2_over_1_workers`` is closed-loop turns/s with 2 workers over 1 (``--workers 1,2``).
 
-Defaults take about 3 minutes on a 2-core machine (broker, workers and bench all on it).
-README figures:
+Defaults take about 3 minutes on a 2-core machine (broker, workers and bench all on it) once
+the pipeline keeps up with the rate; while it does not, the open loop's drain and an
+overloaded baseline make it up to ~7 minutes. README figures:
 
-    python bench/turns.py --json bench/results/turns.json
+    python bench/turns.py --json bench/results/turns.json            # 1 worker + baseline
     python bench/turns.py --workers 1,2 --no-baseline --json bench/results/turns_scale.json
-    python bench/turns.py --no-baseline --profile bench/results/worker_profile.txt
+    python bench/turns.py --rate 0 --no-baseline --unloaded-turns 50 \
+        --profile /tmp/worker_profile.txt                            # bench/profile_worker.md
+
+``python bench/turns.py --workers 1,2`` makes all of them in one run (about twice as long).
 """
 
 from __future__ import annotations
@@ -127,7 +132,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from processors.pack import load_pack
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.events.turn_response import ResponseStatus, TurnResponse
+from streams.analytics_consumer import group_id as analytics_group
 from streams.local_kafka import LocalKafka
+from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
 from streams.settings import Settings, load_settings
 from streams.topic_admin import ensure_topics
@@ -150,6 +157,7 @@ SETTLE_S = 1.0
 RSS_EVERY_S = 0.25
 READY_TIMEOUT_S = 300.0
 UNLOADED_MAX_S = 20.0
+STABLE_FOR_S = 5.0
 WORKER_STOP_TIMEOUT_S = 60.0
 PASSED_THROUGH_NOT = {
     "TURNSTREAM_KAFKA_BOOTSTRAP",
@@ -609,35 +617,45 @@ class WorkerProcess:
             self.proc.wait(timeout=30)
 
 
-async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
-    """(state, member count) of a consumer group."""
+async def group_states(bootstrap: str, groups: list[str]) -> dict[str, tuple[str, int]]:
+    """(state, member count) of each consumer group."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    found = {}
     try:
-        responses = await admin.describe_consumer_groups([group])
+        for group in groups:  # one per request: aiokafka fails to decode some multi-group answers
+            for response in await admin.describe_consumer_groups([group]):
+                for described in response.groups:
+                    state, members = described[2], described[5]
+                    found[group] = (str(state), len(members))
     finally:
         await admin.close()
-    for response in responses:
-        for described in response.groups:
-            state, members = described[2], described[5]
-            return str(state), len(members)
-    return "Unknown", 0
+    return found
 
 
-async def wait_for_group(
-    bootstrap: str, group: str, want: int, workers: list[WorkerProcess]
+async def wait_for_groups(
+    bootstrap: str, groups: list[str], want: int, workers: list[WorkerProcess]
 ) -> None:
+    """Until every group has been Stable with ``want`` members for STABLE_FOR_S (a worker
+    that joins late, or misses heartbeats while it starts, makes the group rebalance again
+    right after it first looked stable)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + READY_TIMEOUT_S
+    stable_since: float | None = None
     while True:
         if not all(w.alive() for w in workers):
             raise RuntimeError(f"a worker exited; see {workers[0].log.parent}")
+        states: dict[str, tuple[str, int]] = {}
         with contextlib.suppress(Exception):
-            state, members = await group_members(bootstrap, group)
-            if state == "Stable" and members == want:
+            states = await group_states(bootstrap, groups)
+        if all(states.get(g) == ("Stable", want) for g in groups):
+            stable_since = stable_since or loop.time()
+            if loop.time() - stable_since >= STABLE_FOR_S:
                 return
+        else:
+            stable_since = None
         if loop.time() > deadline:
-            raise RuntimeError(f"consumer group {group} not stable with {want} members")
+            raise RuntimeError(f"consumer groups not stable with {want} members: {states}")
         await asyncio.sleep(0.5)
 
 
@@ -874,13 +892,15 @@ async def stream_run(
                     "duplicates": sum(c - 1 for c in counts if c > 1),
                 }
 
-            group = f"{settings.topic_prefix}.pipeline"
-            await wait_for_group(settings.bootstrap_servers, group, workers, procs)
+            groups = [f"{settings.topic_prefix}.pipeline", memory_group(settings)]
+            if settings.analytics.enabled:
+                groups.append(analytics_group(settings))
+            await wait_for_groups(settings.bootstrap_servers, groups, workers, procs)
             warm_sessions = max(1, min(args.warmup, 2 * args.partitions))
             warm, _ = await closed_loop(
                 ask, texts, warm_sessions, -(-args.warmup // warm_sessions), "warm", 120.0
             )
-            await wait_for_group(settings.bootstrap_servers, group, workers, procs)
+            await wait_for_groups(settings.bootstrap_servers, groups, workers, procs)
             result["ready_s"] = round(time.monotonic() - t0, 1)
             errors = sum(
                 1 for t in warm if t.response and t.response.status is ResponseStatus.ERROR
