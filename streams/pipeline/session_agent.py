@@ -271,7 +271,13 @@ class SessionAgent:
             self.customers[customer_table_key(tenant, record.customer_id)] = encode(
                 persistent_customer_data(context, pack, now)
             )
-        await self._release(key, gate)
+        # The effects must be in Kafka before the gate opens: records of different topics
+        # are not ordered, and a crash that kept the release but lost the response would
+        # drop the replayed completion as done. Found by the SIGKILL test under load.
+        await self.t.app.producer.flush()
+        gate = self.p.gate(key)  # requests may have joined the waiting list meanwhile
+        if _is_in_flight(gate, record.turn_id):
+            await self._release(key, gate)
 
     async def _release(self, key: bytes, gate: SessionGate) -> None:
         """Open the gate after the turn in flight, and admit what waited for it."""
