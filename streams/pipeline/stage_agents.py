@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import faust
+
 from processors.phases.enforcement import Decision
-from processors.turn.answer import after_response_tools, check_answer, generate_answer
-from processors.turn.decide import decide
+from processors.turn.answer import after_response_tools, check_answer
+from processors.turn.deps import TurnDeps
 from processors.turn.persist import turn_record
 from processors.turn.retrieval_stage import (
     failed_result,
@@ -21,10 +24,12 @@ from processors.turn.retrieval_stage import (
 )
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
+from schemas.domain.turn_context import TurnContext
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.pipeline_state import RetrievalJoin
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
+from schemas.pack.agent_pack import AgentPack
 from streams.pipeline.base import Pipeline
 from streams.pipeline.decoded import DecodedTable
 from streams.pipeline.topology import required
@@ -148,34 +153,29 @@ class JoinAgent:
                 self._pending.setdefault(key, (state.turn_id, state.deadline))
 
 
-class DecideAgent:
-    """P5 rules, P6 scenarios, P7 tools, P8 planning."""
+Stage = Callable[[TurnContext, AgentPack, TurnDeps], Awaitable[TurnContext]]
 
-    def __init__(self, pipeline: Pipeline) -> None:
+
+class StageAgent:
+    """A stage that takes the turn in flight, runs ``stage`` with the turn's pack version and
+    forwards the result to ``output`` as leaving ``phase``: P5-P8 (``decide``) and P9
+    (``generate_answer``, for the first attempt and every remediation P10 sends back)."""
+
+    def __init__(
+        self, pipeline: Pipeline, stage: Stage, output: faust.TopicT, phase: Phase
+    ) -> None:
         self.p = pipeline
+        self._stage = stage
+        self._output = output
+        self._phase = phase
 
     async def handle(self, event: Any) -> None:
         envelope = self.p.decode(event, TurnEnvelope)
         if not self.p.in_flight(event.message.key, envelope.turn_id):
             return
         pack = self.p.pack_for(envelope.context)
-        context = await decide(envelope.context, pack, self.p.deps)
-        await self.p.forward(self.p.topology.planned, envelope, Phase.PLANNING, context)
-
-
-class GenerateAgent:
-    """P9, for the first attempt and for every remediation P10 sends back."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.p = pipeline
-
-    async def handle(self, event: Any) -> None:
-        envelope = self.p.decode(event, TurnEnvelope)
-        if not self.p.in_flight(event.message.key, envelope.turn_id):
-            return
-        pack = self.p.pack_for(envelope.context)
-        context = await generate_answer(envelope.context, pack, self.p.deps)
-        await self.p.forward(self.p.topology.generated, envelope, Phase.GENERATION, context)
+        context = await self._stage(envelope.context, pack, self.p.deps)
+        await self.p.forward(self._output, envelope, self._phase, context)
 
 
 class EnforceAgent:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from faust.types import TopicT
 
+from processors.turn.answer import generate_answer
+from processors.turn.decide import decide
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
 from streams.pipeline.base import Handler, Pipeline
 from streams.pipeline.session_agent import SessionAgent
 from streams.pipeline.stage_agents import (
     DEADLINE_TICK_S,
-    DecideAgent,
     EnforceAgent,
-    GenerateAgent,
     JoinAgent,
     RetrievalAgent,
+    StageAgent,
 )
 from streams.pipeline.topology import RAW
 from streams.roles import Role, runs
@@ -57,9 +58,11 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
             pipeline.guard("join", Phase.RETRIEVAL, joiner.handle)
         )
         app.timer(DEADLINE_TICK_S, name="join-deadlines")(joiner.tick)
-        stages.append(("decide", Phase.RULE_SELECTION, t.retrieved, DecideAgent(pipeline).handle))
+        decider = StageAgent(pipeline, decide, t.planned, Phase.PLANNING)
+        stages.append(("decide", Phase.RULE_SELECTION, t.retrieved, decider.handle))
     if runs(role, Role.ANSWER):
-        stages.append(("generate", Phase.GENERATION, t.planned, GenerateAgent(pipeline).handle))
+        generator = StageAgent(pipeline, generate_answer, t.generated, Phase.GENERATION)
+        stages.append(("generate", Phase.GENERATION, t.planned, generator.handle))
         stages.append(("enforce", Phase.ENFORCEMENT, t.generated, EnforceAgent(pipeline).handle))
     for name, phase, topic, handler in stages:
         app.agent(topic, name=name, concurrency=concurrency)(pipeline.guard(name, phase, handler))
