@@ -12,7 +12,7 @@ from tests.test_retrieval_indexer import HashEmbedder
 R = RetrievalType
 
 
-def pack(refund_examples: list[str]) -> AgentPack:
+def pack(refund_examples: list[str], cancel_description: str = "") -> AgentPack:
     return AgentPack(
         agent=AgentSettings(tenant_id="acme", agent_id="support", name="Support"),
         rules=[
@@ -21,7 +21,7 @@ def pack(refund_examples: list[str]) -> AgentPack:
         ],
         intents=[
             Intent(id="refund", examples=refund_examples),
-            Intent(id="cancel", examples=["cancel my plan"]),
+            Intent(id="cancel", description=cancel_description, examples=["cancel my plan"]),
         ],
         scenarios=[
             Scenario(
@@ -67,3 +67,24 @@ def test_sync_pack_reembeds_only_the_changed_phrase() -> None:
         R.SCENARIOS: IndexReport(0, 0, 2),
     }
     assert embedder.texts == ["refund now"]
+
+
+def test_an_intent_is_also_indexed_on_its_description() -> None:
+    items = index_items(pack(["money back"], cancel_description="The customer ends a plan."))
+    assert [(i.group_id, i.text) for i in items[R.INTENTS]] == [
+        ("refund", "money back"),
+        ("cancel", "cancel my plan"),
+        ("cancel", "The customer ends a plan."),
+    ]
+    same = index_items(pack(["money back"], cancel_description="cancel my plan"))
+    assert [i.text for i in same[R.INTENTS]] == ["money back", "cancel my plan"]
+
+
+def test_a_changed_description_reembeds_only_itself() -> None:
+    embedder = HashEmbedder()
+    indexer = Indexer(VectorStore.memory(embedder.dim), embedder)
+    sync_pack(indexer, pack(["money back"], cancel_description="Ends a plan."))
+    embedder.texts.clear()
+    second = sync_pack(indexer, pack(["money back"], cancel_description="Stops a plan."))
+    assert second[R.INTENTS] == IndexReport(1, 1, 2)
+    assert embedder.texts == ["Stops a plan."]

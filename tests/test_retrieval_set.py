@@ -93,12 +93,9 @@ def test_rule_recall_target_on_the_real_model(report: dict[str, Any]) -> None:
     assert report["rule_precision"] >= 0.30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap, tracked in the retrieval issue: canonical intent top-1 is 0.887 on this "
-    "set (target 0.90) with intents pooled over their 3 best phrases; the pack test caps an "
-    "intent at 8 example phrases. Strict, so reaching the target fails this test until the "
-    "marker is removed",
-)
 def test_intent_target_on_the_real_model(report: dict[str, Any]) -> None:
+    """Intent top-1 >= 0.90 (the retrieval issue's target): 136 of 151 (0.901) since intents
+    are also indexed on their description, 134 before. A thin margin, kept honest by
+    ``bench/intent_heldout.py``: the change was judged on leave-one-out over the pack's own
+    example phrases (41 -> 46 of 71), which never reads this set."""
     assert report["intent_top1"] >= 0.90, _misses(report, "intent")

@@ -12,12 +12,13 @@ RRF stays available (``FusionMethod.RRF``): ``sum_i w_i / (k + rank_i)`` divided
 maximum ``sum_i w_i / (k + 1)``, so an object ranked first by both lists scores 1.0.
 Use it with a min_score suited to rank scores.
 
-**Pooling** an object's points (an intent's example phrases, a rule's condition and
-examples): with ``pool_top_n = 1`` (the default) an object scores as its best point; with
-``n > 1`` as the mean of its ``n`` best point scores (of all it has when it has fewer). Max
-pooling lets one stray phrase of the wrong intent win on a shared word ("order", "parcel");
-averaging the few best phrases asks that several phrasings agree, as a k-nearest-neighbour
-vote does. The object keeps its best point's text, payload and part scores for the audit.
+**Pooling** an object's points (an intent's example phrases and description, a rule's
+condition and examples): with ``pool_top_n = 1`` (the default) an object scores as its best
+point; with ``n > 1`` as the mean of its ``n`` best point scores (of all it has when it has
+fewer). Max pooling lets one stray phrase of the wrong intent win on a shared word ("order",
+"parcel"); averaging the few best phrases asks that several phrasings agree, as a
+k-nearest-neighbour vote does. The object keeps its best point's text, payload and part
+scores for the audit.
 """
 
 from __future__ import annotations

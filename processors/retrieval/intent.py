@@ -19,6 +19,8 @@ heuristic sensor has a guess for 73 messages, 48 of them right; where it disagre
 retrieval's top intent (27 messages) it is right 3 times, retrieval 20 times. Weights 0.05 to
 0.5 change the count of right intents by at most one message either way (134 at 0, 125 at
 1.0; on the older 65-message set of commit 9fb7530 none gains and 0.3 or more loses two).
+Re-measured once intents were also indexed on their descriptions: 136 at 0 to 0.1, 135 at
+0.2 to 0.5, 127 at 1.0.
 So by default the sensor breaks exact ties, makes the source ``"agreed"`` when it backs the
 winner, and decides alone only when retrieval returned nothing (confidence: its Dice score).
 An LLM sensor is another matter: call :func:`merge_intent` with its label and confidence.
