@@ -14,6 +14,13 @@ leaves one row per key after deduplication.
 A record that cannot become rows (undecodable, invalid) is logged and written to the
 ``dead_letters`` table with its topic, partition and offset: a poison record never blocks
 the stream.
+
+No customer address is stored (``sinks.analytics.privacy``): ``turns.session_key`` is a
+pseudonym keyed by ``TURNSTREAM_ANALYTICS__PSEUDONYM_KEY``, and texts are masked. With
+``TURNSTREAM_ANALYTICS__STORE_TEXTS`` the values of the fields a pack marks ``sensitive`` are
+masked in message and answer, so the consumer needs the packs: the worker's
+:class:`~streams.pack_registry.PackRegistry` when it is given one (``packs``), else one of its
+own. A turn whose pack it does not know has its message and answer left out.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -39,10 +46,12 @@ from schemas.events.completed_turn import CompletedTurn
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.webhook import WebhookDelivery
 from sinks.analytics import rows
+from sinks.analytics.privacy import Pseudonyms
 from sinks.analytics.query_server import QueryServer
 from sinks.analytics.rows import RowBatch
 from sinks.analytics.store import AnalyticsStore, EngineBusyError
 from streams.kafka_clients import consumer_kwargs
+from streams.pack_registry import PackRegistry, PackSnapshot
 from streams.settings import Settings
 from streams.topics import ANALYTICS_EVENTS, DEAD_LETTER, TURN_COMPLETED, WEBHOOK_DELIVERIES
 
@@ -70,7 +79,27 @@ def group_id(settings: Settings) -> str:
     return settings.analytics.group_id or f"{settings.topic_prefix}.analytics"
 
 
-def _row_builders(settings: Settings) -> dict[str, Callable[[bytes], RowBatch]]:
+class PackLookup(Protocol):
+    def get(self, tenant: str, agent: str) -> PackSnapshot | None: ...
+
+
+SensitiveFields = Callable[[str, str], frozenset[str] | None]
+"""The keys of the sensitive fields of a tenant's agent; None when its pack is not known."""
+
+
+def sensitive_fields(packs: PackLookup | None) -> SensitiveFields:
+    def lookup(tenant: str, agent: str) -> frozenset[str] | None:
+        snapshot = packs.get(tenant, agent) if packs is not None else None
+        if snapshot is None:
+            return None
+        return frozenset(f.key for f in snapshot.pack.fields if f.sensitive)
+
+    return lookup
+
+
+def _row_builders(
+    settings: Settings, sensitive: SensitiveFields, pseudonyms: Pseudonyms
+) -> dict[str, Callable[[bytes], RowBatch]]:
     store_texts = settings.analytics.store_texts
 
     def build(
@@ -78,11 +107,18 @@ def _row_builders(settings: Settings) -> dict[str, Callable[[bytes], RowBatch]]:
     ) -> Callable[[bytes], RowBatch]:
         return lambda value: make(decode_as(value, model))
 
+    def turn(event: CompletedTurn) -> RowBatch:
+        record = event.record
+        return rows.completed_turn_rows(
+            event,
+            store_texts=store_texts,
+            sensitive_fields=sensitive(record.tenant_id, record.agent_id),
+            pseudonyms=pseudonyms,
+        )
+
     prefix = settings.topic_prefix
     return {
-        TURN_COMPLETED.name(prefix): build(
-            CompletedTurn, lambda e: rows.completed_turn_rows(e, store_texts=store_texts)
-        ),
+        TURN_COMPLETED.name(prefix): build(CompletedTurn, turn),
         DEAD_LETTER.name(prefix): build(DeadLetter, rows.dead_letter_rows),
         WEBHOOK_DELIVERIES.name(prefix): build(WebhookDelivery, rows.webhook_delivery_rows),
         ANALYTICS_EVENTS.name(prefix): build(AnalyticsEvent, rows.analytics_event_rows),
@@ -103,7 +139,9 @@ class _Batch:
 class AnalyticsConsumer:
     """``await start()`` / ``await stop()``. ``store`` injects an :class:`AnalyticsStore`
     (tests use one whose client fails); by default the consumer opens its own from the
-    settings and, for the embedded engine, serves read-only SQL on the query port."""
+    settings and, for the embedded engine, serves read-only SQL on the query port. ``packs``
+    (anything with the PackRegistry's ``get``) tells which fields are sensitive; without it
+    and with ``store_texts`` on, the consumer follows the packs itself."""
 
     def __init__(
         self,
@@ -111,13 +149,18 @@ class AnalyticsConsumer:
         *,
         store: AnalyticsStore | None = None,
         serve_queries: bool = True,
+        packs: PackLookup | None = None,
     ) -> None:
         self._settings = settings
         self._cfg = settings.analytics
         self._store = store
         self._owns_store = store is None
         self._serve_queries = serve_queries and not settings.clickhouse_url
-        self._builders = _row_builders(settings)
+        self._own_packs: PackRegistry | None = None
+        if packs is None and self._cfg.store_texts:
+            packs = self._own_packs = PackRegistry(settings)
+        pseudonyms = Pseudonyms.from_key(self._cfg.pseudonym_key)
+        self._builders = _row_builders(settings, sensitive_fields(packs), pseudonyms)
         self._consumer: AIOKafkaConsumer | None = None
         self._query_server: QueryServer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -136,22 +179,38 @@ class AnalyticsConsumer:
         if self._task is not None:
             raise RuntimeError("AnalyticsConsumer already started")
         self._stopping.clear()
-        if self._store is None:
-            try:
-                await self._open_store()
-            except EngineBusyError:
-                raise
-            except Exception as exc:  # a server down at start: retried by the run loop
-                logger.warning("analytics: ClickHouse not available yet, retrying: %s", exc)
-        consumer = AIOKafkaConsumer(
-            *self._builders,
-            group_id=group_id(self._settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self._cfg.batch_size,
-            **consumer_kwargs(self._settings),
-        )
-        await consumer.start()
+        if not self._cfg.pseudonym_key:
+            # a server is shared by processes and outlives them: there it matters
+            level = logging.WARNING if self._settings.clickhouse_url else logging.INFO
+            logger.log(
+                level,
+                "analytics: TURNSTREAM_ANALYTICS__PSEUDONYM_KEY is not set: session keys are "
+                "pseudonymized with a random key of this process, so they differ after a "
+                "restart and between processes",
+            )
+        if self._own_packs is not None:
+            await self._own_packs.start()
+        try:
+            if self._store is None:
+                try:
+                    await self._open_store()
+                except EngineBusyError:
+                    raise
+                except Exception as exc:  # a server down at start: retried by the run loop
+                    logger.warning("analytics: ClickHouse not available yet, retrying: %s", exc)
+            consumer = AIOKafkaConsumer(
+                *self._builders,
+                group_id=group_id(self._settings),
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=self._cfg.batch_size,
+                **consumer_kwargs(self._settings),
+            )
+            await consumer.start()
+        except BaseException:
+            if self._own_packs is not None:
+                await self._own_packs.stop()
+            raise
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer), name="analytics-consumer")
         logger.info("analytics consumer started (group %s)", group_id(self._settings))
@@ -176,6 +235,8 @@ class AnalyticsConsumer:
         if self._owns_store and self._store is not None:
             store, self._store = self._store, None
             await asyncio.to_thread(store.close)
+        if self._own_packs is not None:
+            await self._own_packs.stop()
 
     async def _open_store(self) -> None:
         store = await asyncio.to_thread(AnalyticsStore.open, self._settings)

@@ -15,7 +15,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,6 +36,7 @@ __all__ = ["SelectionStrategy", "Settings", "SettingsError", "TaskMode", "load_s
 
 ENV_PREFIX = "TURNSTREAM_"
 CONFIG_FILE_ENV = "TURNSTREAM_CONFIG"
+MIN_PSEUDONYM_KEY_BYTES = 16
 
 
 class TaskMode(StrEnum):
@@ -143,7 +151,25 @@ class AnalyticsSettings(_Strict):
     retry_initial_s: float = Field(default=0.5, gt=0, le=60)
     retry_max_s: float = Field(default=30.0, gt=0, le=3600)
     query_port: int = Field(default=18124, ge=0, le=65535)
-    store_texts: bool = Field(default=False, description="keep message and answer texts")
+    store_texts: bool = Field(
+        default=False, description="keep message and answer texts, masked (sinks.analytics.privacy)"
+    )
+    pseudonym_key: str | None = Field(
+        default=None,
+        max_length=512,
+        repr=False,
+        description="HMAC key of the pseudonyms in turns.session_key; unset or empty: a random "
+        "key per process (sinks.analytics.privacy)",
+    )
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value.encode()) < MIN_PSEUDONYM_KEY_BYTES:
+            raise ValueError(f"must be at least {MIN_PSEUDONYM_KEY_BYTES} bytes long")
+        return value
 
 
 class WebhookSettings(_Strict):

@@ -12,6 +12,11 @@ consumer logs it in ClickHouse) and an exhausted delivery also to ``webhooks.dea
 its partition is finished**, so a crash retries unfinished deliveries; they keep their
 delivery id, by which receivers deduplicate, and within one process a delivery id that was
 already delivered is not delivered again.
+
+A turn's subscriptions come from the pack of the turn's own tenant and agent, and each is
+signed with a secret of that tenant only (``WEBHOOK_SECRET__<TENANT>__<NAME>``, see
+``sinks.webhooks.secrets``); a secret the tenant does not have exhausts the delivery at once,
+with the reason, on ``webhooks.dead-letter``.
 """
 
 from __future__ import annotations
@@ -85,8 +90,8 @@ class OffsetTracker:
 
 class WebhookConsumer:
     """``await start()`` / ``await stop()``; ``packs`` is the worker's PackRegistry (anything
-    with its ``get``), ``secrets`` looks up a subscription's ``secret_env`` (the process
-    environment by default)."""
+    with its ``get``), ``secrets`` reads a variable by name (the process environment by
+    default); it is asked only for tenant-scoped names (``sinks.webhooks.secrets``)."""
 
     def __init__(
         self,

@@ -20,19 +20,36 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from processors.pack import load_pack
 from schemas.codec import encode
+from schemas.domain.customer_data import (
+    CustomerDataStore,
+    VariableEntry,
+    VariableScope,
+    VariableSource,
+    VariableType,
+)
 from schemas.events.analytics import AnalyticsEvent
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.webhook import DeliveryStatus, WebhookDelivery
 from schemas.fields import json_text
 from sinks.analytics import rows, tables
+from sinks.analytics.privacy import Pseudonyms
 from sinks.analytics.store import AnalyticsStore
 from streams.analytics_consumer import AnalyticsConsumer, group_id
 from streams.kafka_clients import consumer_kwargs, producer_kwargs
+from streams.pack_publisher import publish_pack
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from streams.topics import ANALYTICS_EVENTS, DEAD_LETTER, TURN_COMPLETED, WEBHOOK_DELIVERIES
-from tests.test_analytics_helpers import DAY1, analytics_settings, open_store, varied_turns
+from tests.test_analytics_helpers import (
+    DAY1,
+    analytics_settings,
+    make_turn,
+    open_store,
+    varied_turns,
+)
+from tests.test_pack_validate import EXAMPLE
 
 pytestmark = pytest.mark.integration
 
@@ -245,3 +262,73 @@ async def test_clickhouse_down_during_a_load_loses_and_duplicates_nothing(
     for table in tables.TURN_TABLES:
         assert count(store, f"SELECT count() FROM {table.name} FINAL") == expected[table.name]
     assert count(store, "SELECT count() FROM dead_letters FINAL") == 4
+
+
+async def test_texts_are_masked_with_the_packs_sensitive_fields_and_keys_are_pseudonyms(
+    settings: Settings,
+) -> None:
+    """With STORE_TEXTS on and no registry given, the consumer follows the packs itself: a
+    turn of a known agent has its sensitive values masked, a turn of an unknown one no texts;
+    session keys are pseudonyms under the configured key."""
+    key = "analytics-deployment-key-0123456789"
+    cfg = settings.analytics.model_copy(update={"store_texts": True, "pseudonym_key": key})
+    texts = settings.model_copy(update={"analytics": cfg})
+    pack = load_pack(EXAMPLE)
+    assert "new_address" in {f.key for f in pack.fields if f.sensitive}
+    await publish_pack(texts, pack)
+    address = "9 Harbor Road, Seattle, WA 98101"
+    known = make_turn(
+        f"{settings.topic_prefix}-K",
+        tenant="acme-shop",
+        agent="support",
+        message=f"ship it to {address} please",
+    )
+    ctx = known.record.context
+    data = CustomerDataStore(
+        tenant_id="acme-shop",
+        customer_id=known.record.customer_id,
+        variables={
+            "new_address": VariableEntry(
+                value=json_text(address),
+                type=VariableType.STRING,
+                scope=VariableScope.CASE,
+                source=VariableSource.USER,
+                confidence=1.0,
+                last_updated_at=DAY1,
+            )
+        },
+        updated_at=DAY1,
+    )
+    known = known.model_copy(
+        update={
+            "record": known.record.model_copy(
+                update={"context": ctx.model_copy(update={"customer_data": data})}
+            )
+        }
+    )
+    stranger = make_turn(f"{settings.topic_prefix}-U", tenant="nobody", agent="none")
+    store = await asyncio.to_thread(open_store, texts)
+    consumer = AnalyticsConsumer(texts, store=store)
+    await consumer.start()
+    try:
+        completed = TURN_COMPLETED.name(settings.topic_prefix)
+        await produce(
+            texts, [(completed, t.session_key.encode(), encode(t)) for t in (known, stranger)]
+        )
+        await wait_until(lambda: count(store, "SELECT count() FROM turns FINAL") == 2, "rows")
+        stored = {
+            row[0]: row[1:]
+            for row in store.query(
+                "SELECT turn_id, session_key, message_text, response_text FROM turns FINAL"
+            ).rows
+        }
+    finally:
+        await consumer.stop()
+        await asyncio.to_thread(store.close)
+    assert stored[known.record.turn_id] == (
+        Pseudonyms.from_key(key).session_key(known.session_key),
+        "ship it to [sensitive:new_address] please",
+        "Here you go.",
+    )
+    assert stored[stranger.record.turn_id][1:] == ("", "")  # its pack is not known
+    assert address not in repr(stored) and "visitor-" not in repr(stored)

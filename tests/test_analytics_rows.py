@@ -55,8 +55,12 @@ def test_the_sample_turn_fills_every_turn_table() -> None:
     assert turn_row["total_ms"] == 900.0
     assert (turn_row["tool_errors"], turn_row["prompt_tokens"]) == (1, 1234)
     assert turn_row["message_text"] == "" and turn_row["response_text"] == ""
-    texts = rows.completed_turn_rows(turn, store_texts=True).rows["turns"][0]
-    assert turn.record.context.input.message in texts
+    texts = rows.completed_turn_rows(turn, store_texts=True, sensitive_fields=()).rows["turns"][0]
+    message = turn.record.context.input.message
+    assert message.endswith("My email is jo@ex.com")  # in play
+    assert message.replace("jo@ex.com", "[email]") in texts  # stored, masked
+    unknown_pack = rows.completed_turn_rows(turn, store_texts=True).rows["turns"][0]
+    assert unknown_pack[-2:] == ("", "")  # which fields are sensitive is not known: no texts
 
 
 def test_rows_do_not_depend_on_when_they_are_built() -> None:

@@ -18,9 +18,9 @@ from schemas.domain.scenario import ScenarioAction
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.webhook import DeliveryStatus, WebhookDelivery
 from schemas.fields import json_text
-from sinks.analytics import rows
+from sinks.analytics import rows, tables
 from sinks.analytics.migrations import MIGRATIONS, apply_migrations
-from sinks.analytics.store import AnalyticsStore
+from sinks.analytics.store import AnalyticsStore, open_client
 from tests.test_analytics_helpers import (
     DAY1,
     DAY2,
@@ -331,3 +331,35 @@ def test_migrations_are_recorded_and_applied_once(store: AnalyticsStore) -> None
     assert apply_migrations(store, store.database) == []
     versions = store.query("SELECT version FROM schema_migrations FINAL ORDER BY version").rows
     assert [v for (v,) in versions] == [m.version for m in MIGRATIONS]
+
+
+def test_migration_3_blanks_the_raw_session_keys_written_before_it() -> None:
+    """A database written by a release whose turns.session_key held tenant:channel:address:
+    migration 3 empties those values and leaves pseudonyms alone."""
+    settings = analytics_settings()
+    database = settings.analytics.database
+    store = AnalyticsStore(open_client(settings), database, location="chdb")
+    try:
+        assert apply_migrations(store, database, MIGRATIONS[:2]) == [1, 2]
+        store.client.database = database
+        old, new = make_turn("OLD", session="sOld"), make_turn("NEW", session="sNew")
+        raw = list(rows.completed_turn_rows(old).rows["turns"][0])
+        column = tables.TURNS.column_names.index("session_key")
+        raw[column] = old.session_key  # as the old release wrote it
+        store.insert_rows(f"{database}.turns", [tuple(raw)], tables.TURNS.column_names)
+        store.write(rows.completed_turn_rows(new))
+        assert old.session_key == "t1:webchat:visitor-sOld"
+
+        assert apply_migrations(store, database) == [3]
+        keys = dict(store.query("SELECT turn_id, session_key FROM turns FINAL").rows)
+        assert keys["OLD"] == ""
+        assert keys["NEW"] == rows.completed_turn_rows(new).rows["turns"][0][column]
+        assert str(keys["NEW"]).startswith("sk_")
+        comment = store.query(
+            "SELECT comment FROM system.columns WHERE database = {d:String} "
+            "AND table = 'turns' AND name = 'session_key'",
+            {"d": database},
+        ).rows
+        assert comment and "HMAC-SHA256" in str(comment[0][0])
+    finally:
+        store.close()

@@ -304,3 +304,31 @@ def test_alias_bomb_is_refused(tmp_path: Path) -> None:
 def test_missing_folder() -> None:
     (error,) = validate_pack("/nonexistent/pack")
     assert error.code == "missing_pack"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "GLOBEX__ACME_CRM_WEBHOOK_SECRET",  # "__" could step into another tenant's variables
+        "_ACME_CRM_WEBHOOK_SECRET",
+        "ACME_CRM_WEBHOOK_SECRET_",
+        "acme_crm_webhook_secret",
+        "whsec-0a1b2c3d",  # a secret pasted in by mistake: refused, and never echoed
+    ],
+)
+def test_a_webhook_secret_name_that_is_not_one_tenant_scoped_name_is_reported_at_its_line(
+    name: str, tmp_path: Path
+) -> None:
+    pack_dir = copy_pack(tmp_path)
+    hooks = pack_dir / "webhooks.yaml"
+    hooks.write_text(
+        hooks.read_text().replace(
+            "secret_env: ACME_CRM_WEBHOOK_SECRET", f'secret_env: "{name}"  # bad name'
+        )
+    )
+    (error,) = errors_of(validate_pack(pack_dir))
+    lines = hooks.read_text().splitlines()
+    line = next(number for number, text in enumerate(lines, 1) if "# bad name" in text)
+    assert (error.file, error.line, error.code) == ("webhooks.yaml", line, "bad_secret_name")
+    assert "WEBHOOK_SECRET__<TENANT>__<secret_env>" in error.message
+    assert name not in str(error)

@@ -41,6 +41,7 @@ from sinks.memory_ingestion import memory_item
 from sinks.vector_store import Layout
 from sinks.webhooks.delivery import Deliverer, DeliveryJob, RetryPolicy
 from sinks.webhooks.events import events_from_turn
+from sinks.webhooks.secrets import secret_variable
 from sinks.webhooks.ssrf import GuardedResolver
 from streams.kafka_clients import producer_kwargs
 from streams.pack_publisher import publish_pack
@@ -51,7 +52,7 @@ from streams.topic_admin import ensure_topics
 from streams.topics import TURN_COMPLETED
 from streams.webhook_consumer import WebhookConsumer
 from tests.test_analytics_helpers import analytics_settings, open_store
-from tests.test_security_helpers import SHOP, Turns, tenant_copy
+from tests.test_security_helpers import EXAMPLE, SHOP, Turns, tenant_copy
 from tests.test_webhooks_helpers import Receiver
 
 A, B = "acme-shop", "globex"
@@ -257,7 +258,13 @@ def _view_rows(store: AnalyticsStore, view: str, tenant: str) -> list[tuple[obje
 def _store_with(records: list[TurnRecord], tenants: set[str]) -> AnalyticsStore:
     store = open_store(analytics_settings())
     chosen = [r for r in records if r.tenant_id in tenants]
-    store.write(merge(completed_turn_rows(_completed(r), store_texts=True) for r in chosen))
+    sensitive = {f.key for f in load_pack(EXAMPLE).fields if f.sensitive}  # both tenants'
+    store.write(
+        merge(
+            completed_turn_rows(_completed(r), store_texts=True, sensitive_fields=sensitive)
+            for r in chosen
+        )
+    )
     store.write(merge(webhook_delivery_rows(_delivery(t)) for t in sorted(tenants)))
     return store
 
@@ -281,6 +288,7 @@ def test_analytics_views_of_a_tenant_do_not_change_when_another_tenant_writes(
             assert {"v_phase_latency", "v_rule_hit_rate", "v_webhook_delivery"} <= filled
             turns = _view_rows(stores["shared"], "turns", tenant)
             assert len(turns) == 3  # the same turn ids in both tenants: no row replaced another
+            assert REFUND in repr(turns)  # texts are stored (nothing sensitive in it)
         rules_a = _view_rows(stores["shared"], "v_rule_hit_rate", A)
         assert rules_a and B_ONLY_RULE not in repr(rules_a)
         texts_a = repr(_view_rows(stores["shared"], "turns", A))
@@ -328,11 +336,12 @@ async def hook_settings(kafka_settings: Settings) -> AsyncIterator[Settings]:
 async def test_webhooks_go_only_to_the_tenants_own_subscriptions(
     hook_settings: Settings, both_records: list[TurnRecord], tmp_path: Path
 ) -> None:
-    secrets = {"ACME_HOOK_SECRET": "whsec-acme-0001", "GLOBEX_HOOK_SECRET": "whsec-globex-0002"}
-    with (
-        Receiver(secrets["ACME_HOOK_SECRET"].encode()) as to_a,
-        Receiver(secrets["GLOBEX_HOOK_SECRET"].encode()) as to_b,
-    ):
+    values = {A: "whsec-acme-0001", B: "whsec-globex-0002"}
+    secrets = {
+        "WEBHOOK_SECRET__ACME_SHOP__ACME_HOOK_SECRET": values[A],
+        "WEBHOOK_SECRET__GLOBEX__GLOBEX_HOOK_SECRET": values[B],
+    }
+    with Receiver(values[A].encode()) as to_a, Receiver(values[B].encode()) as to_b:
         packs = {
             A: tenant_copy(tmp_path / A, A, webhooks=_hooks(to_a, "ACME_HOOK_SECRET")),
             B: tenant_copy(
@@ -390,40 +399,65 @@ async def test_webhooks_go_only_to_the_tenants_own_subscriptions(
     assert set(to_a.successes()).isdisjoint(to_b.successes())  # delivery ids differ too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="secret_env names any variable of the worker's environment (schemas/pack/webhooks.py,"
-    " sinks/webhooks/delivery.py look it up process-wide): a tenant's pack that names another "
-    "tenant's secret_env gets its deliveries signed with that tenant's secret, so it can "
-    "produce payloads the other tenant's endpoint accepts as genuine",
-)
 async def test_a_pack_cannot_sign_with_another_tenants_webhook_secret(
     both_records: list[TurnRecord], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """globex's pack names acme's secret: under its bare name (as packs used to) and as acme's
+    own tenant-scoped variable, both set in the worker's environment. globex's delivery is
+    dead-lettered unsent, with the reason; acme's, through the same subscription, is signed
+    with acme's secret: the tenant binding, nothing else, makes the difference."""
     acme_secret = "whsec-acme-only-0003"
-    monkeypatch.setenv("ACME_CRM_WEBHOOK_SECRET", acme_secret)  # acme's, in the worker's env
+    name = "ACME_CRM_WEBHOOK_SECRET"
+    monkeypatch.setenv(name, acme_secret)  # the bare name
+    acme_variable = secret_variable(A, name)
+    assert acme_variable == "WEBHOOK_SECRET__ACME_SHOP__ACME_CRM_WEBHOOK_SECRET"
+    monkeypatch.setenv(acme_variable, acme_secret)  # acme's own
+    monkeypatch.delenv(f"WEBHOOK_SECRET__GLOBEX__{name}", raising=False)
+    a_record = next(r for r in both_records if r.tenant_id == A)
     b_record = next(r for r in both_records if r.tenant_id == B)
     log: list[WebhookDelivery] = []
+    dead: list[WebhookDelivery] = []
+    asked: list[str] = []
 
     async def keep(record: WebhookDelivery) -> None:
         log.append(record)
 
-    # globex's pack names acme's variable; the receiver checks signatures with acme's secret
+    async def dead_letter(record: WebhookDelivery) -> None:
+        dead.append(record)
+
+    def environment(variable: str) -> str | None:
+        asked.append(variable)
+        return os.environ.get(variable)
+
+    # the receiver checks signatures with acme's secret
     with Receiver(acme_secret.encode()) as receiver:
-        subscription = receiver.subscription(
-            "crm_sync", ["turn_completed"], "ACME_CRM_WEBHOOK_SECRET"
-        )
+        subscription = receiver.subscription("crm_sync", ["turn_completed"], name)
         connector = aiohttp.TCPConnector(resolver=GuardedResolver(allow_private=True))
         async with aiohttp.ClientSession(connector=connector) as session:
             deliverer = Deliverer(
                 session,
-                RetryPolicy(max_attempts=1),
+                RetryPolicy(max_attempts=3, initial_s=0.01, max_s=0.02),
                 allow_private=True,
                 on_attempt=keep,
-                on_exhausted=keep,
-                secrets=os.environ.get,
+                on_exhausted=dead_letter,
+                secrets=environment,
             )
-            event = events_from_turn(_completed(b_record))[0]
-            await deliverer.deliver(DeliveryJob.of(subscription, event))
+            b_event = events_from_turn(_completed(b_record))[0]
+            b_final = await deliverer.deliver(DeliveryJob.of(subscription, b_event))
+            a_event = events_from_turn(_completed(a_record))[0]
+            a_final = await deliverer.deliver(DeliveryJob.of(subscription, a_event))
         hits = receiver.snapshot()
-    assert not any(hit.verified for hit in hits)
+
+    assert asked == [f"WEBHOOK_SECRET__GLOBEX__{name}", acme_variable]  # never the bare name
+    assert (b_final.tenant_id, b_final.attempt, b_final.status) == (
+        B,
+        1,
+        DeliveryStatus.EXHAUSTED,
+    )
+    assert (
+        b_final.error == f"secret {name} of tenant {B} is not set: WEBHOOK_SECRET__GLOBEX__{name}"
+    )
+    assert dead == [b_final]  # the webhook dead letter, with the reason
+    assert a_final.status is DeliveryStatus.DELIVERED
+    assert [(hit.delivery_id, hit.verified) for hit in hits] == [(a_final.delivery_id, True)]
+    assert not any(f'"tenant_id":"{B}"'.encode() in hit.body for hit in hits)

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 
 TENANT, AGENT = "acme-shop", "support"
 SECRET = b"whsec-integration-secret"
-SECRETS = {"ACME_TEST_HOOK_SECRET": SECRET.decode()}
+SECRETS = {"WEBHOOK_SECRET__ACME_SHOP__ACME_TEST_HOOK_SECRET": SECRET.decode()}
 
 
 @pytest.fixture
@@ -199,3 +199,52 @@ async def test_each_event_is_delivered_once_signed_and_every_attempt_logged(
         {"t": TENANT},
     )
     assert view.rows == [("crm_sync", 6, 6, 0, 18, 1.0, 3.0)]
+
+
+async def test_a_secret_the_tenant_does_not_have_dead_letters_the_delivery_unsent(
+    settings: Settings,
+) -> None:
+    """The pack names a secret that exists in the worker's environment only under its bare
+    name and under another tenant's scope: nothing is sent, the delivery is dead-lettered
+    with the reason, and the consumer goes on."""
+    name = "ACME_TEST_HOOK_SECRET"
+    secrets = {name: SECRET.decode(), f"WEBHOOK_SECRET__GLOBEX__{name}": SECRET.decode()}
+    with Receiver(SECRET) as receiver:
+        pack = load_pack(EXAMPLE)
+        crm = receiver.subscription("crm_sync", ["turn_completed"], name)
+        await publish_pack(settings, pack.model_copy(update={"webhooks": [crm]}))
+        registry = PackRegistry(settings)
+        await registry.start()
+        await registry.wait_for(TENANT, AGENT)
+        consumer = WebhookConsumer(settings, registry, secrets=secrets.get)
+        await consumer.start()
+        try:
+            turn = make_turn(f"{settings.topic_prefix}-N", tenant=TENANT, agent=AGENT)
+            producer = AIOKafkaProducer(**producer_kwargs(settings))
+            await producer.start()
+            try:
+                await producer.send_and_wait(
+                    TURN_COMPLETED.name(settings.topic_prefix),
+                    encode(turn),
+                    key=turn.session_key.encode(),
+                )
+            finally:
+                await producer.stop()
+            dispatcher = consumer.dispatcher
+            assert dispatcher is not None
+            await wait_until(lambda: dispatcher.exhausted == 1, "the dead letter")
+        finally:
+            await consumer.stop()
+            await registry.stop()
+        assert receiver.snapshot() == []
+
+    (dead,) = await read_all(settings, WEBHOOK_DEAD_LETTER.name(settings.topic_prefix))
+    assert dead.delivery_id == delivery_id(
+        TENANT, AGENT, "crm_sync", f"turn_completed:{turn.record.turn_id}"
+    )
+    assert (dead.attempt, dead.status, dead.http_status) == (1, DeliveryStatus.EXHAUSTED, None)
+    assert (
+        dead.error
+        == f"secret {name} of tenant {TENANT} is not set: WEBHOOK_SECRET__ACME_SHOP__{name}"
+    )
+    assert SECRET.decode() not in dead.model_dump_json()

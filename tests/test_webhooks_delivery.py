@@ -17,6 +17,7 @@ from schemas.events.webhook import DeliveryStatus, WebhookDelivery
 from sinks.webhooks import signing
 from sinks.webhooks.delivery import Deliverer, DeliveryJob, Dispatcher, RetryPolicy
 from sinks.webhooks.events import events_from_turn
+from sinks.webhooks.secrets import secret_variable
 from sinks.webhooks.signing import SignatureError
 from sinks.webhooks.ssrf import GuardedResolver, TargetRefusedError, check_address, check_url
 from tests.test_analytics_helpers import decision, make_turn
@@ -24,7 +25,8 @@ from tests.test_webhooks_helpers import Receiver
 
 SECRET = b"whsec-test-0123456789"
 ENV = "TEST_HOOK_SECRET"
-SECRETS = {ENV: SECRET.decode()}
+TENANT = "t1"  # make_turn's
+SECRETS = {f"WEBHOOK_SECRET__T1__{ENV}": SECRET.decode()}
 FAST = RetryPolicy(max_attempts=4, initial_s=0.01, max_s=0.05, timeout_s=10)
 
 # -- signing ---------------------------------------------------------------------------------
@@ -245,8 +247,66 @@ async def test_a_refused_target_and_a_missing_secret_send_nothing(
         assert receiver.snapshot() == []
     assert (refused.attempt, refused.status) == (1, DeliveryStatus.EXHAUSTED)
     assert refused.error is not None and "target refused" in refused.error
-    assert unsigned.error == f"secret_env {ENV} is not set"
+    assert unsigned.error == f"secret {ENV} of tenant t1 is not set: WEBHOOK_SECRET__T1__{ENV}"
     assert log.dead == [refused] and log2.dead == [unsigned]
+
+
+# -- secrets are bound to the tenant ---------------------------------------------------------
+
+
+def test_a_secret_variable_names_one_tenant_and_one_secret() -> None:
+    assert secret_variable("acme-shop", "CRM_SECRET") == "WEBHOOK_SECRET__ACME_SHOP__CRM_SECRET"
+    assert secret_variable("a1", "X") == "WEBHOOK_SECRET__A1__X"
+    # what could make two (tenant, name) pairs meet on one variable is refused
+    for tenant, name in [
+        ("acme", "SHOP__CRM"),  # would be acme-shop's CRM
+        ("acme_shop", "CRM"),  # not a tenant id: "_" would collide with "-"
+        ("ACME-SHOP", "CRM"),
+        ("acme-shop", "_CRM"),
+        ("acme-shop", "CRM_"),
+        ("acme-shop", "crm"),
+        ("acme-shop", ""),
+        ("", "CRM"),
+        ("-acme", "CRM"),
+        ("acme shop", "CRM"),
+        ("a" * 65, "CRM"),
+    ]:
+        assert secret_variable(tenant, name) is None, (tenant, name)
+    pairs = [(t, n) for t in ("a", "a-b", "a-b-c", "ab", "a--b") for n in ("X", "B_X", "X_Y_Z")]
+    names = [secret_variable(t, n) for t, n in pairs]
+    assert None not in names and len(set(names)) == len(pairs)
+
+
+async def test_the_secret_is_looked_up_only_under_the_events_tenant(
+    session: aiohttp.ClientSession,
+) -> None:
+    asked: list[str] = []
+
+    def lookup(name: str) -> str | None:
+        asked.append(name)
+        return {**SECRETS, ENV: "the bare name must never be read"}.get(name)
+
+    log = Log()
+    deliverer = Deliverer(
+        session,
+        FAST,
+        allow_private=True,
+        on_attempt=log.attempt,
+        on_exhausted=log.dead_letter,
+        secrets=lookup,
+    )
+    with Receiver(SECRET) as receiver:
+        own = await deliverer.deliver(job_for(receiver, "T1"))
+        other = events_from_turn(make_turn("T2", tenant="t2"))[0]
+        sub = receiver.subscription("crm", ["turn_completed"], ENV)
+        foreign = await deliverer.deliver(DeliveryJob.of(sub, other))
+        hits = receiver.snapshot()
+    assert asked == [f"WEBHOOK_SECRET__T1__{ENV}", f"WEBHOOK_SECRET__T2__{ENV}"]
+    assert own.status is DeliveryStatus.DELIVERED
+    assert (foreign.attempt, foreign.status) == (1, DeliveryStatus.EXHAUSTED)
+    assert foreign.error == f"secret {ENV} of tenant t2 is not set: WEBHOOK_SECRET__T2__{ENV}"
+    assert log.dead == [foreign]
+    assert [(hit.delivery_id, hit.verified) for hit in hits] == [(own.delivery_id, True)]
 
 
 async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 from schemas.base import SchemaModel
@@ -12,18 +13,38 @@ from schemas.events.webhook import WebhookUrl
 from schemas.fields import Code
 from schemas.pack.common import Key
 
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]*$", max_length=128)]
+SECRET_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
+"""A secret's name: upper-case letters and digits in words joined by single underscores. No
+``__`` and no leading or trailing ``_``, so that ``WEBHOOK_SECRET__<TENANT>__<NAME>`` (see
+``sinks.webhooks.secrets``) names exactly one tenant's secret."""
+
+
+def _secret_name(value: str) -> str:
+    if not SECRET_NAME.fullmatch(value):
+        # the value is not echoed: a secret pasted here by mistake must not reach any log
+        raise PydanticCustomError(
+            "bad_secret_name",
+            "secret_env must match the pattern ^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$ (upper-case "
+            "letters and digits joined by single underscores, e.g. CRM_WEBHOOK_SECRET): the "
+            "worker reads the secret from WEBHOOK_SECRET__<TENANT>__<secret_env>",
+        )
+    return value
+
+
+SecretName = Annotated[str, StringConstraints(max_length=128), AfterValidator(_secret_name)]
 
 
 class WebhookSubscription(SchemaModel):
     """Events (``turn_completed``, ``escalation_requested``, ...) POSTed to ``url``, signed
-    with the secret in the environment variable ``secret_env``: packs are shared and
-    versioned, so a secret never sits in one."""
+    with the tenant's secret named ``secret_env``: packs are shared and versioned, so a secret
+    never sits in one. The worker reads it from the environment variable
+    ``WEBHOOK_SECRET__<TENANT>__<secret_env>`` of the pack's own tenant (tenant id upper-cased,
+    ``-`` as ``_``), never from a variable another tenant's pack could name."""
 
     id: Key
     url: WebhookUrl
     events: list[Code] = Field(min_length=1)
-    secret_env: EnvName
+    secret_env: SecretName
     enabled: bool = True
 
     @model_validator(mode="before")

@@ -36,6 +36,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         lambda db: [table.ddl(db) for table in tables.ALL_TABLES],
     ),
     Migration(2, "analyst views", lambda db: [view.ddl(db) for view in views.REPORT]),
+    Migration(
+        3,
+        "turns.session_key holds a keyed pseudonym, not tenant:channel:channel_id; "
+        "raw session keys written before are blanked",
+        lambda db: [
+            f"ALTER TABLE `{db}`.`turns` COMMENT COLUMN `session_key` "
+            f"'{tables.SESSION_KEY_COMMENT}'",
+            # a raw key has colons, a pseudonym (sk_<hex>) none; the key to turn the old
+            # values into pseudonyms is not the migration's to know, so they are emptied
+            f"ALTER TABLE `{db}`.`turns` UPDATE `session_key` = '' "
+            "WHERE position(`session_key`, ':') > 0 SETTINGS mutations_sync = 1",
+        ],
+    ),
 )
 
 

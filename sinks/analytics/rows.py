@@ -2,14 +2,21 @@
 
 Pure functions, no I/O. Every row is a tuple in its table's column order; a
 :class:`RowBatch` gathers them per table so the writer inserts one block per table. Row
-values depend only on the event, never on when it is processed, so a replay yields equal
-rows with equal keys (see the tables' module docstring).
+values depend only on the event (and the sink's pseudonym key and the pack's sensitive
+fields), never on when it is processed, so a replay yields equal rows with equal keys (see
+the tables' module docstring).
+
+What identifies a customer is not stored as it is (:mod:`sinks.analytics.privacy`): the
+session key (``tenant:channel:channel_id``, the channel id being an email address or a phone
+number on some channels) becomes a keyed pseudonym, and texts are masked: message and answer
+(only with ``store_texts``, and only when the pack's sensitive fields are known), tool
+errors, violation details and dead-letter details.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +31,7 @@ from schemas.events.completed_turn import CompletedTurn
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.webhook import WebhookDelivery
 from sinks.analytics import tables
+from sinks.analytics.privacy import PROCESS_PSEUDONYMS, Pseudonyms, address_masker, turn_masker
 
 Row = tuple[Any, ...]
 
@@ -75,9 +83,22 @@ def _remediation_outcome(attempts: list[EnforcementResult], attempt: int) -> str
     return UNREMEDIATED
 
 
-def turn_rows(record: TurnRecord, session_key: str = "", *, store_texts: bool = False) -> RowBatch:
-    """The rows of one answered turn in every per-turn table."""
+def turn_rows(
+    record: TurnRecord,
+    session_key: str = "",
+    *,
+    store_texts: bool = False,
+    sensitive_fields: Collection[str] | None = None,
+    pseudonyms: Pseudonyms = PROCESS_PSEUDONYMS,
+) -> RowBatch:
+    """The rows of one answered turn in every per-turn table.
+
+    ``sensitive_fields``: the keys of the customer-data fields the turn's pack marks
+    ``sensitive`` (None: the pack is not known, so message and answer are not stored even
+    with ``store_texts``); ``pseudonyms`` turns the session key into ``turns.session_key``."""
     ctx = record.context
+    mask = turn_masker(record, sensitive_fields)
+    keep_texts = store_texts and sensitive_fields is not None
     head = (record.tenant_id, record.agent_id, record.turn_id, record.completed_at)
     batch = RowBatch()
 
@@ -93,7 +114,7 @@ def turn_rows(record: TurnRecord, session_key: str = "", *, store_texts: bool = 
             *head,
             record.session_id,
             record.customer_id,
-            session_key or ctx.input.session_key,
+            pseudonyms.session_key(session_key or ctx.input.session_key),
             str(ctx.input.channel),
             ctx.pack_version,
             ctx.received_at,
@@ -116,8 +137,8 @@ def turn_rows(record: TurnRecord, session_key: str = "", *, store_texts: bool = 
             sum(usage.completion_tokens for usage in ctx.token_usage),
             [error.code for error in ctx.errors],
             [f"{gap.retrieval_type}:{gap.reason}" for gap in ctx.retrieval_gaps],
-            ctx.input.message if store_texts else "",
-            (ctx.response_text or "") if store_texts else "",
+            mask(ctx.input.message) if keep_texts else "",
+            mask(ctx.response_text or "") if keep_texts else "",
         ),
     )
     for key, ms in sorted(ctx.timings_ms.items()):
@@ -189,7 +210,7 @@ def turn_rows(record: TurnRecord, session_key: str = "", *, store_texts: bool = 
                 seq,
                 call.tool,
                 int(call.success),
-                call.error or "",
+                mask(call.error or ""),
                 call.latency_ms,
                 call.attempts,
             ),
@@ -219,7 +240,7 @@ def turn_rows(record: TurnRecord, session_key: str = "", *, store_texts: bool = 
                     seq,
                     violation.rule_id,
                     str(violation.lane),
-                    violation.detail,
+                    mask(violation.detail),
                     outcome_of,
                 ),
             )
@@ -229,8 +250,30 @@ def turn_rows(record: TurnRecord, session_key: str = "", *, store_texts: bool = 
     return batch
 
 
-def completed_turn_rows(event: CompletedTurn, *, store_texts: bool = False) -> RowBatch:
-    return turn_rows(event.record, event.session_key, store_texts=store_texts)
+def completed_turn_rows(
+    event: CompletedTurn,
+    *,
+    store_texts: bool = False,
+    sensitive_fields: Collection[str] | None = None,
+    pseudonyms: Pseudonyms = PROCESS_PSEUDONYMS,
+) -> RowBatch:
+    """:func:`turn_rows` of a completed turn (see there for the arguments)."""
+    return turn_rows(
+        event.record,
+        event.session_key,
+        store_texts=store_texts,
+        sensitive_fields=sensitive_fields,
+        pseudonyms=pseudonyms,
+    )
+
+
+MAX_MASKED_CHARS = 100_000
+"""A poison record's error is cut to this before it is masked (then to 2,000 after): masking
+first keeps a cut from splitting an email address or a number into an unmasked piece."""
+
+
+def _key_text(key: bytes | None) -> str | None:
+    return key.decode("utf-8", "replace") if key else None
 
 
 def _tenant_of_key(key: bytes | None) -> str:
@@ -255,7 +298,7 @@ def dead_letter_rows(letter: DeadLetter) -> RowBatch:
             letter.partition,
             letter.offset,
             letter.reason,
-            letter.detail,
+            address_masker(_key_text(letter.key))(letter.detail),
             len(letter.original),
             hashlib.sha256(letter.original).hexdigest(),
             letter.at,
@@ -284,7 +327,7 @@ def poison_rows(
             partition,
             offset,
             reason,
-            detail[:2000],
+            address_masker(_key_text(key))(detail[:MAX_MASKED_CHARS])[:2000],
             len(value),
             hashlib.sha256(value).hexdigest(),
             at,

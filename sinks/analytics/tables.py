@@ -8,7 +8,9 @@ duplicate read the table with ``FINAL`` (every analyst view does).
 
 Columns hold no secrets: webhook URLs lose their user info and query string, dead letters keep
 the size and hash of the original bytes, not the bytes, and message and answer texts are kept
-only when ``TURNSTREAM_ANALYTICS__STORE_TEXTS`` is true.
+only when ``TURNSTREAM_ANALYTICS__STORE_TEXTS`` is true. Nor do they hold a customer's
+address: ``turns.session_key`` is a keyed pseudonym of the session key (migration 3), and
+texts are masked (``sinks.analytics.privacy``).
 """
 
 from __future__ import annotations
@@ -53,6 +55,11 @@ def _turn_table(name: str, doc: str, *columns: tuple[str, str], key: tuple[str, 
         name, head + columns, ("tenant_id", "turn_id", *key), "toYYYYMM(completed_at)", doc
     )
 
+
+SESSION_KEY_COMMENT = (
+    "sk_ + 32 hex of HMAC-SHA256(pseudonym key, session key): one value per tenant, channel "
+    "and address, not reversible without the key; empty in rows written before migration 3"
+)
 
 TURNS = _turn_table(
     "turns",

@@ -12,6 +12,13 @@ the delivery-log topic and EXHAUSTED ones to the webhook dead-letter topic.
 * Other 4xx, a refused target (``ssrf``) or a missing secret: exhausted at once; retrying
   would not help.
 
+**Secrets are the tenant's own.** A subscription's ``secret_env`` is a name within its
+tenant's secrets: the deliverer looks up only ``WEBHOOK_SECRET__<TENANT>__<NAME>`` for the
+tenant of the event (``sinks.webhooks.secrets``), never the name as it stands, so one
+tenant's pack cannot sign with another tenant's secret. A secret that is not set for the
+tenant exhausts the delivery at once, unsigned and unsent, with the reason in its record
+(and so on the webhook dead-letter topic).
+
 :class:`Dispatcher` gives every subscription its own queue and
 ``concurrency_per_subscription`` workers; a subscription whose backlog reaches
 ``max_pending_per_subscription`` has new deliveries dead-lettered at once (status EXHAUSTED,
@@ -38,6 +45,7 @@ from schemas.pack.webhooks import WebhookSubscription
 from sinks.analytics.rows import redact_url
 from sinks.webhooks import signing
 from sinks.webhooks.events import WebhookEvent
+from sinks.webhooks.secrets import secret_variable
 from sinks.webhooks.ssrf import TargetRefusedError, check_url
 from streams.settings import WebhookSettings
 
@@ -50,6 +58,8 @@ RECENT_DELIVERIES = 100_000
 
 AttemptSink = Callable[[WebhookDelivery], Awaitable[None]]
 SecretLookup = Callable[[str], str | None]
+"""Reads a variable by its full name (the process environment by default); the deliverer asks
+it only for tenant-scoped names (``sinks.webhooks.secrets.secret_variable``)."""
 
 
 @dataclass(frozen=True)
@@ -175,9 +185,13 @@ class Deliverer:
 
     async def _attempt(self, job: DeliveryJob, body: bytes, attempt: int) -> _Outcome:
         sub = job.subscription
-        secret = self._secrets(sub.secret_env)
+        tenant = job.event.tenant_id
+        variable = secret_variable(tenant, sub.secret_env)
+        secret = self._secrets(variable) if variable is not None else None
         if not secret:
-            return _Outcome(False, error=f"secret_env {sub.secret_env} is not set")
+            where = variable or "the tenant id has no variable name"
+            error = f"secret {sub.secret_env} of tenant {tenant} is not set: {where}"
+            return _Outcome(False, error=_short(error))
         try:
             await check_url(sub.url, allow_private=self._allow_private)
         except TargetRefusedError as exc:
