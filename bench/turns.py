@@ -113,7 +113,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -127,24 +126,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.pack import load_pack
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.events.turn_response import ResponseStatus, TurnResponse
 from streams.analytics_consumer import group_id as analytics_group
-from streams.local_kafka import LocalKafka
+from streams.local_kafka import LocalKafka, private_broker_settings
 from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
 from streams.settings import Settings, load_settings
 from streams.topic_admin import ensure_topics
 from streams.turn_client import TurnClient
+from streams.worker_process import SET_BY_WORKER_ENV, WorkerProcess, rss_bytes, wait_for_groups
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PACK = REPO / "packs" / "acme-shop" / "support"
 TENANT, AGENT = "acme-shop", "support"
 MESSAGES = REPO / "bench" / "data" / "acme_retrieval_set.yaml"
-LOOPBACK = "127.0.0.1"
 
 HOPS = 8
 """Hops on a turn's response path (see the module docstring)."""
@@ -155,20 +153,7 @@ MARKS = ("\u200b", "\u200c")
 """Zero-width space and non-joiner: dropped by the embedder's and the lexical tokenizers."""
 SETTLE_S = 1.0
 RSS_EVERY_S = 0.25
-READY_TIMEOUT_S = 300.0
 UNLOADED_MAX_S = 20.0
-STABLE_FOR_S = 5.0
-WORKER_STOP_TIMEOUT_S = 60.0
-PASSED_THROUGH_NOT = {
-    "TURNSTREAM_KAFKA_BOOTSTRAP",
-    "TURNSTREAM_TOPIC_PREFIX",
-    "TURNSTREAM_DATA_DIR",
-    "TURNSTREAM_PACKS_DIR",
-    "TURNSTREAM_PARTITIONS",
-    "TURNSTREAM_ANALYTICS__ENABLED",
-    "TURNSTREAM_ANALYTICS__QUERY_PORT",
-    "TURNSTREAM_WEBHOOKS__ENABLED",
-}
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -427,40 +412,6 @@ def latency_report(turns: Sequence[Turn], transport: bool) -> dict[str, Any]:
 # -- processes: sampling RSS and CPU from /proc ----------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found.append(int(entry.name))
-    return found
-
-
-def _tree(pid: int) -> list[int]:
-    tree, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(_children(current))
-    return tree
-
-
-def rss_bytes(pid: int) -> int:
-    """VmRSS of the process and its descendants (0 once gone)."""
-    total = 0
-    for member in _tree(pid):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-    return total
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the process (threads included; children not)."""
     try:
@@ -545,118 +496,12 @@ def quiet(logger: str) -> Iterator[None]:
         log.setLevel(level)
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in PASSED_THROUGH_NOT}
-    env.update(
-        {
-            "TURNSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
-            "TURNSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "TURNSTREAM_DATA_DIR": str(settings.data_dir),
-            "TURNSTREAM_PACKS_DIR": str(settings.packs_dir),
-            "TURNSTREAM_PARTITIONS": str(settings.partitions),
-            "TURNSTREAM_ANALYTICS__ENABLED": str(settings.analytics.enabled).lower(),
-            "TURNSTREAM_ANALYTICS__QUERY_PORT": "0",
-            "TURNSTREAM_WEBHOOKS__ENABLED": "false",
-        }
-    )
-    return env
-
-
 def passed_through() -> dict[str, str]:
     return {
         k: v
         for k, v in os.environ.items()
-        if k.startswith("TURNSTREAM_") and k not in PASSED_THROUGH_NOT
+        if k.startswith("TURNSTREAM_") and k not in SET_BY_WORKER_ENV
     }
-
-
-class WorkerProcess:
-    def __init__(self, settings: Settings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker", "--log-level", "WARNING"],
-                cwd=REPO,
-                env=worker_env(self.settings),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=WORKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-
-async def group_states(bootstrap: str, groups: list[str]) -> dict[str, tuple[str, int]]:
-    """(state, member count) of each consumer group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    found = {}
-    try:
-        for group in groups:  # one per request: aiokafka fails to decode some multi-group answers
-            for response in await admin.describe_consumer_groups([group]):
-                for described in response.groups:
-                    state, members = described[2], described[5]
-                    found[group] = (str(state), len(members))
-    finally:
-        await admin.close()
-    return found
-
-
-async def wait_for_groups(
-    bootstrap: str, groups: list[str], want: int, workers: list[WorkerProcess]
-) -> None:
-    """Until every group has been Stable with ``want`` members for STABLE_FOR_S (a worker
-    that joins late, or misses heartbeats while it starts, makes the group rebalance again
-    right after it first looked stable)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + READY_TIMEOUT_S
-    stable_since: float | None = None
-    while True:
-        if not all(w.alive() for w in workers):
-            raise RuntimeError(f"a worker exited; see {workers[0].log.parent}")
-        states: dict[str, tuple[str, int]] = {}
-        with contextlib.suppress(Exception):
-            states = await group_states(bootstrap, groups)
-        if all(states.get(g) == ("Stable", want) for g in groups):
-            stable_since = stable_since or loop.time()
-            if loop.time() - stable_since >= STABLE_FOR_S:
-                return
-        else:
-            stable_since = None
-        if loop.time() > deadline:
-            raise RuntimeError(f"consumer groups not stable with {want} members: {states}")
-        await asyncio.sleep(0.5)
 
 
 def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
@@ -1238,14 +1083,7 @@ async def streaming(args: argparse.Namespace, result: dict[str, Any]) -> None:
             base = load_settings(kafka_bootstrap=args.bootstrap, data_dir=root)
             broker = None
         else:
-            port, controller = free_ports(2)
-            base = load_settings(
-                kafka_bootstrap=None,
-                kafka_host=LOOPBACK,
-                kafka_port=port,
-                kafka_controller_port=controller,
-                data_dir=root,
-            )
+            base = private_broker_settings(root)
             broker = LocalKafka(base)
             t0 = time.monotonic()
             await asyncio.to_thread(broker.up)

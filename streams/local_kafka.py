@@ -29,12 +29,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
-from streams.settings import Settings
+from streams.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +218,35 @@ def _flock(path: Path) -> Iterator[None]:
 # Brokers started by this Python process, by config file (one per data dir): kept so that
 # they are reaped (a zombie must not look alive) and Popen does not warn on collection.
 _children: dict[Path, subprocess.Popen[bytes]] = {}
+
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """Ports the OS has just handed out: free now, and unlikely to be taken again soon."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def private_broker_settings(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a private local broker in ``data_dir`` on free loopback ports (tests,
+    benches): never the cluster ``TURNSTREAM_KAFKA_BOOTSTRAP`` names."""
+    port, controller_port = free_ports(2)
+    return load_settings(
+        kafka_bootstrap=None,
+        kafka_host=LOOPBACK,
+        kafka_port=port,
+        kafka_controller_port=controller_port,
+        data_dir=data_dir,
+        **overrides,
+    )
 
 
 class LocalKafka:

@@ -10,7 +10,6 @@ request no fixture here and start nothing.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,43 +17,20 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.local_kafka import LocalKafka
+from streams.local_kafka import LocalKafka, private_broker_settings
 from streams.settings import Settings, load_settings
 from streams.topic_admin import wait_for_leaders
 
-LOOPBACK = "127.0.0.1"
 TOPIC_READY_TIMEOUT_S = 10.0
 
 NewTopicFactory = Callable[..., Awaitable[str]]
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports the OS has just handed out: free now, and unlikely to be taken again soon."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((LOOPBACK, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @pytest.fixture(scope="session")
 def make_broker_settings() -> Callable[[Path], Settings]:
     """Settings for a private local broker in ``data_dir`` on free loopback ports."""
 
-    def make(data_dir: Path) -> Settings:
-        port, controller_port = _free_ports(2)
-        return load_settings(
-            kafka_bootstrap=None,
-            kafka_host=LOOPBACK,
-            kafka_port=port,
-            kafka_controller_port=controller_port,
-            data_dir=data_dir,
-        )
-
-    return make
+    return private_broker_settings
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,6 @@ process or in a subprocess, under a topic prefix of its own."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,10 +12,12 @@ from typing import Any
 
 from processors.pack import load_pack
 from schemas.domain.turn_input import Channel, TurnInput
+from streams import worker_process
 from streams.pack_publisher import publish_pack
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from streams.worker import Worker
+from streams.worker_process import worker_env
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PACK = REPO / "packs" / "acme-shop" / "support"
@@ -41,21 +39,9 @@ def pipeline_settings(base: Settings, data_dir: Path, **overrides: Any) -> Setti
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a subprocess the same settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNSTREAM_")}
-    env.update(
-        {
-            "TURNSTREAM_KAFKA_BOOTSTRAP": settings.bootstrap_servers,
-            "TURNSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-            "TURNSTREAM_DATA_DIR": str(settings.data_dir),
-            "TURNSTREAM_PACKS_DIR": str(settings.packs_dir),
-            "TURNSTREAM_PARTITIONS": str(settings.partitions),
-            "TURNSTREAM_ANALYTICS__ENABLED": str(settings.analytics.enabled).lower(),
-            "TURNSTREAM_ANALYTICS__QUERY_PORT": str(settings.analytics.query_port),
-            "TURNSTREAM_WEBHOOKS__ENABLED": str(settings.webhooks.enabled).lower(),
-        }
-    )
-    return env
+    """The environment that gives a subprocess the same settings (and no other
+    ``TURNSTREAM_*`` variable of the test run)."""
+    return worker_env(settings, inherit=False)
 
 
 async def prepare(settings: Settings, pack_dir: Path = EXAMPLE_PACK) -> None:
@@ -74,37 +60,12 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         await worker.stop()
 
 
-class WorkerProcess:
-    """``turnstream worker`` as a child process (for SIGKILL tests)."""
+class WorkerProcess(worker_process.WorkerProcess):
+    """``turnstream worker`` as a child process (for SIGKILL tests), with the test's settings
+    only."""
 
     def __init__(self, settings: Settings, log: Path) -> None:
-        self.settings = settings
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--log-level", "WARNING"],
-            cwd=REPO,
-            env=settings_env(self.settings),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        super().__init__(settings, log, inherit=False)
 
 
 def customer_says(channel_id: str, message: str, customer_id: str | None = None) -> TurnInput:
