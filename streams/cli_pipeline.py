@@ -11,7 +11,7 @@ from streams import demo
 from streams.roles import ROLES, Role
 from streams.settings import load_settings
 from streams.turn_client import TurnClient
-from streams.worker import run_worker
+from streams.worker import KafkaUnreachableError, run_worker
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
@@ -52,7 +52,11 @@ def _worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(run_worker(settings, Role(args.role)))
+    try:
+        asyncio.run(run_worker(settings, Role(args.role)))
+    except KafkaUnreachableError as exc:
+        logging.getLogger("turnstream.worker").error("%s", exc)
+        return 1
     return 0
 
 

@@ -218,6 +218,9 @@ class Settings(BaseSettings):
     kafka_version: str = Field(default="4.1.1", pattern=r"^4\.\d+\.\d+$")
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
     kafka_start_timeout_s: float = Field(default=60.0, gt=0)
+    kafka_wait_s: float = Field(default=120.0, ge=0)
+    """How long a starting worker waits for an unreachable cluster before it exits: a worker
+    restarted while the brokers restart too waits for them instead of crash-looping."""
     topic_prefix: str = Field(default="turnstream", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(default=12, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)

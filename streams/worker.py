@@ -11,6 +11,8 @@ import asyncio
 import logging
 import signal
 
+from aiokafka.errors import KafkaConnectionError
+
 from streams.analytics_consumer import AnalyticsConsumer
 from streams.analytics_services import Service, analytics_services
 from streams.memory_consumer import MemoryConsumer
@@ -20,10 +22,16 @@ from streams.pipeline.topology import Topology, build_topology
 from streams.pipeline.wiring import register
 from streams.roles import PIPELINE_ROLES, Role, runs
 from streams.settings import Settings
-from streams.topic_admin import ensure_topics
+from streams.topic_admin import TopicReport, ensure_topics
 from streams.webhook_consumer import WebhookConsumer
 
 logger = logging.getLogger(__name__)
+
+BROKER_RETRY_S = 2.0
+
+
+class KafkaUnreachableError(RuntimeError):
+    """The cluster did not answer while the worker started."""
 
 
 class Worker:
@@ -41,7 +49,7 @@ class Worker:
         return self.role is Role.ALL or self.role in PIPELINE_ROLES
 
     async def start(self) -> None:
-        report = await ensure_topics(self.settings)
+        report = await self._topics_once_reachable()
         if not report.ok:
             logger.warning("topics differ from the catalog: %s", "; ".join(report.mismatches))
         if self.runs_pipeline:
@@ -58,6 +66,24 @@ class Worker:
             await service.start()
             self._services.append(service)
         logger.info("worker (%s) started on %s", self.role.value, self.settings.bootstrap_servers)
+
+    async def _topics_once_reachable(self) -> TopicReport:
+        """Check the topics, waiting up to ``kafka_wait_s`` for the cluster to answer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.kafka_wait_s
+        while True:
+            try:
+                return await ensure_topics(self.settings)
+            except KafkaConnectionError:
+                if loop.time() >= deadline:
+                    raise KafkaUnreachableError(
+                        f"Kafka at {self.settings.bootstrap_servers} did not answer for "
+                        f"{self.settings.kafka_wait_s:.0f} s (TURNSTREAM_KAFKA_WAIT_S)"
+                    ) from None
+                logger.warning(
+                    "Kafka at %s is not reachable; retrying", self.settings.bootstrap_servers
+                )
+                await asyncio.sleep(BROKER_RETRY_S)
 
     def _side_services(self) -> list[Service]:
         services: list[Service] = []
