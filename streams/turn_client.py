@@ -51,6 +51,9 @@ class TurnClient:
         self.response_counts: Counter[str] = Counter()
         """How many response records answered each turn id (exactly one is the promise)."""
         self._records: dict[str, TurnRecord] = {}
+        """The first completed record of each turn: the one its response was made from (the
+        session agent answers a turn once and drops a later completion of a re-driven turn)."""
+        self.record_counts: Counter[str] = Counter()
         self._arrived = asyncio.Condition()
         self._reader: asyncio.Task[None] | None = None
 
@@ -105,7 +108,8 @@ class TurnClient:
                     try:
                         if tp.topic == completed:
                             record = decode_as(message.value, CompletedTurn).record
-                            self._records[record.turn_id] = record
+                            self._records.setdefault(record.turn_id, record)
+                            self.record_counts[record.turn_id] += 1
                         else:
                             response = decode_as(message.value, TurnResponse)
                             for turn_id in [response.turn_id, *response.coalesced_turn_ids]:
@@ -148,6 +152,10 @@ class TurnClient:
         async with asyncio.timeout(timeout), self._arrived:
             await self._arrived.wait_for(lambda: turn_id in self._records)
         return self._records[turn_id]
+
+    def records(self) -> dict[str, TurnRecord]:
+        """The first completed record of every turn seen so far (``records=True``)."""
+        return dict(self._records)
 
     def responses(self) -> dict[str, TurnResponse]:
         """Every response seen so far, by each turn id it answers."""
