@@ -8,11 +8,16 @@ The fingerprint names the writer schema exactly, so a consumer can read data wri
 any committed version of a schema: :func:`decode` finds the writer schema among all of
 them, resolves the data to the current schema and returns the current model. Schemas are
 parsed once, when the codec is built.
+
+Encoding names the branch of every optional record or enum (``["null", Record]``) with
+fastavro's tuple notation: without it fastavro picks a union's branch by validating the
+value against each branch, which for a record validates its whole subtree, again at every
+level of nesting (a quarter of the time of encoding a turn envelope). The bytes are the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -32,6 +37,8 @@ MARKER = b"\xc3\x01"
 HEADER_SIZE = len(MARKER) + 8
 
 M = TypeVar("M", bound=BaseModel)
+Shaper = Callable[[Any], Any]
+_NAMED = ("record", "enum", "fixed", "error")
 
 
 class CodecErrorReason(StrEnum):
@@ -67,13 +74,13 @@ class Codec:
 
     def __init__(self, models: Mapping[str, type[BaseModel]], schema_dir: Path) -> None:
         committed = committed_schemas(schema_dir)
-        self._headers: dict[type[BaseModel], tuple[bytes, Any]] = {}
+        self._headers: dict[type[BaseModel], tuple[bytes, Any, Shaper | None]] = {}
         self._writers: dict[bytes, _WriterSchema] = {}
         for full_name, model in models.items():
             current = avro_schema(model)
             fingerprint = schema_fingerprint(current)
             parsed = parse_schema(current)
-            self._headers[model] = (MARKER + fingerprint, parsed)
+            self._headers[model] = (MARKER + fingerprint, parsed, union_shaper(parsed))
             self._writers[fingerprint] = _WriterSchema(model, parsed, None)
             for old in committed.get(full_name, ()):
                 self._writers.setdefault(
@@ -83,7 +90,7 @@ class Codec:
 
     def encode(self, model: BaseModel) -> bytes:
         try:
-            header, schema = self._headers[type(model)]
+            header, schema, shaper = self._headers[type(model)]
         except KeyError:
             raise CodecError(
                 CodecErrorReason.UNREGISTERED_MODEL, f"{type(model).__name__} has no schema"
@@ -91,7 +98,8 @@ class Codec:
         out = BytesIO()
         out.write(header)
         try:
-            schemaless_writer(out, schema, model.model_dump(warnings="error"))
+            datum = model.model_dump(warnings="error")
+            schemaless_writer(out, schema, datum if shaper is None else shaper(datum))
         except (PydanticSerializationError, TypeError, ValueError, OverflowError) as exc:
             # Only reachable for a model changed without validation (model_copy(update=...)).
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
@@ -139,6 +147,68 @@ class Codec:
             return writer.model.model_validate(record)
         except ValidationError as exc:
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
+
+
+def union_shaper(parsed: Any) -> Shaper | None:
+    """A function that rewrites a ``model_dump`` of ``parsed``'s model in place so that every
+    non-null value of a ``["null", named type]`` union is ``(type name, value)``: fastavro's
+    tuple notation, which names the branch instead of letting fastavro find it by validating
+    the value against each branch. ``None`` when the schema has no such union. Only the
+    paths that lead to one are walked."""
+    named: Mapping[str, Any] = parsed.get("__named_schemas", {})
+    built: dict[str, Shaper | None] = {}
+
+    def resolve(schema: Any) -> Any:
+        return named.get(schema, schema) if isinstance(schema, str) else schema
+
+    def build(schema: Any) -> Shaper | None:
+        schema = resolve(schema)
+        if isinstance(schema, list):
+            return _union(schema)
+        if not isinstance(schema, dict):
+            return None
+        kind = schema["type"]
+        if kind == "record":
+            name = schema["name"]
+            if name not in built:
+                built[name] = None  # a recursive reference needs no more than the first visit
+                built[name] = _record(schema)
+            return built[name]
+        if kind == "array":
+            items = build(schema["items"])
+            return None if items is None else (lambda value: [items(v) for v in value])
+        if kind == "map":
+            values = build(schema["values"])
+            return None if values is None else (lambda m: {k: values(v) for k, v in m.items()})
+        return None
+
+    def _union(branches: list[Any]) -> Shaper | None:
+        others = [resolve(b) for b in branches if b != "null"]
+        if len(branches) != 2 or len(others) != 1:
+            return None  # not an optional value: left to fastavro
+        branch = others[0]
+        inner = build(branch)
+        if not (isinstance(branch, dict) and branch.get("type") in _NAMED):
+            return None if inner is None else (lambda v: v if v is None else inner(v))
+        name = branch["name"]
+        if inner is None:
+            return lambda v: v if v is None else (name, v)
+        return lambda v: v if v is None else (name, inner(v))
+
+    def _record(schema: dict[str, Any]) -> Shaper | None:
+        fields = [(f["name"], build(f["type"])) for f in schema["fields"]]
+        shaped = [(name, shaper) for name, shaper in fields if shaper is not None]
+        if not shaped:
+            return None
+
+        def record(value: Any) -> Any:
+            for name, shaper in shaped:
+                value[name] = shaper(value[name])
+            return value
+
+        return record
+
+    return build(parsed)
 
 
 def _as_bytes(data: object) -> bytes:
