@@ -13,10 +13,20 @@ Encoding names the branch of every optional record or enum (``["null", Record]``
 fastavro's tuple notation: without it fastavro picks a union's branch by validating the
 value against each branch, which for a record validates its whole subtree, again at every
 level of nesting (a quarter of the time of encoding a turn envelope). The bytes are the same.
+
+Splicing: a record decoded with the current schema is remembered with the bytes it came from
+(by identity, for as long as the object lives, and only for models that are a top-level field
+of another registered model, e.g. the envelope and the results in a ``RetrievalJoin``). When
+such an object is a top-level field (or an item of a top-level list) of a model being
+encoded, its bytes are copied instead of encoded again: the retrieval join re-encoded the
+whole envelope for its changelog at each of a turn's five events. Nothing is skipped on the
+way in: every decode validates, so spliced bytes are bytes that decoded and validated to
+this very object, and decoding them again gives an equal object.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -69,6 +79,19 @@ class _WriterSchema:
     reader_schema: Any  # None when the writer schema is the current one: nothing to resolve
 
 
+@dataclass(frozen=True)
+class _Field:
+    """How to write one top-level field when its record is encoded field by field."""
+
+    name: str
+    schema: Any  # a parsed one-field record: it encodes as exactly the field's encoding
+    shaper: Shaper | None
+    model: type[BaseModel] | None  # a registered model that can be spliced in
+    kind: str  # "plain", "model", "optional" (["null", model]) or "list" (array of model)
+    item_schema: Any = None  # not "plain": a parsed one-field record of one model
+    item_shaper: Shaper | None = None
+
+
 class Codec:
     """Encodes the current schema of each model; decodes every committed version of it."""
 
@@ -87,6 +110,14 @@ class Codec:
                     schema_fingerprint(old.schema),
                     _WriterSchema(model, parse_schema(old.schema), parsed),
                 )
+        by_name = {parsed["name"]: model for model, (_, parsed, _) in self._headers.items()}
+        self._layouts: dict[type[BaseModel], list[_Field]] = {}
+        for model, (_, parsed, _) in self._headers.items():
+            layout = _layout(parsed, by_name)
+            if layout is not None:
+                self._layouts[model] = layout
+        self._spliceable = {f.model for fields in self._layouts.values() for f in fields} - {None}
+        self._bodies: dict[int, tuple[weakref.ref[BaseModel], bytes]] = {}
 
     def encode(self, model: BaseModel) -> bytes:
         try:
@@ -98,12 +129,74 @@ class Codec:
         out = BytesIO()
         out.write(header)
         try:
-            datum = model.model_dump(warnings="error")
-            schemaless_writer(out, schema, datum if shaper is None else shaper(datum))
+            layout = self._layouts.get(type(model))
+            if layout is None or not self._splice(out, model, layout):
+                datum = model.model_dump(warnings="error")
+                schemaless_writer(out, schema, datum if shaper is None else shaper(datum))
         except (PydanticSerializationError, TypeError, ValueError, OverflowError) as exc:
             # Only reachable for a model changed without validation (model_copy(update=...)).
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
         return out.getvalue()
+
+    def _body(self, value: object) -> bytes | None:
+        """The bytes ``value`` was decoded from (header included), if it is remembered."""
+        entry = self._bodies.get(id(value))
+        if entry is None or entry[0]() is not value:
+            return None
+        return entry[1]
+
+    def _remember(self, model: BaseModel, data: bytes) -> None:
+        if len(self._bodies) >= MAX_REMEMBERED:
+            self._bodies.clear()  # the weakref callbacks of dropped entries then pop nothing
+        key, bodies = id(model), self._bodies
+
+        def forget(_: object) -> None:
+            bodies.pop(key, None)
+
+        bodies[key] = (weakref.ref(model, forget), data)
+
+    def _splice(self, out: BytesIO, model: BaseModel, layout: list[_Field]) -> bool:
+        """Write ``model`` field by field, copying the bytes of remembered field values;
+        ``False`` (nothing written) when no field value is remembered."""
+        values = [getattr(model, f.name) for f in layout]
+        if not any(
+            self._body(value) is not None
+            or (f.kind == "list" and any(self._body(item) is not None for item in value))
+            for f, value in zip(layout, values, strict=True)
+            if f.kind != "plain"
+        ):
+            return False
+        plain = model.model_dump(
+            warnings="error", include={f.name for f in layout if f.kind == "plain"}
+        )
+        for f, value in zip(layout, values, strict=True):
+            if f.kind == "plain":
+                _write_one(out, f.schema, f.shaper, plain[f.name])
+            elif f.kind == "list":
+                if value:
+                    out.write(_long(len(value)))
+                    for item in value:
+                        body = self._body(item)
+                        if body is not None:
+                            out.write(memoryview(body)[HEADER_SIZE:])
+                        else:
+                            _write_one(
+                                out, f.item_schema, f.item_shaper, item.model_dump(warnings="error")
+                            )
+                out.write(b"\x00")
+            elif value is None:  # "optional"
+                out.write(b"\x00")  # branch 0: null
+            else:
+                if f.kind == "optional":
+                    out.write(b"\x02")  # branch 1: the record
+                body = self._body(value)
+                if body is not None:
+                    out.write(memoryview(body)[HEADER_SIZE:])
+                else:
+                    _write_one(
+                        out, f.item_schema, f.item_shaper, value.model_dump(warnings="error")
+                    )
+        return True
 
     def decode(self, data: bytes) -> BaseModel:
         return self._decode(data, None)
@@ -144,9 +237,90 @@ class Codec:
                 CodecErrorReason.TRAILING_BYTES, f"{len(data) - body.tell()} bytes after the body"
             )
         try:
-            return writer.model.model_validate(record)
+            model = writer.model.model_validate(record)
         except ValidationError as exc:
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
+        if writer.reader_schema is None and writer.model in self._spliceable:
+            self._remember(model, data)
+        return model
+
+
+MAX_REMEMBERED = 50_000
+"""Most decoded objects remembered for splicing (each entry lives only as long as its object)."""
+
+
+def _long(value: int) -> bytes:
+    """Avro's zig-zag varint of a non-negative ``long`` (an array block's item count)."""
+    value <<= 1
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _write_one(out: BytesIO, schema: Any, shaper: Shaper | None, datum: Any) -> None:
+    """Write ``datum`` with a one-field record schema from :func:`_one_field`: the bytes of
+    the field's value alone."""
+    if shaper is not None:
+        datum = shaper({"v": datum})["v"]
+    schemaless_writer(out, schema, {"v": datum})
+
+
+def _one_field(parent: Any, field_type: Any) -> tuple[Any, Shaper | None]:
+    """A parsed record with one field ``v`` of ``field_type`` (a type of ``parent``, which
+    may name types defined elsewhere in ``parent``), and its union shaper."""
+    named = parent["__named_schemas"]
+    record = {
+        "type": "record",
+        "name": f"{parent['name']}.__field",
+        "fields": [{"name": "v", "type": field_type}],
+        "__fastavro_parsed": True,
+        "__named_schemas": named,
+    }
+    return record, union_shaper(record)
+
+
+def _layout(parsed: Any, models: Mapping[str, type[BaseModel]]) -> list[_Field] | None:
+    """How to write a record of ``parsed`` field by field, or ``None`` when none of its
+    top-level fields holds a registered model (nothing to splice)."""
+    named = parsed["__named_schemas"]
+
+    def name_of(schema: Any) -> str | None:
+        if isinstance(schema, str):
+            return schema if schema in models else None
+        if isinstance(schema, dict) and schema.get("type") == "record":
+            return schema["name"] if schema["name"] in models else None
+        return None
+
+    fields: list[_Field] = []
+    for field in parsed["fields"]:
+        ftype, name = field["type"], field["name"]
+        schema, shaper = _one_field(parsed, ftype)
+        kind, inner = "plain", None
+        if name_of(ftype):
+            kind, inner = "model", ftype
+        elif (
+            isinstance(ftype, list) and len(ftype) == 2 and ftype[0] == "null" and name_of(ftype[1])
+        ):
+            kind, inner = "optional", ftype[1]
+        elif isinstance(ftype, dict) and ftype.get("type") == "array" and name_of(ftype["items"]):
+            kind, inner = "list", ftype["items"]
+        if inner is None:
+            fields.append(_Field(name, schema, shaper, None, kind))
+            continue
+        model_name = name_of(inner)
+        assert model_name is not None
+        item_schema, item_shaper = _one_field(
+            parsed, named.get(model_name, inner) if isinstance(inner, str) else inner
+        )
+        fields.append(
+            _Field(name, schema, shaper, models[model_name], kind, item_schema, item_shaper)
+        )
+    if all(f.kind == "plain" for f in fields):
+        return None
+    return fields
 
 
 def union_shaper(parsed: Any) -> Shaper | None:

@@ -1,0 +1,73 @@
+"""Splicing the bytes a field value was decoded from gives the bytes encoding would."""
+
+from __future__ import annotations
+
+import gc
+
+from schemas.avro_files import AVRO_DIR
+from schemas.codec import Codec, default_codec
+from schemas.events.pipeline_state import RetrievalJoin, SessionGate
+from schemas.events.retrieval import RetrievalResult
+from schemas.events.turn_envelope import TurnEnvelope
+from schemas.events.turn_requested import TurnRequested
+from schemas.registry import EVENT_MODELS
+from schemas.samples import sample_events
+
+
+def fresh() -> Codec:
+    """A codec that remembers nothing: what encoding without splicing gives."""
+    return Codec(EVENT_MODELS, AVRO_DIR)
+
+
+def samples_of(kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in sample_events() if isinstance(e, kind)]
+
+
+def test_a_join_with_a_decoded_envelope_and_results_encodes_the_same_bytes() -> None:
+    codec = default_codec()
+    (envelope,) = samples_of(TurnEnvelope)
+    results = samples_of(RetrievalResult)
+    decoded_envelope = codec.decode_as(codec.encode(envelope), TurnEnvelope)
+    decoded_result = codec.decode_as(codec.encode(results[0]), RetrievalResult)
+    assert codec._body(decoded_envelope) is not None
+    for join in (
+        RetrievalJoin(turn_id=envelope.turn_id, envelope=decoded_envelope),
+        RetrievalJoin(turn_id="t", envelope=decoded_envelope, results=[decoded_result]),
+        RetrievalJoin(turn_id="t", envelope=decoded_envelope, results=[results[1], decoded_result]),
+        RetrievalJoin(turn_id="t", results=[decoded_result, results[1]], done=True),
+        RetrievalJoin(turn_id="t", envelope=envelope, results=[decoded_result]),
+        RetrievalJoin(
+            turn_id="t", envelope=decoded_envelope, deadline=envelope.emitted_at, done=True
+        ),
+    ):
+        data = codec.encode(join)
+        assert data == fresh().encode(join)
+        assert codec.decode_as(data, RetrievalJoin) == join
+
+
+def test_a_gate_with_a_decoded_request_encodes_the_same_bytes() -> None:
+    codec = default_codec()
+    (request,) = samples_of(TurnRequested)
+    decoded = codec.decode_as(codec.encode(request), TurnRequested)
+    (gate,) = samples_of(SessionGate)
+    for changed in (
+        gate.model_copy(update={"in_flight": decoded}),
+        gate.model_copy(update={"in_flight": None, "waiting": [decoded, request, decoded]}),
+    ):
+        data = codec.encode(changed)
+        assert data == fresh().encode(changed)
+        assert codec.decode_as(data, SessionGate) == changed
+
+
+def test_only_models_that_are_fields_elsewhere_are_remembered_and_only_while_alive() -> None:
+    codec = fresh()
+    (envelope,) = samples_of(TurnEnvelope)
+    (request,) = samples_of(TurnRequested)
+    response = sample_events()[-1]
+    codec.decode(codec.encode(response))
+    decoded = codec.decode_as(codec.encode(envelope), TurnEnvelope)
+    assert len(codec._bodies) == 1 and codec._body(decoded) is not None
+    codec.decode_as(codec.encode(request), TurnRequested)  # dropped at once: not kept
+    del decoded
+    gc.collect()
+    assert codec._bodies == {}
