@@ -1,5 +1,6 @@
-"""The Faust fix the chaos soak needed: a message fetched before a rebalance is not acked, so
-its offset is not committed and it is read again (streams/pipeline/faust_fixes.py)."""
+"""The Faust fixes the chaos soak needed (streams/pipeline/faust_fixes.py): a message fetched
+before a rebalance is not acked, and no offset is committed past a record still in progress;
+either way its offset stays uncommitted and it is read again after a crash or rebalance."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import faust
 from faust.types import TP
 from faust.types.tuples import Message
 
-from streams.pipeline.faust_fixes import refuse_stale_acks
+from streams.pipeline.faust_fixes import fix_offset_commits
 
 TOPIC = "t.turn.requested"
 
 
 def _app_and_consumer() -> tuple[faust.App, faust.transport.consumer.Consumer]:
-    refuse_stale_acks()
+    fix_offset_commits()
     app = faust.App("faust-fixes-test", broker="kafka://127.0.0.1:9")
     app.topic(TOPIC)  # acks are enabled for the topics agents read
     app.topics._acking_topics.add(TOPIC)
@@ -49,3 +50,17 @@ def test_an_ack_while_the_flow_is_paused_for_a_rebalance_is_refused() -> None:
     message = _message(5, generation_id=7)
     assert not consumer.ack(message)
     assert not consumer._acked[TP(TOPIC, 0)]
+
+
+def test_no_commit_past_a_record_still_in_progress_at_the_committed_offset() -> None:
+    _app, consumer = _app_and_consumer()
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 97  # 96 was the last record done: 97 is next
+    later = _message(98, generation_id=7)
+    consumer._unacked_messages.add(later)
+    assert consumer.ack(later)  # 98 finished first (another actor)
+    assert consumer._new_offset(tp) is None  # committing 99 would step over 97
+    first = _message(97, generation_id=7)
+    consumer._unacked_messages.add(first)
+    assert consumer.ack(first)
+    assert consumer._new_offset(tp) == 99  # both done: commit past both

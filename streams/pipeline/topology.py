@@ -18,7 +18,7 @@ import faust
 from faust.types import TableT
 
 from schemas.domain.retrieval import RetrievalType
-from streams.pipeline.faust_fixes import refuse_stale_acks
+from streams.pipeline.faust_fixes import fix_offset_commits
 from streams.roles import Role, app_suffix, runs
 from streams.settings import Settings
 from streams.topics import (
@@ -105,7 +105,7 @@ class Topology:
 
 def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
     """The app with the tables the role writes (``streams.roles``)."""
-    refuse_stale_acks()
+    fix_offset_commits()
     app = build_app(settings, role)
     context = runs(role, Role.CONTEXT)
 
