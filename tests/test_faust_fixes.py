@@ -4,10 +4,14 @@ either way its offset stays uncommitted and it is read again after a crash or re
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
+import pytest
 from faust.types import TP
 from faust.types.tuples import Message
 
+from streams.pipeline import faust_fixes
 from streams.pipeline.faust_fixes import fix_offset_commits
 
 TOPIC = "t.turn.requested"
@@ -64,3 +68,37 @@ def test_no_commit_past_a_record_still_in_progress_at_the_committed_offset() -> 
     consumer._unacked_messages.add(first)
     assert consumer.ack(first)
     assert consumer._new_offset(tp) == 99  # both done: commit past both
+
+
+async def test_offsets_skipped_by_the_fetch_loop_are_not_taken_as_done() -> None:
+    _app, consumer = _app_and_consumer()
+    tp = TP(TOPIC, 0)
+    consumer._committed_offset[tp] = 36
+    await consumer._add_gap(tp, 36, 38)  # the loop read 35, then 38: 36 and 37 were dropped
+    later = _message(38, generation_id=7)
+    consumer._unacked_messages.add(later)
+    assert consumer.ack(later)
+    assert consumer._new_offset(tp) is None  # not 39: 36 and 37 were never processed
+
+
+async def test_a_record_that_holds_the_commit_back_is_read_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _app, consumer = _app_and_consumer()
+    tp = TP(TOPIC, 0)
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(partition: TP, offset: int) -> None:
+        sought.append((partition, offset))
+
+    monkeypatch.setattr(consumer, "seek", seek)
+    monkeypatch.setattr(faust_fixes, "REREAD_AFTER_S", 0.05)
+    consumer._committed_offset[tp] = 36
+    later = _message(37, generation_id=7)
+    consumer._unacked_messages.add(later)
+    assert consumer.ack(later)
+    assert consumer._new_offset(tp) is None  # first seen held: the clock starts
+    await asyncio.sleep(0.1)
+    assert consumer._new_offset(tp) is None  # held too long: 36 is read again
+    await asyncio.sleep(0)
+    assert sought == [(tp, 36)]

@@ -25,12 +25,27 @@ already the *next* offset to read, so a record still in progress right at the co
 offset was stepped over: acked [98] with 97 committed committed 99 while 97 was still queued
 behind busy actors; the rebalance that followed dropped 97 from the queue and nothing read it
 again (two requests lost in two soak runs, at the same kill). The fix: no commit while the
-lowest acked offset (or known gap) is above the committed offset.
+lowest acked offset is above the committed offset.
+
+**Offsets taken as done because they were not delivered.** When Faust's fetch loop sees a
+record whose offset jumps past the last one it read, it records the offsets in between as a
+"gap" and commits them as if processed: right for compacted or transactional topics, which
+the pipeline's topics are not (delete retention, no transactions), so here a jump only means
+records that were fetched and dropped around a rebalance (a third soak run lost two requests
+this way: 36 committed as done, never seen by the agent). Gaps are no longer recorded, so
+such a record holds the commit back instead.
+
+**A hole that holds the commit back is read again.** If the record at the committed offset
+is still not done :data:`REREAD_AFTER_S` after later records were, the partition is sought
+back to it: the record is delivered again, and the records after it, which every agent
+drops as already seen (by turn id).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 from faust.transport.consumer import Consumer
@@ -39,6 +54,8 @@ from mode.utils.futures import notify
 logger = logging.getLogger(__name__)
 
 _PATCHED = "_turnstream_offset_fixes"
+REREAD_AFTER_S = 30.0
+"""Longer than a slow turn stage (an LLM call with retries), shorter than ``turn_stall_s``."""
 
 
 def fix_offset_commits() -> None:
@@ -47,6 +64,7 @@ def fix_offset_commits() -> None:
         return
     _refuse_stale_acks()
     _no_commit_past_the_head()
+    _no_gaps()
     setattr(Consumer, _PATCHED, True)
 
 
@@ -80,14 +98,38 @@ def _no_commit_past_the_head() -> None:
     def _new_offset(self: Any, tp: Any) -> int | None:
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
-        if acked and committed is not None:
-            head = min(acked)
-            gap = self._gap.get(tp)
-            if gap:
-                head = min(head, min(interval.begin for interval in gap))
-            if head > committed:
-                return None  # the record at `committed` is not done yet
+        held: dict[Any, float] = self.__dict__.setdefault("_turnstream_held_since", {})
+        if acked and committed is not None and min(acked) > committed:
+            since = held.setdefault(tp, time.monotonic())
+            if time.monotonic() - since > REREAD_AFTER_S:
+                logger.warning(
+                    "%s[%d]@%d not done %.0f s after later records: reading it again",
+                    tp.topic,
+                    tp.partition,
+                    committed,
+                    REREAD_AFTER_S,
+                )
+                held[tp] = time.monotonic()
+                rereads: set[Any] = self.__dict__.setdefault("_turnstream_rereads", set())
+                task = asyncio.ensure_future(self.seek(tp, committed))
+                rereads.add(task)
+                task.add_done_callback(rereads.discard)
+            return None  # the record at `committed` is not done yet
+        held.pop(tp, None)
         result: int | None = original(self, tp)
         return result
 
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+
+
+def _no_gaps() -> None:
+    async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        logger.warning(
+            "%s[%d]: offsets %d..%d were not delivered; they stay uncommitted",
+            tp.topic,
+            tp.partition,
+            offset_from,
+            offset_to - 1,
+        )
+
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
