@@ -69,7 +69,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from turns import summary
+from turns import AGENT, EXAMPLE_PACK, REPO, TENANT, in_process_deps, summary
 
 from processors.pack import load_pack
 from schemas.domain.turn_context import TurnContext
@@ -79,14 +79,10 @@ from schemas.events.turn_response import ResponseStatus
 from streams.local_kafka import LocalKafka, private_broker_settings
 from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess, wait_for_groups
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_PACK = REPO / "packs" / "acme-shop" / "support"
-TENANT, AGENT = "acme-shop", "support"
 
 SCRIPTS: tuple[tuple[str, ...], ...] = (
     (
@@ -343,27 +339,10 @@ async def replay(
     conversations: list[Conversation], records: dict[str, TurnRecord]
 ) -> dict[str, Any]:
     """Each conversation again through ``run_turn`` with the same turn ids; compare states."""
-    from processors.phases.tools import PackToolExecutor, PythonToolExecutor
-    from processors.retrieval import Indexer, LexicalIndexes
-    from processors.retrieval.pack_items import sync_pack
-    from processors.turn.deps import TurnDeps
     from processors.turn.in_process import MemoryState, run_turn
     from schemas.events.turn_requested import TurnRequested
-    from sinks.embedder import default_embedder
-    from sinks.vector_store import VectorStore
 
-    pack = load_pack(EXAMPLE_PACK)
-    embedder = default_embedder()
-    store = VectorStore.memory(embedder.dim)
-    lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(store, embedder, lexicon), pack)
-    deps = TurnDeps(
-        embedder=embedder,
-        vectors=store,
-        lexicon=lexicon,
-        tools=lambda _pack: PackToolExecutor(PythonToolExecutor(EXAMPLE_PACK)),
-        settings=load_settings(),
-    )
+    pack, deps = in_process_deps()
     compared = mismatched_turns = answers_differ = skipped = 0
     mismatched_sessions: list[dict[str, Any]] = []
     for conversation in conversations:

@@ -128,8 +128,10 @@ from typing import Any
 import yaml
 
 from processors.pack import load_pack
+from processors.turn.deps import TurnDeps
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.events.turn_response import ResponseStatus, TurnResponse
+from schemas.pack.agent_pack import AgentPack
 from streams.analytics_consumer import group_id as analytics_group
 from streams.local_kafka import LocalKafka, private_broker_settings
 from streams.memory_consumer import group_id as memory_group
@@ -842,19 +844,16 @@ async def stream_run(
 # -- the in-process baseline -----------------------------------------------------------------
 
 
-async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
-    """The same texts through ``run_turn``: the processors without Kafka."""
+def in_process_deps() -> tuple[AgentPack, TurnDeps]:
+    """The example pack and the ports ``run_turn`` needs: the real embedder, Qdrant in
+    memory, the pack's own tools, this process's settings (the baseline and the soak's
+    replay)."""
     from processors.phases.tools import PackToolExecutor, PythonToolExecutor
     from processors.retrieval import Indexer, LexicalIndexes
     from processors.retrieval.pack_items import sync_pack
-    from processors.turn.deps import TurnDeps
-    from processors.turn.in_process import MemoryState, run_turn
-    from schemas.events.turn_requested import TurnRequested
     from sinks.embedder import default_embedder
     from sinks.vector_store import VectorStore
-    from streams.turn_client import new_turn_id
 
-    t0 = time.monotonic()
     pack = load_pack(EXAMPLE_PACK)
     embedder = default_embedder()
     store = VectorStore.memory(embedder.dim)
@@ -867,6 +866,17 @@ async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
         tools=lambda _pack: PackToolExecutor(PythonToolExecutor(EXAMPLE_PACK)),
         settings=load_settings(),
     )
+    return pack, deps
+
+
+async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The same texts through ``run_turn``: the processors without Kafka."""
+    from processors.turn.in_process import MemoryState, run_turn
+    from schemas.events.turn_requested import TurnRequested
+    from streams.turn_client import new_turn_id
+
+    t0 = time.monotonic()
+    pack, deps = in_process_deps()
     state = MemoryState()
     state.add_pack(pack)
     texts = Texts.load(distinct=not args.repeat_texts)
