@@ -142,7 +142,6 @@ class Soak:
         self.turns: dict[str, Turn] = {}
         self.conversations: list[Conversation] = []
         self.faults: list[Fault] = []
-        self.answers: list[float] = []
         self.unplanned_exits: list[dict[str, Any]] = []
         self.send_retries = 0
         self.stalled = 0
@@ -219,7 +218,6 @@ class Soak:
     def _answered(self, turn: Turn) -> None:
         if turn.answered_at is None:
             turn.answered_at = self.now()
-            self.answers.append(turn.answered_at)
 
     async def watch_answers(self, client: TurnClient) -> None:
         """Answer times of turns whose slot stopped waiting (stalled ones answered late)."""
@@ -290,7 +288,11 @@ class Soak:
             done = None
             if all(a is not None for a in answered):
                 done = round(max((a for a in answered if a is not None), default=at) - at, 2)
-            later = [a for a in self.answers if a > at]
+            later = [
+                t.answered_at
+                for t in self.turns.values()
+                if t.answered_at is not None and t.answered_at > at
+            ]
             found.append(
                 {
                     "kind": fault.kind,
