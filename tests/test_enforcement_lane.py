@@ -7,22 +7,15 @@ import asyncio
 import threading
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 import pytest
 
 from processors.pack import load_pack
 from processors.phases import enforcement
 from processors.phases.enforcement import Decision, constraints_to_check, enforce
-from schemas.domain.outcome import Resolution, TurnOutcome
-from schemas.domain.plan import ResponsePlan, ResponseType
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule
-
-PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
-STANDARD = {"customer_tier": "standard", "order_id": "A-10023", "order_total": 6000.0}
-OPEN = TurnOutcome(resolution=Resolution.RESOLVED)
-ANSWER = ResponsePlan(response_type=ResponseType.ANSWER)
+from tests.test_phase_p10_enforcement import ANSWER, OPEN, PACK_DIR, STANDARD
 
 
 @pytest.fixture(scope="module")
