@@ -1,6 +1,7 @@
-"""Two fixes to faust-streaming's offset bookkeeping that the chaos soak (bench/chaos.py)
-needed: both let Faust commit the offset of a record the agent had not processed, which a
-crash or a rebalance then turns into a lost customer request.
+"""Fixes to faust-streaming's offset bookkeeping that the chaos soak (bench/chaos.py)
+needed: each of the first three defects let Faust commit the offset of a record the agent
+had not processed, which a crash or a rebalance then turns into a lost customer request;
+the fourth part reads such a record again instead of waiting for the next rebalance.
 
 **Acks of stale messages.**
 During a rebalance Faust's stream skips the events it fetched before it (their generation
@@ -59,7 +60,7 @@ REREAD_AFTER_S = 30.0
 
 
 def fix_offset_commits() -> None:
-    """Install both fixes once per process (every topology calls it)."""
+    """Install the fixes once per process (every topology calls it)."""
     if getattr(Consumer, _PATCHED, False):
         return
     _refuse_stale_acks()
