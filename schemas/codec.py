@@ -176,27 +176,23 @@ class Codec:
                 if value:
                     out.write(_long(len(value)))
                     for item in value:
-                        body = self._body(item)
-                        if body is not None:
-                            out.write(memoryview(body)[HEADER_SIZE:])
-                        else:
-                            _write_one(
-                                out, f.item_schema, f.item_shaper, item.model_dump(warnings="error")
-                            )
+                        self._write_record(out, f, item)
                 out.write(b"\x00")
             elif value is None:  # "optional"
                 out.write(b"\x00")  # branch 0: null
             else:
                 if f.kind == "optional":
                     out.write(b"\x02")  # branch 1: the record
-                body = self._body(value)
-                if body is not None:
-                    out.write(memoryview(body)[HEADER_SIZE:])
-                else:
-                    _write_one(
-                        out, f.item_schema, f.item_shaper, value.model_dump(warnings="error")
-                    )
+                self._write_record(out, f, value)
         return True
+
+    def _write_record(self, out: BytesIO, f: _Field, value: BaseModel) -> None:
+        """One record of a field: its remembered bytes when there are some, else encoded."""
+        body = self._body(value)
+        if body is not None:
+            out.write(memoryview(body)[HEADER_SIZE:])
+        else:
+            _write_one(out, f.item_schema, f.item_shaper, value.model_dump(warnings="error"))
 
     def decode(self, data: bytes) -> BaseModel:
         return self._decode(data, None)
