@@ -17,15 +17,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from schemas.codec import encode
 from sinks.analytics.query_server import Endpoint
-from streams.kafka_clients import producer_kwargs
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
-from streams.topics import TURN_COMPLETED
-from tests.test_analytics_helpers import varied_turns
+from tests.test_analytics_helpers import publish_completed, varied_turns
 
 pytestmark = pytest.mark.integration
 
@@ -87,17 +83,7 @@ async def test_sql_and_report_while_the_owner_runs_and_after(
                 assert owner.returncode is None, (tmp_path / "owner.log").read_text()
                 await asyncio.sleep(0.2)
 
-        producer = AIOKafkaProducer(**producer_kwargs(settings))
-        await producer.start()
-        try:
-            for turn in varied_turns(TURNS, tenant="acme", prefix="cli"):
-                await producer.send_and_wait(
-                    TURN_COMPLETED.name(settings.topic_prefix),
-                    encode(turn),
-                    key=turn.session_key.encode(),
-                )
-        finally:
-            await producer.stop()
+        await publish_completed(settings, varied_turns(TURNS, tenant="acme", prefix="cli"))
 
         async with asyncio.timeout(120):
             while await count_turns(env) != TURNS:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from clickhouse_connect.driver.exceptions import OperationalError
 
@@ -37,7 +37,7 @@ from sinks.analytics import rows, tables
 from sinks.analytics.privacy import Pseudonyms
 from sinks.analytics.store import AnalyticsStore
 from streams.analytics_consumer import AnalyticsConsumer, group_id
-from streams.kafka_clients import consumer_kwargs, producer_kwargs
+from streams.kafka_clients import consumer_kwargs
 from streams.pack_publisher import publish_pack
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
@@ -47,6 +47,8 @@ from tests.test_analytics_helpers import (
     analytics_settings,
     make_turn,
     open_store,
+    produce,
+    publish_completed,
     varied_turns,
 )
 from tests.test_pack_validate import EXAMPLE
@@ -95,16 +97,6 @@ async def flaky_store(settings: Settings) -> AsyncIterator[tuple[AnalyticsStore,
     yield store, flaky
     store.client = flaky.inner
     await asyncio.to_thread(store.close)
-
-
-async def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(**producer_kwargs(settings))
-    await producer.start()
-    try:
-        for topic, key, value in records:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
 
 
 async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
@@ -311,10 +303,7 @@ async def test_texts_are_masked_with_the_packs_sensitive_fields_and_keys_are_pse
     consumer = AnalyticsConsumer(texts, store=store)
     await consumer.start()
     try:
-        completed = TURN_COMPLETED.name(settings.topic_prefix)
-        await produce(
-            texts, [(completed, t.session_key.encode(), encode(t)) for t in (known, stranger)]
-        )
+        await publish_completed(texts, [known, stranger])
         await wait_until(lambda: count(store, "SELECT count() FROM turns FINAL") == 2, "rows")
         stored = {
             row[0]: row[1:]

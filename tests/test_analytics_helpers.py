@@ -16,6 +16,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
+from schemas.codec import encode
 from schemas.domain.enforcement import EnforcementLane, EnforcementResult, Violation
 from schemas.domain.outcome import OutcomeCategory, Resolution, TurnOutcome
 from schemas.domain.plan import ResponsePlan, ResponseType
@@ -35,7 +38,9 @@ from schemas.domain.turn_record import TurnRecord
 from schemas.events.completed_turn import CompletedTurn
 from schemas.fields import json_text
 from sinks.analytics.store import AnalyticsStore
+from streams.kafka_clients import producer_kwargs
 from streams.settings import Settings, load_settings
+from streams.topics import TURN_COMPLETED
 
 DAY1 = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
 DAY2 = datetime(2025, 6, 3, 10, 0, tzinfo=UTC)
@@ -243,3 +248,20 @@ def varied_turns(count: int, *, tenant: str = "t1", prefix: str = "turn") -> lis
             )
         )
     return turns
+
+
+async def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes]]) -> None:
+    """Publish (topic, key, value) records, each acknowledged before the next."""
+    producer = AIOKafkaProducer(**producer_kwargs(settings))
+    await producer.start()
+    try:
+        for topic, key, value in records:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def publish_completed(settings: Settings, turns: Sequence[CompletedTurn]) -> None:
+    """The turns on ``turn.completed``, keyed by session, as the session agent writes them."""
+    topic = TURN_COMPLETED.name(settings.topic_prefix)
+    await produce(settings, [(topic, t.session_key.encode(), encode(t)) for t in turns])

@@ -24,11 +24,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from processors.pack import load_pack
 from processors.retrieval.model import Scope
-from schemas.codec import encode
 from schemas.domain.retrieval import RetrievalType
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.domain.turn_record import TurnRecord
@@ -43,15 +41,13 @@ from sinks.webhooks.delivery import Deliverer, DeliveryJob, RetryPolicy
 from sinks.webhooks.events import events_from_turn
 from sinks.webhooks.secrets import secret_variable
 from sinks.webhooks.ssrf import GuardedResolver
-from streams.kafka_clients import producer_kwargs
 from streams.pack_publisher import publish_pack
 from streams.pack_registry import PackRegistry
 from streams.pipeline.table_ports import customer_table_key, session_table_key
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
-from streams.topics import TURN_COMPLETED
 from streams.webhook_consumer import WebhookConsumer
-from tests.test_analytics_helpers import analytics_settings, open_store
+from tests.test_analytics_helpers import analytics_settings, open_store, publish_completed
 from tests.test_security_helpers import EXAMPLE, SHOP, Turns, tenant_copy
 from tests.test_webhooks_helpers import Receiver
 
@@ -367,17 +363,7 @@ async def test_webhooks_go_only_to_the_tenants_own_subscriptions(
                 }
                 for tenant in (A, B)
             }
-            producer = AIOKafkaProducer(**producer_kwargs(hook_settings))
-            await producer.start()
-            try:
-                for turn in completed:
-                    await producer.send_and_wait(
-                        TURN_COMPLETED.name(hook_settings.topic_prefix),
-                        encode(turn),
-                        key=turn.session_key.encode(),
-                    )
-            finally:
-                await producer.stop()
+            await publish_completed(hook_settings, completed)
             total = len(expected[A]) + len(expected[B])
             await _wait_until(
                 lambda: len(to_a.successes()) + len(to_b.successes()) >= total, "deliveries"

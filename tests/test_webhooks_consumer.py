@@ -14,25 +14,30 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from processors.pack import load_pack
-from schemas.codec import decode_as, encode
+from schemas.codec import decode_as
 from schemas.domain.plan import ResponseType
 from schemas.events.webhook import DeliveryStatus, WebhookDelivery
 from schemas.pack.webhooks import WebhookSubscription
 from sinks.analytics.store import AnalyticsStore
 from sinks.webhooks.signing import delivery_id
 from streams.analytics_consumer import AnalyticsConsumer
-from streams.kafka_clients import consumer_kwargs, producer_kwargs
+from streams.kafka_clients import consumer_kwargs
 from streams.pack_publisher import publish_pack
 from streams.pack_registry import PackRegistry
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
-from streams.topics import TURN_COMPLETED, WEBHOOK_DEAD_LETTER, WEBHOOK_DELIVERIES
+from streams.topics import WEBHOOK_DEAD_LETTER, WEBHOOK_DELIVERIES
 from streams.webhook_consumer import WebhookConsumer
-from tests.test_analytics_helpers import analytics_settings, make_turn, open_store
+from tests.test_analytics_helpers import (
+    analytics_settings,
+    make_turn,
+    open_store,
+    publish_completed,
+)
 from tests.test_pack_validate import EXAMPLE
 from tests.test_webhooks_helpers import Receiver
 
@@ -141,17 +146,7 @@ async def test_each_event_is_delivered_once_signed_and_every_attempt_logged(
             ]
             stranger = make_turn("no-pack-turn", tenant="nobody", agent="none")
             records = [*turns, turns[0], stranger, turns[1]]  # two replays
-            producer = AIOKafkaProducer(**producer_kwargs(settings))
-            await producer.start()
-            try:
-                for turn in records:
-                    await producer.send_and_wait(
-                        TURN_COMPLETED.name(settings.topic_prefix),
-                        encode(turn),
-                        key=turn.session_key.encode(),
-                    )
-            finally:
-                await producer.stop()
+            await publish_completed(settings, records)
 
             expected = {
                 delivery_id(TENANT, AGENT, "crm_sync", f"turn_completed:{t.record.turn_id}")
@@ -220,16 +215,7 @@ async def test_a_secret_the_tenant_does_not_have_dead_letters_the_delivery_unsen
         await consumer.start()
         try:
             turn = make_turn(f"{settings.topic_prefix}-N", tenant=TENANT, agent=AGENT)
-            producer = AIOKafkaProducer(**producer_kwargs(settings))
-            await producer.start()
-            try:
-                await producer.send_and_wait(
-                    TURN_COMPLETED.name(settings.topic_prefix),
-                    encode(turn),
-                    key=turn.session_key.encode(),
-                )
-            finally:
-                await producer.stop()
+            await publish_completed(settings, [turn])
             dispatcher = consumer.dispatcher
             assert dispatcher is not None
             await wait_until(lambda: dispatcher.exhausted == 1, "the dead letter")
