@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+
 from schemas.avro_files import AVRO_DIR
-from schemas.codec import Codec, default_codec
+from schemas.codec import Codec, CodecError, CodecErrorReason, default_codec
 from schemas.events.pipeline_state import RetrievalJoin, SessionGate
 from schemas.events.retrieval import RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
@@ -14,9 +16,9 @@ from schemas.registry import EVENT_MODELS
 from schemas.samples import sample_events
 
 
-def fresh() -> Codec:
+def fresh(recent_bytes: int = 0) -> Codec:
     """A codec that remembers nothing: what encoding without splicing gives."""
-    return Codec(EVENT_MODELS, AVRO_DIR)
+    return Codec(EVENT_MODELS, AVRO_DIR, recent_bytes=recent_bytes)
 
 
 def samples_of(kind: type) -> list:  # type: ignore[type-arg]
@@ -60,14 +62,44 @@ def test_a_gate_with_a_decoded_request_encodes_the_same_bytes() -> None:
 
 
 def test_only_models_that_are_fields_elsewhere_are_remembered_and_only_while_alive() -> None:
-    codec = fresh()
+    writer, codec = fresh(), fresh()
     (envelope,) = samples_of(TurnEnvelope)
     (request,) = samples_of(TurnRequested)
     response = sample_events()[-1]
-    codec.decode(codec.encode(response))
-    decoded = codec.decode_as(codec.encode(envelope), TurnEnvelope)
+    codec.decode(writer.encode(response))
+    decoded = codec.decode_as(writer.encode(envelope), TurnEnvelope)
     assert len(codec._bodies) == 1 and codec._body(decoded) is not None
-    codec.decode_as(codec.encode(request), TurnRequested)  # dropped at once: not kept
+    codec.decode_as(writer.encode(request), TurnRequested)  # dropped at once: not kept
     del decoded
     gc.collect()
     assert codec._bodies == {}
+
+
+def test_a_record_encoded_or_decoded_lately_decodes_to_the_same_model_without_parsing() -> None:
+    codec = fresh(recent_bytes=1024 * 1024)
+    (envelope,) = samples_of(TurnEnvelope)
+    data = codec.encode(envelope)
+    assert codec.decode_as(bytes(bytearray(data)), TurnEnvelope) is envelope
+    read = fresh(recent_bytes=1024 * 1024)
+    first = read.decode_as(bytes(bytearray(data)), TurnEnvelope)
+    assert first == envelope and first is not envelope
+    assert read.decode_as(bytes(bytearray(data)), TurnEnvelope) is first
+
+
+def test_a_recent_record_of_another_type_still_fails_as_unexpected() -> None:
+    codec = fresh(recent_bytes=1024 * 1024)
+    (envelope,) = samples_of(TurnEnvelope)
+    data = codec.encode(envelope)
+    with pytest.raises(CodecError) as caught:
+        codec.decode_as(data, TurnRequested)
+    assert caught.value.reason is CodecErrorReason.UNEXPECTED_TYPE
+
+
+def test_recent_records_are_forgotten_oldest_first_past_the_byte_limit() -> None:
+    events = [e for e in sample_events() if type(e) in EVENT_MODELS.values()]
+    sizes = [len(default_codec().encode(e)) for e in events[:3]]
+    codec = fresh(recent_bytes=sizes[1] + sizes[2])
+    datas = [codec.encode(e) for e in events[:3]]
+    newest, middle, oldest = (codec.decode(bytes(bytearray(d))) for d in reversed(datas))
+    assert newest is events[2] and middle is events[1]
+    assert oldest is not events[0] and oldest == events[0]
