@@ -18,6 +18,7 @@ import faust
 from faust.types import TableT
 
 from schemas.domain.retrieval import RetrievalType
+from streams.pipeline.faust_fetch import fix_idle_partition_fetches
 from streams.pipeline.faust_fixes import fix_offset_commits
 from streams.roles import Role, app_suffix, runs
 from streams.settings import Settings
@@ -106,6 +107,7 @@ class Topology:
 def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
     """The app with the tables the role writes (``streams.roles``)."""
     fix_offset_commits()
+    fix_idle_partition_fetches()
     app = build_app(settings, role)
     context = runs(role, Role.CONTEXT)
 
