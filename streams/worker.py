@@ -8,6 +8,7 @@ ingestion with the retrieval role; analytics and webhooks). Stop in reverse.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -65,6 +66,7 @@ class Worker:
         for service in self._side_services():
             await service.start()
             self._services.append(service)
+        freeze_startup_objects()
         logger.info("worker (%s) started on %s", self.role.value, self.settings.bootstrap_servers)
 
     async def _topics_once_reachable(self) -> TopicReport:
@@ -120,6 +122,15 @@ class Worker:
         elif self._registry_only:
             await self.runtime.registry.stop()
         logger.info("worker (%s) stopped", self.role.value)
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated while starting (the model, the libraries, the packs and their
+    indexes: millions of objects) out of the garbage collector's reach. Each full collection
+    scanned all of them: 140-270 ms with the event loop stopped, every 10-20 s under load,
+    measured in a worker; the turns' own short-lived objects are still collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 async def run_worker(
