@@ -188,12 +188,15 @@ class SessionAgent:
         resolved = context.input
         if resolved.session_id is not None:
             directory.sessions[resolved.agent_id] = resolved.session_id
-        self.p.set_gate(
-            key,
-            self.p.gate(key).model_copy(
-                update={"customer_id": directory.customer_id, "sessions": directory.sessions}
-            ),
-        )
+        current = self.p.gate(key)
+        if (directory.customer_id, directory.sessions) != (current.customer_id, current.sessions):
+            # a new customer or session; a returning one costs no second gate record
+            self.p.set_gate(
+                key,
+                current.model_copy(
+                    update={"customer_id": directory.customer_id, "sessions": directory.sessions}
+                ),
+            )
         deadline_s = deps.settings_for(understood.pack).phases.retrieval.timeout_s
         timings = dict(context.timings_ms)
         with timed(timings, "retrieval.embedding", time.perf_counter):
