@@ -139,6 +139,7 @@ from streams.pack_publisher import publish_pack
 from streams.settings import Settings, load_settings
 from streams.topic_admin import ensure_topics
 from streams.turn_client import TurnClient
+from streams.worker import freeze_startup_objects
 from streams.worker_process import SET_BY_WORKER_ENV, WorkerProcess, rss_bytes, wait_for_groups
 
 REPO = Path(__file__).resolve().parents[1]
@@ -901,6 +902,7 @@ async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
 
     result: dict[str, Any] = {}
     await closed_loop(ask, texts, 4, max(1, args.warmup // 4), "warm", 60.0)
+    freeze_startup_objects()  # as the worker does after its start: like for like
     result["setup_s"] = round(time.monotonic() - t0, 1)
     watch = Watch({"bench": os.getpid()})
     stage: dict[str, Any] = {}

@@ -1,0 +1,189 @@
+"""Where one turn's time goes between records: each turn's records on every topic, in order.
+
+    python bench/turn_trace.py [--turns 60] [--sessions 20] [--slowest 4] [--json PATH]
+
+Starts its own broker and one worker (analytics on, webhooks off, like ``bench/turns.py``),
+sends ``--turns`` turns one at a time round-robin over ``--sessions`` sessions, then reads
+every pipeline topic (the turn topics, retrieval topics and table changelogs) from the start
+and groups the records by turn id. Prints and writes:
+
+* ``records_per_turn``: every record on each traced topic over every turn sent (warm-up
+  included): what a turn costs the broker;
+* ``e2e_ms``: request sent -> response received, as the client saw it;
+* the ``--slowest`` turns' timelines: each record's producer timestamp (ms resolution)
+  after the request was sent, and the gap to the record before it. A hop that waits shows
+  as one large gap (this is how the 100 ms fetch stall of ``streams/pipeline/faust_fetch.py``
+  was found).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import BaseModel
+from turns import EXAMPLE_PACK, REPO, Texts, summary, turn_input
+
+from processors.pack import load_pack
+from schemas.codec import CodecError, decode
+from streams.analytics_consumer import group_id as analytics_group
+from streams.local_kafka import LocalKafka, private_broker_settings
+from streams.memory_consumer import group_id as memory_group
+from streams.pack_publisher import publish_pack
+from streams.settings import Settings
+from streams.topic_admin import ensure_topics
+from streams.turn_client import TurnClient
+from streams.worker_process import WorkerProcess, wait_for_groups
+
+TRACED = ("turn.", "retrieval.", "table.")
+WARM_TURNS = 10
+IDLE_POLLS = 3
+
+
+def turn_of(model: BaseModel) -> str | None:
+    """The turn a pipeline record belongs to (a gate names its turn in flight, if any)."""
+    for holder in (model, getattr(model, "record", None), getattr(model, "in_flight", None)):
+        turn_id = getattr(holder, "turn_id", None)
+        if isinstance(turn_id, str):
+            return turn_id
+    return None
+
+
+async def run_turns(settings: Settings, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """Turn id -> (sent at, epoch ms; e2e ms), one turn at a time."""
+    texts = Texts.load()
+    sent: dict[str, tuple[float, float]] = {}
+    async with TurnClient(settings) as client:
+        for i in range(WARM_TURNS):
+            await client.response(await client.send(turn_input(f"warm-{i}", texts.next())), 60)
+        for i in range(args.turns):
+            t0 = time.time()
+            turn_id = await client.send(turn_input(f"trace-{i % args.sessions}", texts.next()))
+            await client.response(turn_id, 60)
+            sent[turn_id] = (t0 * 1000, (time.time() - t0) * 1000)
+    return sent
+
+
+async def read_records(
+    settings: Settings, turns: set[str]
+) -> tuple[dict[str, list[tuple[int, str]]], Counter[str]]:
+    """Turn id -> [(producer timestamp ms, topic without prefix)] over the traced topics, and
+    every record counted by topic (state records name no turn)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    counts: Counter[str] = Counter()
+    try:
+        prefix = f"{settings.topic_prefix}."
+        names = [
+            t
+            for t in await consumer.topics()
+            if t.startswith(prefix) and t[len(prefix) :].startswith(TRACED)
+        ]
+        consumer.subscribe(names)
+        idle = 0
+        while idle < IDLE_POLLS:
+            batch = await consumer.getmany(timeout_ms=1000)
+            idle = 0 if batch else idle + 1
+            for tp, messages in batch.items():
+                topic = tp.topic[len(prefix) :]
+                counts[topic] += len(messages)
+                for message in messages:
+                    try:
+                        turn_id = turn_of(decode(message.value or b""))
+                    except CodecError:
+                        continue
+                    if turn_id in turns:
+                        records[turn_id].append((message.timestamp, topic))
+    finally:
+        await consumer.stop()
+    return records, counts
+
+
+def report(
+    sent: dict[str, tuple[float, float]],
+    records: dict[str, list[tuple[int, str]]],
+    counts: Counter[str],
+    slowest: int,
+) -> dict[str, Any]:
+    n = len(sent)
+    turns = n + WARM_TURNS
+    result: dict[str, Any] = {
+        "turns": n,
+        "e2e_ms": summary([e2e for _, e2e in sent.values()]),
+        "records_per_turn": {t: round(c / turns, 2) for t, c in sorted(counts.items())},
+        "records_per_turn_total": round(sum(counts.values()) / turns, 2),
+        "slowest": [],
+    }
+    print(f"{n} turns one at a time: e2e {result['e2e_ms']}")
+    print(f"records per turn: {result['records_per_turn_total']}")
+    for topic, count in result["records_per_turn"].items():
+        print(f"  {count:6.2f}  {topic}")
+    for turn_id in sorted(sent, key=lambda t: -sent[t][1])[:slowest]:
+        t0, e2e = sent[turn_id]
+        print(f"turn {turn_id}: e2e {e2e:.0f} ms (ms after the request was sent, gap)")
+        steps: list[dict[str, Any]] = []
+        previous = t0
+        for ts, topic in sorted(records.get(turn_id, [])):
+            steps.append({"at_ms": round(ts - t0), "gap_ms": round(ts - previous), "topic": topic})
+            print(f"  +{ts - t0:5.0f} (+{ts - previous:4.0f})  {topic}")
+            previous = ts
+        result["slowest"].append({"turn_id": turn_id, "e2e_ms": round(e2e, 1), "records": steps})
+    return result
+
+
+async def trace(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="turnstream-trace-"))
+    base = private_broker_settings(root)
+    broker = LocalKafka(base)
+    await asyncio.to_thread(broker.up)
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"trace{uuid.uuid4().hex[:8]}",
+            "packs_dir": REPO / "packs",
+            "webhooks": base.webhooks.model_copy(update={"enabled": False}),
+        }
+    )
+    worker = WorkerProcess(settings.model_copy(update={"data_dir": root / "w0"}), root / "w0.log")
+    try:
+        await ensure_topics(settings)
+        await publish_pack(settings, load_pack(EXAMPLE_PACK))
+        worker.start()
+        groups = [f"{settings.topic_prefix}.pipeline", memory_group(settings)]
+        groups.append(analytics_group(settings))
+        await wait_for_groups(settings.bootstrap_servers, groups, 1, [worker])
+        sent = await run_turns(settings, args)
+        records, counts = await read_records(settings, set(sent))
+        return report(sent, records, counts, args.slowest)
+    finally:
+        worker.stop()
+        await asyncio.to_thread(broker.down)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=60)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--slowest", type=int, default=4, help="timelines to print")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    result = asyncio.run(trace(args))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
