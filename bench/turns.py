@@ -136,6 +136,7 @@ from streams.analytics_consumer import group_id as analytics_group
 from streams.local_kafka import LocalKafka, private_broker_settings
 from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
+from streams.pipeline.runtime import one_intra_op_thread
 from streams.settings import Settings, load_settings
 from streams.topic_admin import ensure_topics
 from streams.turn_client import TurnClient
@@ -877,6 +878,7 @@ async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
     from streams.turn_client import new_turn_id
 
     t0 = time.monotonic()
+    one_intra_op_thread()  # the worker's torch setting: like for like
     pack, deps = in_process_deps()
     state = MemoryState()
     state.add_pack(pack)

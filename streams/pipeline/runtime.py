@@ -79,7 +79,7 @@ def _llm_tasks(settings: Settings) -> dict[Phase, LlmTask]:
     return dict.fromkeys(LLM_PHASES, llm)
 
 
-def _one_intra_op_thread() -> None:
+def one_intra_op_thread() -> None:
     """Run the model on the one model thread only. Profiled under load (bench/profile_worker.md):
     torch's two OpenMP workers spun between parallel regions (0.54 cores, 76 ms of CPU per turn
     against 51 ms with one thread), and a parallel region stalled whenever the event loop or the
@@ -131,7 +131,7 @@ class PipelineRuntime:
         return await loop.run_in_executor(self._model_thread, lambda: fn(*args, **kwargs))
 
     async def start(self) -> None:
-        await self.in_model_thread(_one_intra_op_thread)
+        await self.in_model_thread(one_intra_op_thread)
         embedder = await self.in_model_thread(
             functools.partial(default_embedder, settings=self.settings)
         )
