@@ -62,10 +62,11 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
 
 class WorkerProcess(worker_process.WorkerProcess):
     """``turnstream worker`` as a child process (for SIGKILL tests), with the test's settings
-    only."""
+    only, logging at INFO: a turn that stalls leaves its trail (rebalances, recoveries,
+    turns driven again) in the log the test keeps."""
 
     def __init__(self, settings: Settings, log: Path) -> None:
-        super().__init__(settings, log, inherit=False)
+        super().__init__(settings, log, inherit=False, log_level="INFO")
 
 
 def customer_says(channel_id: str, message: str, customer_id: str | None = None) -> TurnInput:
