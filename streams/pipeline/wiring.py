@@ -9,7 +9,7 @@ from processors.turn.decide import decide
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
 from streams.pipeline.base import Handler, Pipeline
-from streams.pipeline.session_agent import SessionAgent
+from streams.pipeline.session_agent import WATCHDOG_TICK_S, SessionAgent
 from streams.pipeline.stage_agents import (
     DEADLINE_TICK_S,
     EnforceAgent,
@@ -44,6 +44,7 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
         app.agent(channel(TURN_REQUESTED, TURN_COMPLETED), name="session", concurrency=concurrency)(
             pipeline.guard("session", Phase.IDENTIFICATION, session.handle)
         )
+        app.timer(WATCHDOG_TICK_S, name="stall-watchdog")(session.resume_stalled)
     if runs(role, Role.RETRIEVAL):
         for rtype in RetrievalType:
             retrieval = RetrievalAgent(pipeline, rtype)
