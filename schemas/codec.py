@@ -155,9 +155,7 @@ class Codec:
             # Only reachable for a model changed without validation (model_copy(update=...)).
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
         data = out.getvalue()
-        self._recent.put(data, model)
-        if type(model) in self._spliceable:
-            self._remember(model, data)
+        self._keep(model, data)
         return data
 
     def _body(self, value: object) -> bytes | None:
@@ -262,10 +260,15 @@ class Codec:
         except ValidationError as exc:
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
         if writer.reader_schema is None:
-            self._recent.put(data, model)
-            if writer.model in self._spliceable:
-                self._remember(model, data)
+            self._keep(model, data)
         return model
+
+    def _keep(self, model: BaseModel, data: bytes) -> None:
+        """``data`` is ``model`` in the current schema: later decodes of it skip the parsing,
+        and later encodes of a record holding ``model`` copy it (splicing)."""
+        self._recent.put(data, model)
+        if type(model) in self._spliceable:
+            self._remember(model, data)
 
 
 class _Recent:
