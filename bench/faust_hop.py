@@ -3,8 +3,8 @@
     python bench/faust_hop.py [--hops 4] [--partitions 12] [--turns 200] [--json PATH]
 
 Starts its own broker and, in this process, a Faust app built like the pipeline's
-(``streams.pipeline.topology.build_app``, both Faust fixes installed) with ``--hops`` agents:
-agent i reads topic i and sends the record on to topic i + 1 (5 kB values, keys over 20
+(``streams.pipeline.topology.build_app``, which installs both Faust fixes) with ``--hops``
+agents: agent i reads topic i and sends the record on to topic i + 1 (5 kB values, keys over 20
 sessions, concurrency 8). A plain aiokafka producer sends one record at a time and waits until
 a plain consumer has read it from the last topic. Prints and writes e2e percentiles and the
 p50 per hop, and where a hop's time goes: from the record's producer timestamp to aiokafka's
@@ -31,8 +31,6 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from turns import summary
 
 from streams.local_kafka import LocalKafka, private_broker_settings
-from streams.pipeline.faust_fetch import fix_idle_partition_fetches
-from streams.pipeline.faust_fixes import fix_offset_commits
 from streams.pipeline.topology import RAW, build_app
 from streams.roles import Role
 
@@ -85,8 +83,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await admin.start()
         await admin.create_topics([NewTopic(n, args.partitions, 1) for n in names])
         await admin.close()
-        fix_offset_commits()
-        fix_idle_partition_fetches()
         app = build_app(settings, Role.ALL)
         topics = [app.topic(n, partitions=args.partitions, **RAW) for n in names]
         for i in range(args.hops):

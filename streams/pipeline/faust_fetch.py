@@ -28,7 +28,7 @@ _PATCHED = "_turnstream_fetch_fix"
 
 
 def fix_idle_partition_fetches() -> None:
-    """Install the fix once per process (every topology calls it)."""
+    """Install the fix once per process (every app build calls it)."""
     if getattr(AIOKafkaConsumerThread, _PATCHED, False):
         return
     original = AIOKafkaConsumerThread._fetch_records

@@ -60,7 +60,7 @@ REREAD_AFTER_S = 30.0
 
 
 def fix_offset_commits() -> None:
-    """Install the fixes once per process (every topology calls it)."""
+    """Install the fixes once per process (every app build calls it)."""
     if getattr(Consumer, _PATCHED, False):
         return
     _refuse_stale_acks()

@@ -57,7 +57,10 @@ to the others: the recovery time after a crash is about this plus the table reco
 
 
 def build_app(settings: Settings, role: Role) -> faust.App:
-    """The role's Faust app; created inside the running event loop (Faust binds to it)."""
+    """The role's Faust app, with this project's Faust fixes installed; created inside the
+    running event loop (Faust binds to it)."""
+    fix_offset_commits()
+    fix_idle_partition_fetches()
     return faust.App(
         f"{settings.topic_prefix}.{app_suffix(role)}",
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -106,8 +109,6 @@ class Topology:
 
 def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
     """The app with the tables the role writes (``streams.roles``)."""
-    fix_offset_commits()
-    fix_idle_partition_fetches()
     app = build_app(settings, role)
     context = runs(role, Role.CONTEXT)
 
