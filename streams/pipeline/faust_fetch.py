@@ -15,6 +15,10 @@ read. Before each read of aiokafka's buffer (on the consumer's own thread, where
 be called) every assigned partition that is not active is paused and its buffered records are
 dropped (they were not consumed, so its position is unchanged and they are fetched again when
 it resumes), and every paused partition that is active again is resumed.
+
+Upstream: no faust-streaming issue describes it (searched); the behaviour is in
+``AIOKafkaConsumerThread._fetch_records`` of faust-streaming 0.15.3, which passes its active
+partitions to aiokafka's ``getmany`` without pausing the others.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from typing import Any
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+from streams.pipeline.faust_versions import check_patched_libraries
+
 _PATCHED = "_turnstream_fetch_fix"
 
 
@@ -31,6 +37,7 @@ def fix_idle_partition_fetches() -> None:
     """Install the fix once per process (every app build calls it)."""
     if getattr(AIOKafkaConsumerThread, _PATCHED, False):
         return
+    check_patched_libraries()
     original = AIOKafkaConsumerThread._fetch_records
 
     async def _fetch_records(

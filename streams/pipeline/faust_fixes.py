@@ -26,7 +26,8 @@ already the *next* offset to read, so a record still in progress right at the co
 offset was stepped over: acked [98] with 97 committed committed 99 while 97 was still queued
 behind busy actors; the rebalance that followed dropped 97 from the queue and nothing read it
 again (two requests lost in two soak runs, at the same kill). The fix: no commit while the
-lowest acked offset is above the committed offset.
+lowest acked offset is above the committed offset. Upstream: faust-streaming#312 (fixed in
+#313 for a gap of more than one) and the ``batch[-1] + 1`` change discussed in #318.
 
 **Offsets taken as done because they were not delivered.** When Faust's fetch loop sees a
 record whose offset jumps past the last one it read, it records the offsets in between as a
@@ -34,7 +35,8 @@ record whose offset jumps past the last one it read, it records the offsets in b
 the pipeline's topics are not (delete retention, no transactions), so here a jump only means
 records that were fetched and dropped around a rebalance (a third soak run lost two requests
 this way: 36 committed as done, never seen by the agent). Gaps are no longer recorded, so
-such a record holds the commit back instead.
+such a record holds the commit back instead. Upstream: faust-streaming#606 (open: "Wrong
+offset commit in case of gaps", the behaviour #378 brought back for non-compacted topics).
 
 **A hole that holds the commit back is read again.** If the record at the committed offset
 is still not done :data:`REREAD_AFTER_S` after later records were, the partition is sought
@@ -52,6 +54,8 @@ from typing import Any
 from faust.transport.consumer import Consumer
 from mode.utils.futures import notify
 
+from streams.pipeline.faust_versions import check_patched_libraries
+
 logger = logging.getLogger(__name__)
 
 _PATCHED = "_turnstream_offset_fixes"
@@ -63,6 +67,7 @@ def fix_offset_commits() -> None:
     """Install the fixes once per process (every app build calls it)."""
     if getattr(Consumer, _PATCHED, False):
         return
+    check_patched_libraries()
     _refuse_stale_acks()
     _no_commit_past_the_head()
     _no_gaps()
