@@ -320,10 +320,15 @@ class _Checker:
                     )
 
     def intents(self) -> Iterator[PackError]:
-        """The same example under two intents makes intent retrieval a coin toss."""
+        """An intent's response template exists; the same example under two intents makes
+        intent retrieval a coin toss."""
         owner: dict[str, str] = {}
         intent: Intent
         for origin, intent in self.each(Intent):
+            if intent.response_template_id is not None:
+                yield from self.unknown(
+                    origin, "templates", intent.response_template_id, "response_template_id"
+                )
             for index, example in enumerate(intent.examples):
                 normal = " ".join(example.lower().split())
                 other = owner.setdefault(normal, intent.id)

@@ -31,6 +31,7 @@ from typing import NamedTuple, cast
 
 from pydantic import JsonValue
 
+from processors.phases.dates import resolve_date
 from schemas.domain.customer_data import (
     MAX_HISTORY,
     CustomerDataStore,
@@ -110,29 +111,44 @@ def customer_variables(store: CustomerDataStore | None) -> dict[str, object]:
     return {key: json.loads(entry.value) for key, entry in store.variables.items()}
 
 
-def coerce_value(value: object, field: CustomerDataField) -> object:
+def coerce_value(value: object, field: CustomerDataField, now: datetime | None = None) -> object:
     """``value`` in the field's type, or :class:`CoercionError`.
 
     STRING: strings (trimmed, non-empty, at most :data:`MAX_STRING_VALUE` chars) and numbers;
-    with ``allowed_values`` matched case-insensitively with spaces/hyphens read as ``_`` and
-    returned in the pack's spelling. NUMBER: ints and floats (not booleans, finite), or
-    numeric text such as ``"1,234.50"`` / ``"$12"``. BOOLEAN: booleans, 0/1, and yes/no words
-    (en/es/fr/de/pt). DATETIME: ISO 8601 text with a timezone, or a plain date (midnight
-    UTC), returned as ISO 8601 UTC text. JSON: any JSON value as-is.
+    with ``allowed_values`` matched case-insensitively with spaces/hyphens read as ``_`` (or
+    one of the field's ``extraction.synonyms``) and returned in the pack's spelling. NUMBER:
+    ints and floats (not booleans, finite), or numeric text such as ``"1,234.50"`` /
+    ``"$12"``. BOOLEAN: booleans, 0/1, and yes/no words (en/es/fr/de/pt). DATETIME: ISO 8601
+    text with a timezone, or a plain date (midnight UTC), or, given ``now``, a date as a
+    customer writes it ("tomorrow", "next Monday", "3 March", "03/04/2026" by the field's
+    ``date_order``; :mod:`processors.phases.dates`), returned as ISO 8601 UTC text. JSON: any
+    JSON value as-is.
     """
     kind = field.type
     if kind is VariableType.STRING:
-        return _to_string(value, field.allowed_values)
+        return _to_string(value, field.allowed_values, field.extraction.synonyms)
     if kind is VariableType.NUMBER:
         return _to_number(value)
     if kind is VariableType.BOOLEAN:
         return _to_bool(value)
     if kind is VariableType.DATETIME:
-        return _to_datetime(value)
+        try:
+            return _to_datetime(value)
+        except CoercionError:
+            day = (
+                resolve_date(value, now, field.extraction.date_order)
+                if (now is not None and isinstance(value, str))
+                else None
+            )
+            if day is None:
+                raise
+            return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat()
     return value
 
 
-def _to_string(value: object, allowed: Sequence[str] | None) -> str:
+def _to_string(
+    value: object, allowed: Sequence[str] | None, synonyms: Mapping[str, Sequence[str]]
+) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise CoercionError("invalid_string", f"expected text, got {type(value).__name__}")
     text = str(value).strip()
@@ -144,7 +160,7 @@ def _to_string(value: object, allowed: Sequence[str] | None) -> str:
         return text
     wanted = _normal(text)
     for option in allowed:
-        if _normal(option) == wanted:
+        if _normal(option) == wanted or any(_normal(p) == wanted for p in synonyms.get(option, ())):
             return option
     raise CoercionError("not_allowed", f"{text!r} is not one of {', '.join(allowed)}")
 
@@ -248,7 +264,7 @@ def apply_values(
             rejections.append(DataRejection(key, json_text(_jsonable(raw)), "protected", detail))
             continue
         try:
-            value = coerce_value(raw, field)
+            value = coerce_value(raw, field, now)
         except CoercionError as exc:
             rejections.append(DataRejection(key, json_text(_jsonable(raw)), exc.code, exc.detail))
             continue

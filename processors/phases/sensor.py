@@ -29,16 +29,22 @@ Rules:
   is classified the same way; ``intent_changed`` when this message has an intent that differs
   from it, ``topic_changed`` when both have one and they differ.
 * **candidate variables**, per masked field, in field order:
-  1. ``patterns`` (safe regexes, as ``matches`` compiles them): the first match, trailing
-     punctuation stripped;
-  2. STRING with ``allowed_values``: the value whose words (or synonyms from
-     :data:`VALUE_SYNONYMS`) occur earliest in the message, only when a keyword of the field
-     occurs (or, without keywords, a word of the field's key such as ``tier``);
-  3. BOOLEAN with keywords: only when the field is in ``expected_fields`` (a "yes" means
-     something only as the answer to the question that asked for it): a keyword or a yes
-     word gives True, a no word gives False;
-  4. NUMBER with keywords: the first number after a keyword;
-  5. other STRING fields with keywords: ``<keyword> is|:|= <value>`` up to punctuation.
+  1. ``patterns`` (safe regexes, as ``matches`` compiles them; ignoring case with the
+     field's ``ignore_case``): the first match, trailing punctuation stripped, in
+     ``normalize_case`` when given;
+  2. STRING with ``allowed_values``: the value whose words (or the field's own ``synonyms``)
+     occur earliest in the message, only when a keyword of the field occurs (or, without
+     keywords, a word of the field's key such as ``tier``), or when the field is in
+     ``expected_fields`` (the question asked for it, so "the Plus one" answers it);
+  3. BOOLEAN: only when the field is in ``expected_fields`` (a "yes" means something only as
+     the answer to the question that asked for it): the yes/no lexicon of
+     :mod:`processors.phases.lexicon` (a no wins), else a keyword of the field gives True;
+  4. NUMBER: the first number after a keyword; an expected field without a keyword hit takes
+     the message's only number;
+  5. DATETIME with a keyword hit or expected: the first date phrase
+     (:func:`processors.phases.dates.find_date`; P3 resolves it against the turn's time);
+  6. other STRING fields with keywords: ``<keyword> is|:|= <value>`` up to punctuation; an
+     expected ``free_text`` field takes the whole message (not a bare yes/no/thanks).
   ``is_update`` is the mask's ``exists``.
 * **situation facts** — glossary terms (or synonyms) the message mentions, the fields it
   gave, and the frustration cues found.
@@ -52,6 +58,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from processors.expression_regex import UnsafePatternError, compile_safe
+from processors.phases.dates import find_date
+from processors.phases.lexicon import affirmation, is_acknowledgement
 from schemas.base import SchemaModel
 from schemas.domain.customer_data import CustomerDataStore, VariableScope, VariableType
 from schemas.domain.session import MessageRole, SessionMessage
@@ -63,7 +71,6 @@ from schemas.pack.language import GlossaryTerm, Intent
 __all__ = [
     "INTENT_THRESHOLD",
     "LANGUAGE_PROFILES",
-    "VALUE_SYNONYMS",
     "CustomerDataMask",
     "IntentGuess",
     "MaskedField",
@@ -126,18 +133,6 @@ _URGENT_WORDS = _wordset("asap emergency immediately now urgent urgently")
 _POLITE_WORDS = _wordset(
     "bedankt danke favor gracias grazie kindly merci obrigada obrigado please thank thanks thx"
 )
-_YES = _wordset("correct ja ok okay oui si sim sure sí yeah yep yes")
-_NO = _wordset("don't dont nah nein no non nope not não")
-
-VALUE_SYNONYMS: Mapping[str, tuple[str, ...]] = {
-    "damaged": ("broken", "damaged", "cracked", "smashed", "defective", "shattered", "dented"),
-    "wrong_item": ("wrong item", "wrong", "not what i ordered"),
-    "late": ("late", "never arrived", "delayed", "too long"),
-    "not_as_described": ("not as described", "not what was advertised", "misleading"),
-    "changed_mind": ("changed my mind", "change of mind", "don't want it", "no longer need"),
-}
-"""Words that mean an allowed value without spelling it (value -> phrases)."""
-
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _TRAILING = ".,;:!?)]}\"'"
 
@@ -152,6 +147,10 @@ class MaskedField(SchemaModel):
     allowed_values: tuple[str, ...] | None = None
     patterns: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    ignore_case: bool = False
+    normalize_case: str | None = None
+    synonyms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    free_text: bool = False
 
 
 class CustomerDataMask(SchemaModel):
@@ -178,6 +177,16 @@ def mask_customer_data(
                 allowed_values=tuple(field.allowed_values) if field.allowed_values else None,
                 patterns=tuple(field.extraction.patterns),
                 keywords=tuple(field.extraction.keywords),
+                ignore_case=field.extraction.ignore_case,
+                normalize_case=(
+                    field.extraction.normalize_case.value
+                    if field.extraction.normalize_case
+                    else None
+                ),
+                synonyms=tuple(
+                    (value, tuple(phrases)) for value, phrases in field.extraction.synonyms.items()
+                ),
+                free_text=field.extraction.free_text,
             )
             for field in fields
         )
@@ -359,11 +368,12 @@ def _glossary_hits(message: str, glossary: Sequence[GlossaryTerm]) -> list[str]:
 
 
 @lru_cache(maxsize=256)
-def _pattern(source: str) -> re.Pattern[str] | None:
+def _pattern(source: str, ignore_case: bool = False) -> re.Pattern[str] | None:
     try:
-        return compile_safe(source)
+        pattern = compile_safe(source)
     except UnsafePatternError:
         return None
+    return re.compile(pattern.pattern, pattern.flags | re.IGNORECASE) if ignore_case else pattern
 
 
 def _phrase_at(lowered_words: str, phrase: str) -> int:
@@ -392,47 +402,63 @@ def _field_value(
     message: str, joined: str, field: MaskedField, expected: bool
 ) -> str | float | bool | None:
     for source in field.patterns:
-        pattern = _pattern(source)
+        pattern = _pattern(source, field.ignore_case)
         match = pattern.search(message) if pattern else None
         if match:
             text = match.group(0).rstrip(_TRAILING)
             if text:
-                return text
+                if field.normalize_case == "upper":
+                    return text.upper()
+                return text.lower() if field.normalize_case == "lower" else text
     keyword_hit = any(_phrase_at(joined, k) >= 0 for k in field.keywords)
     if field.allowed_values is not None:
-        gate = keyword_hit or (
-            not field.keywords
-            and any(_phrase_at(joined, part) >= 0 for part in field.key.split("_") if len(part) > 2)
+        gate = (
+            expected
+            or keyword_hit
+            or (
+                not field.keywords
+                and any(
+                    _phrase_at(joined, part) >= 0 for part in field.key.split("_") if len(part) > 2
+                )
+            )
         )
-        return _allowed_value(joined, field.allowed_values) if gate else None
+        return _allowed_value(joined, field.allowed_values, dict(field.synonyms)) if gate else None
     if field.type is VariableType.BOOLEAN:
-        return _yes_no(joined, keyword_hit) if expected and field.keywords else None
-    if not keyword_hit:
-        return None
+        if not expected:
+            return None
+        said = affirmation(message)
+        return said if said is not None else (True if keyword_hit else None)
+    if field.type is VariableType.DATETIME:
+        return find_date(message) if expected or keyword_hit else None
     if field.type is VariableType.NUMBER:
-        return _number_after(message, field.keywords)
-    if field.type is VariableType.STRING and not field.patterns:
+        if keyword_hit:
+            return _number_after(message, field.keywords)
+        numbers = _NUMBERS.findall(message)
+        return float(numbers[0].replace(",", ".")) if expected and len(numbers) == 1 else None
+    if field.type is not VariableType.STRING or field.patterns:
+        return None
+    if keyword_hit:
         return _string_after(message, field.keywords)
+    if expected and field.free_text:
+        text = " ".join(message.split()).strip()
+        if text and affirmation(text) is None and not is_acknowledgement(text):
+            return text[:500]
     return None
 
 
-def _allowed_value(joined: str, allowed: Sequence[str]) -> str | None:
+def _allowed_value(
+    joined: str, allowed: Sequence[str], synonyms: Mapping[str, Sequence[str]]
+) -> str | None:
     best: tuple[int, int, str] | None = None
     for order, value in enumerate(allowed):
-        for phrase in (value.replace("_", " "), *VALUE_SYNONYMS.get(value, ())):
+        for phrase in (value.replace("_", " "), *synonyms.get(value, ())):
             at = _phrase_at(joined, phrase)
             if at >= 0 and (best is None or (at, order) < best[:2]):
                 best = (at, order, value)
     return best[2] if best else None
 
 
-def _yes_no(joined: str, keyword_hit: bool) -> bool | None:
-    words = set(joined.split())
-    if words & _NO:
-        return False
-    if keyword_hit or words & _YES:
-        return True
-    return None
+_NUMBERS = re.compile(r"(?<![\w-])-?\d+(?:[.,]\d+)?(?![\w-])")
 
 
 def _number_after(message: str, keywords: Sequence[str]) -> float | None:

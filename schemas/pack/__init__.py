@@ -7,6 +7,7 @@ across sections live in :mod:`processors.pack`.
 from schemas.pack.agent import AgentSettings
 from schemas.pack.agent_pack import SECTION_KEYS, AgentPack
 from schemas.pack.common import ToolBinding, ToolTiming
+from schemas.pack.dialogue import DialogueOptions
 from schemas.pack.fields import CustomerDataField, ExtractionHints
 from schemas.pack.language import GlossaryTerm, Intent
 from schemas.pack.rules import Relationship, Rule, RuleScope
@@ -20,6 +21,7 @@ __all__ = [
     "AgentPack",
     "AgentSettings",
     "CustomerDataField",
+    "DialogueOptions",
     "ExtractionHints",
     "GlossaryTerm",
     "HttpImplementation",

@@ -10,19 +10,22 @@ from schemas.base import SchemaModel
 from schemas.domain.snapshot import LanguageTag
 from schemas.fields import Label
 from schemas.pack.common import Description, Slug
+from schemas.pack.dialogue import DialogueOptions
 from streams.settings import PhasesSettings, RetrievalSettings, Settings
 
 
 class AgentSettings(SchemaModel):
     """``agent.yaml``. ``phases`` and ``retrieval`` hold only what the pack overrides, keyed
     as in :class:`streams.settings.Settings` (``phases.<phase>.<knob>``,
-    ``retrieval.<type>.<knob>``) and validated by the same classes."""
+    ``retrieval.<type>.<knob>``) and validated by the same classes. ``dialogue`` is the pack's
+    own: how P6 reads answers, starts and cancels scenarios (:class:`DialogueOptions`)."""
 
     tenant_id: Slug
     agent_id: Slug
     name: Label
     description: Description = ""
     default_language: LanguageTag = "en"
+    dialogue: DialogueOptions = DialogueOptions()
     phases: PhasesSettings = PhasesSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -11,12 +12,36 @@ from schemas.domain.customer_data import VariableScope, VariableType
 from schemas.pack.common import Description, Key, Phrase
 
 
+class DateOrder(StrEnum):
+    """How a numeric date such as ``03/04/2026`` is read: day first, month first or ISO."""
+
+    DMY = "DMY"
+    MDY = "MDY"
+    YMD = "YMD"
+
+
+class LetterCase(StrEnum):
+    UPPER = "upper"
+    LOWER = "lower"
+
+
 class ExtractionHints(SchemaModel):
     """Help for the heuristic sensor: regexes (checked like ``matches`` patterns) and keywords
-    that suggest the customer is giving this field's value."""
+    that suggest the customer is giving this field's value.
+
+    ``ignore_case`` matches the patterns regardless of case and ``normalize_case`` then writes
+    the value in one case (an id typed ``a-10023`` kept as ``A-10023``). ``synonyms`` map an
+    allowed value to phrases that mean it (``plus: [premium plan, the bigger one]``).
+    ``free_text``: when this field is the one being asked for, the whole reply is its value (an
+    address, a name). ``date_order`` reads numeric dates of a DATETIME field."""
 
     patterns: list[Phrase] = Field(default_factory=list)
     keywords: list[Phrase] = Field(default_factory=list)
+    ignore_case: bool = False
+    normalize_case: LetterCase | None = None
+    synonyms: dict[Key, list[Phrase]] = Field(default_factory=dict)
+    free_text: bool = False
+    date_order: DateOrder = DateOrder.DMY
 
 
 class CustomerDataField(SchemaModel):
@@ -49,4 +74,9 @@ class CustomerDataField(SchemaModel):
             raise ValueError("a SESSION field cannot persist; use scope CASE or BUSINESS")
         if self.allowed_values is not None and self.type is not VariableType.STRING:
             raise ValueError("allowed_values only applies to STRING fields")
+        unknown = sorted(set(self.extraction.synonyms) - set(self.allowed_values or ()))
+        if unknown:
+            raise ValueError(f"extraction.synonyms name values not in allowed_values: {unknown}")
+        if self.extraction.free_text and self.type is not VariableType.STRING:
+            raise ValueError("extraction.free_text only applies to STRING fields")
         return self

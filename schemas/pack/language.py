@@ -18,8 +18,15 @@ class GlossaryTerm(SchemaModel):
 
 
 class Intent(SchemaModel):
-    """A canonical intent; its example phrases are what intent retrieval embeds."""
+    """A canonical intent; its example phrases are what intent retrieval embeds.
+
+    ``response_template_id``: a RESPONSE template the agent says when this is the turn's intent
+    and no scenario step speaks for it (a greeting, a thank-you). ``farewell``: the intent ends
+    the conversation; its response is never said while a step waits for an answer, and it
+    never ends a running scenario."""
 
     id: Key
     description: Description = ""
     examples: list[Phrase] = Field(min_length=1)
+    response_template_id: Key | None = None
+    farewell: bool = False

@@ -46,6 +46,10 @@ class Rule(SchemaModel):
     enabled: bool = True
     must_include: list[Phrase] = Field(default_factory=list)
     must_avoid: list[Phrase] = Field(default_factory=list)
+    says_action_text: bool = False
+    """``action_text`` is written as words for the customer (an informational rule: "Returns
+    are free within 30 days."): heuristic generation says it when the rule applies and no
+    scenario step answers the turn."""
 
     @model_validator(mode="after")
     def _scope_id_fits_scope(self) -> Rule:
