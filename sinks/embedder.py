@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,12 @@ def _offline_sentence_transformers() -> Any:
     # Set before the first import: huggingface_hub reads it at import time.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    # A bar for a 0.1 s weights load is noise in logs; the worker logs its own progress.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # The model runs on CPU, but transformers imports torch._dynamo, which imports triton
+    # when installed (a CUDA torch wheel pulls it in); unused here, it reports ~600 "leaked"
+    # nanobind objects at every exit. A None entry makes `import triton` fail, as if absent.
+    sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
     import sentence_transformers
 
     return sentence_transformers

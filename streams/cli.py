@@ -1,12 +1,40 @@
-"""The `turnstream` command: one entry point, one sub-command module per area."""
+"""The `turnstream` command: one entry point, one sub-command module per area.
+
+Each area module in :data:`AREAS` registers its parsers with a ``register(subparsers)``
+function and keeps its top-level imports light (the standard library, argparse): its handlers
+import what they need (aiokafka, Faust, torch, Qdrant, chdb) inside the function. So building
+the parser costs next to nothing and ``--help``, ``pack validate``, ``sql`` or ``kafka status``
+never pay for the model or the stream processor (``bench/cli_startup.py`` measures it).
+
+Every failure passes through :func:`main`: expected ones (see ``streams.cli_errors``) print
+one line with a hint; tracebacks only with ``--debug``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+import traceback
+from importlib import metadata
 
-from streams import cli_analytics, cli_kafka, cli_pack, cli_pipeline, cli_topics
-from streams.settings import SettingsError
+from streams.cli_errors import DEBUG_HINT, EXIT_FAILED, EXIT_INTERRUPTED, explain
+
+AREAS: tuple[str, ...] = (
+    "streams.cli_kafka",
+    "streams.cli_topics",
+    "streams.cli_pack",
+    "streams.cli_pipeline",
+    "streams.cli_analytics",
+)
+"""The sub-command modules, in the order ``--help`` lists their commands."""
+
+
+def _version() -> str:
+    try:
+        return metadata.version("turnstream")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,9 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="turnstream",
         description="Event-driven turn processor for customer-facing AI agents, on Kafka.",
     )
+    parser.add_argument("--version", action="version", version=f"turnstream {_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of a failure, not one line"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for area in (cli_kafka, cli_topics, cli_pack, cli_pipeline, cli_analytics):
-        area.register(subparsers)
+    for name in AREAS:
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -24,9 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except SettingsError as exc:
-        print(f"turnstream: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("turnstream: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        failure = explain(exc)
+        if args.debug:
+            traceback.print_exc()
+        if failure is not None:
+            print(failure.line(), file=sys.stderr)
+            return failure.code
+        if not args.debug:
+            what = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            print(f"turnstream: unexpected error: {what}; hint: {DEBUG_HINT}", file=sys.stderr)
+        return EXIT_FAILED
     return code
 
 

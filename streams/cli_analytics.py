@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sinks.analytics.query_server import (
-    Endpoint,
-    EndpointError,
-    QueryRefusedError,
-    check_read_only,
-    jsonable,
-)
-from sinks.analytics.store import AnalyticsStore, EngineBusyError, QueryResult, location
-from sinks.analytics.views import REPORT
+from streams.cli_errors import CLICKHOUSE_HINT, CliError, short_reason
 from streams.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported by the handlers: chdb and the HTTP client cost ~0.4 s
+    from sinks.analytics.store import AnalyticsStore, QueryResult
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
@@ -40,6 +36,8 @@ class _LocalSource:
         self.store = store
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+        from sinks.analytics.query_server import check_read_only
+
         return self.store.query(check_read_only(sql), parameters)
 
 
@@ -50,6 +48,9 @@ class SourceError(RuntimeError):
 def open_source(settings: Settings) -> tuple[QuerySource, AnalyticsStore | None, str]:
     """Where queries go: the owning worker's endpoint, else the data opened here. Returns the
     source, the store to close (None for an endpoint) and a description for messages."""
+    from sinks.analytics.query_server import Endpoint
+    from sinks.analytics.store import AnalyticsStore, EngineBusyError, location
+
     port = settings.analytics.query_port
     if not settings.clickhouse_url and port:
         endpoint = Endpoint(port)
@@ -62,12 +63,23 @@ def open_source(settings: Settings) -> tuple[QuerySource, AnalyticsStore | None,
                 f"not {location(settings)}: opening the data here",
                 file=sys.stderr,
             )
+    # The HTTP driver logs each failure it raises too: the raised one is enough here.
+    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     try:
         store = AnalyticsStore.open(settings, migrate=not settings.clickhouse_url)
     except EngineBusyError as exc:
         raise SourceError(
             f"{exc}; no endpoint answers on 127.0.0.1:{port} (TURNSTREAM_ANALYTICS__QUERY_PORT)"
         ) from None
+    except Exception as exc:
+        if not settings.clickhouse_url:
+            raise
+        from sinks.analytics.rows import redact_url
+
+        raise CliError(
+            f"ClickHouse at {redact_url(settings.clickhouse_url)} failed: {short_reason(exc)}",
+            CLICKHOUSE_HINT,
+        ) from exc
     return _LocalSource(store), store, store.location
 
 
@@ -95,6 +107,8 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _cell(value: Any) -> str:
+    from sinks.analytics.query_server import jsonable
+
     if value is None:
         return "NULL"
     if isinstance(value, float):
@@ -107,6 +121,8 @@ def _cell(value: Any) -> str:
 
 
 def format_result(result: QueryResult, fmt: str = "table") -> str:
+    from sinks.analytics.query_server import jsonable
+
     if fmt == "json":
         rows = [dict(zip(result.columns, map(jsonable, row), strict=True)) for row in result.rows]
         return json.dumps(rows, ensure_ascii=False, indent=1)
@@ -143,6 +159,8 @@ def _numeric(text: str) -> bool:
 
 
 def _sql(args: argparse.Namespace) -> int:
+    from sinks.analytics.query_server import EndpointError, QueryRefusedError, check_read_only
+
     try:
         check_read_only(args.query)
     except QueryRefusedError as exc:
@@ -170,6 +188,8 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from sinks.analytics.views import REPORT
+
     settings = load_settings()
     try:
         source, store, where = open_source(settings)

@@ -5,8 +5,8 @@ Exit codes:
           is configured (TURNSTREAM_KAFKA_BOOTSTRAP), so there is no local broker to start
   down    0 stopped, or was not running (says which); 1 could not stop; 2 as for up
   fetch   0 jars cached (fetched with Maven if missing); 1 the fetch failed
-  status  0 running (or, with an external cluster, it answers metadata); 3 stopped / not
-          answering, as in LSB init scripts
+  status  0 the broker answers a metadata request (the local one, or the external cluster);
+          3 stopped, or alive but not answering yet (starting), as in LSB init scripts
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import argparse
 import sys
 import time
 
-from streams.local_kafka import LocalKafka, LocalKafkaError, probe
 from streams.settings import Settings, load_settings
 
 EXIT_FAILED = 1
@@ -36,6 +35,8 @@ def _external(settings: Settings, action: str) -> int | None:
 
 
 def _up(_args: argparse.Namespace) -> int:
+    from streams.local_kafka import LocalKafka, LocalKafkaError
+
     settings = load_settings()
     if (code := _external(settings, "up")) is not None:
         return code
@@ -54,6 +55,8 @@ def _up(_args: argparse.Namespace) -> int:
 
 
 def _down(_args: argparse.Namespace) -> int:
+    from streams.local_kafka import LocalKafka, LocalKafkaError
+
     settings = load_settings()
     if (code := _external(settings, "down")) is not None:
         return code
@@ -68,6 +71,8 @@ def _down(_args: argparse.Namespace) -> int:
 
 
 def _fetch(_args: argparse.Namespace) -> int:
+    from streams.local_kafka import LocalKafka, LocalKafkaError
+
     settings = load_settings()
     try:
         libs = LocalKafka(settings).fetch_jars()
@@ -79,6 +84,8 @@ def _fetch(_args: argparse.Namespace) -> int:
 
 
 def _status(_args: argparse.Namespace) -> int:
+    from streams.local_kafka import LocalKafka, probe
+
     settings = load_settings()
     if settings.kafka_bootstrap:
         answers = probe(settings.kafka_bootstrap, timeout_s=5.0)
@@ -88,12 +95,18 @@ def _status(_args: argparse.Namespace) -> int:
         )
         return 0 if answers else EXIT_STOPPED
     state = LocalKafka(settings).status()
-    if state.running:
+    answers = state.running and probe(state.bootstrap, timeout_s=5.0)
+    if answers:
         print(f"kafka: running at {state.bootstrap} (pid {state.pid})")
+    elif state.running:
+        print(
+            f"kafka: pid {state.pid} is alive but does not answer on {state.bootstrap} yet "
+            "(starting, or stuck: see its log)"
+        )
     else:
         print(f"kafka: stopped (would listen on {state.bootstrap})")
     print(f"  data dir {state.data_dir}\n  log      {state.log_file}")
-    return 0 if state.running else EXIT_STOPPED
+    return 0 if answers else EXIT_STOPPED
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,6 +124,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     actions.add_parser(
         "fetch", help="fetch the broker jars with Maven into the cache (once); start nothing"
     ).set_defaults(handler=_fetch)
-    actions.add_parser("status", help="exit 0 if the broker runs, 3 if it is stopped").set_defaults(
-        handler=_status
-    )
+    actions.add_parser(
+        "status", help="exit 0 if the broker answers metadata, 3 if it does not"
+    ).set_defaults(handler=_status)

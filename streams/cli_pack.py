@@ -14,9 +14,6 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from processors.pack import Severity, inspect_pack, load_pack
-from schemas.pack import SECTION_KEYS
-from streams.pack_publisher import PublishError, publish_pack
 from streams.settings import load_settings
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
@@ -41,6 +38,9 @@ def _add_validate(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from processors.pack import Severity, inspect_pack
+    from schemas.pack import SECTION_KEYS
+
     pack_dir: Path = args.dir
     report = inspect_pack(pack_dir)
     for problem in report.problems:
@@ -67,6 +67,9 @@ def _add_load(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> int:
+    from processors.pack import load_pack
+    from streams.pack_publisher import PublishError, publish_pack
+
     pack_dir: Path = args.dir
     if _validate(args) != 0:
         print(f"{pack_dir}: not loaded, nothing published")

@@ -1,4 +1,8 @@
-"""``turnstream worker | send | demo``: run the pipeline, talk to it, show it."""
+"""``turnstream worker | send | demo``: run the pipeline, talk to it, show it.
+
+The handlers import the pipeline (Faust, torch, Qdrant) themselves: registering these
+commands must stay cheap for every other command (see ``streams/cli.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,10 @@ import argparse
 import asyncio
 import logging
 
-from schemas.domain.turn_input import Channel, TurnInput
-from streams import demo
+from schemas.domain.turn_input import Channel
+from streams.cli_errors import CliError
 from streams.roles import ROLES, Role
 from streams.settings import load_settings
-from streams.turn_client import TurnClient
-from streams.worker import KafkaUnreachableError, run_worker
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
@@ -48,19 +50,20 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
     settings = load_settings()
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        asyncio.run(run_worker(settings, Role(args.role)))
-    except KafkaUnreachableError as exc:
-        logging.getLogger("turnstream.worker").error("%s", exc)
-        return 1
+    asyncio.run(run_worker(settings, Role(args.role)))  # KafkaUnreachableError: one line
     return 0
 
 
 def _send(args: argparse.Namespace) -> int:
+    from schemas.domain.turn_input import TurnInput
+    from streams.turn_client import TurnClient
+
     settings = load_settings()
     given = TurnInput(
         tenant_id=args.tenant,
@@ -76,9 +79,18 @@ def _send(args: argparse.Namespace) -> int:
             try:
                 response = await client.ask(given, timeout=args.timeout)
             except TimeoutError:
-                print(f"no response within {args.timeout:g} s: is `turnstream worker` running?")
-                return 3
+                raise CliError(
+                    f"no response within {args.timeout:g} s",
+                    "is a `turnstream worker` running on this cluster and topic prefix? "
+                    "(--timeout waits longer)",
+                    code=3,
+                ) from None
         if response.error is not None:
+            if response.error.code == "unknown_agent":
+                raise CliError(
+                    f"unknown agent: {response.error.message}",
+                    "load its pack first: `turnstream pack load packs/<tenant>/<agent>`",
+                )
             print(f"error: {response.error.code}: {response.error.message}")
             return 1
         print(response.text)
@@ -89,4 +101,6 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _demo(_args: argparse.Namespace) -> int:
+    from streams import demo
+
     return demo.main(load_settings())

@@ -6,11 +6,11 @@ import argparse
 import asyncio
 
 from streams.settings import load_settings
-from streams.topic_admin import ensure_topics
-from streams.topics import ALL_TOPICS
 
 
 def _list(_args: argparse.Namespace) -> int:
+    from streams.topics import ALL_TOPICS
+
     settings = load_settings()
     for spec in ALL_TOPICS:
         retention = "compact" if spec.retention_ms is None else f"{spec.retention_ms // 3600000}h"
@@ -23,6 +23,8 @@ def _list(_args: argparse.Namespace) -> int:
 
 
 def _create(_args: argparse.Namespace) -> int:
+    from streams.topic_admin import ensure_topics
+
     settings = load_settings()
     report = asyncio.run(ensure_topics(settings))
     for name in report.created:

@@ -130,8 +130,16 @@ def probe(bootstrap: str, timeout_s: float = 2.0) -> bool:
     """True when a Kafka broker at ``bootstrap`` answers a metadata request with its brokers.
 
     An open port is not enough: the broker accepts connections before it can serve.
+    Synchronous: from async code, call it (and ``LocalKafka.up``/``down``) through
+    ``asyncio.to_thread``.
     """
-    return asyncio.run(_answers_metadata(bootstrap, timeout_s))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_answers_metadata(bootstrap, timeout_s))
+    raise RuntimeError(
+        "probe() blocks: call it (or LocalKafka.up/down) through asyncio.to_thread in async code"
+    )
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -281,11 +289,18 @@ class LocalKafka:
 
     def up(self) -> str:
         """Start the broker unless it runs already; return its bootstrap once it serves."""
+        self.ensure_running()
+        return self.bootstrap
+
+    def ensure_running(self) -> bool:
+        """Start the broker unless it runs already, and wait until it serves. True when this
+        call started it (so the caller should stop it), False when it was running (or
+        starting: then this waits for it too)."""
         with _flock(self.home / ".lock"):
             pid = self._running_pid()
             if pid is not None:
                 self._wait_ready(pid, started_here=False)
-                return self.bootstrap
+                return False
             if self.pid_file.exists():
                 log.info("removing stale pid file %s", self.pid_file)
                 self.pid_file.unlink()
@@ -295,7 +310,7 @@ class LocalKafka:
             self._write_config()
             self._format_storage(java, libs)
             self._start(java, libs)
-            return self.bootstrap
+            return True
 
     def down(self) -> bool:
         """Stop the broker (controlled shutdown, SIGKILL after a timeout); False if none ran."""

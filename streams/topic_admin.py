@@ -9,6 +9,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from streams.kafka_ready import wait_until_serving
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
 
@@ -128,6 +129,8 @@ async def ensure_topics(settings: Settings) -> TopicReport:
             existing |= _raise_on_errors(response.topic_errors)
             report.created.extend(name for name in missing if name not in existing)
         partitions = await wait_for_leaders(admin, list(wanted))
+        if report.created:  # a leader in the metadata may not serve yet: clients would log
+            await wait_until_serving(settings.bootstrap_servers, report.created)
         present = [name for name in wanted if name in existing]
         configs = await _describe_configs(admin, present)
         for name in present:

@@ -16,12 +16,13 @@ from aiokafka.errors import KafkaConnectionError
 
 from streams.analytics_consumer import AnalyticsConsumer
 from streams.analytics_services import Service, analytics_services
+from streams.kafka_ready import wait_until_serving
 from streams.memory_consumer import MemoryConsumer
 from streams.pipeline.base import Pipeline
 from streams.pipeline.runtime import PipelineRuntime
 from streams.pipeline.topology import Topology, build_topology
 from streams.pipeline.wiring import register
-from streams.roles import PIPELINE_ROLES, Role, runs
+from streams.roles import PIPELINE_ROLES, Role, app_suffix, runs
 from streams.settings import Settings
 from streams.topic_admin import TopicReport, ensure_topics
 from streams.webhook_consumer import WebhookConsumer
@@ -54,8 +55,19 @@ class Worker:
         if not report.ok:
             logger.warning("topics differ from the catalog: %s", "; ".join(report.mismatches))
         if self.runs_pipeline:
+            logger.info(
+                "loading the embedding model (%s) and indexing the packs ...",
+                self.settings.embedder_backend,
+            )
+            began = asyncio.get_running_loop().time()
             await self.runtime.start()
             self._runtime_started = True
+            logger.info(
+                "model and %d pack(s) ready in %.1f s",
+                len(self.runtime.registry.snapshots()),
+                asyncio.get_running_loop().time() - began,
+            )
+            await self._coordinator_ready()
             topology = build_topology(self.settings, self.role)
             register(Pipeline(topology, self.runtime), self.settings.worker_concurrency, self.role)
             await topology.app.start()
@@ -63,6 +75,8 @@ class Worker:
         elif self.role is Role.WEBHOOKS:
             await self.runtime.registry.start()  # subscriptions come with the packs
             self._registry_only = True
+        if not self.runs_pipeline:
+            await self._coordinator_ready()
         for service in self._side_services():
             await service.start()
             self._services.append(service)
@@ -86,6 +100,14 @@ class Worker:
                     "Kafka at %s is not reachable; retrying", self.settings.bootstrap_servers
                 )
                 await asyncio.sleep(BROKER_RETRY_S)
+
+    async def _coordinator_ready(self) -> None:
+        """Wait for the group coordinator (all of ``__consumer_offsets``, so every group of
+        this worker): else each first JoinGroup logs GroupCoordinatorNotAvailable at ERROR."""
+        group = f"{self.settings.topic_prefix}.{app_suffix(self.role)}"
+        waiting = await wait_until_serving(self.settings.bootstrap_servers, group=group)
+        if waiting:
+            logger.warning("starting while Kafka is not ready: %s", "; ".join(waiting[:3]))
 
     def _side_services(self) -> list[Service]:
         services: list[Service] = []
