@@ -26,6 +26,7 @@ from schemas.domain.enforcement import (
     RuleJudgement,
     Violation,
 )
+from schemas.domain.dialogue import DialogueReading, ReadingKind, ScenarioEvidence
 from schemas.domain.errors import TurnError
 from schemas.domain.outcome import OutcomeCategory, Resolution, TurnOutcome
 from schemas.domain.phase import Phase
@@ -255,6 +256,26 @@ def turn_context() -> TurnContext:
                 contribution=contribution,
             )
         ],
+        dialogue=DialogueReading(
+            kind=ReadingKind.ANSWER,
+            scenario_id="refund-request",
+            step_id="collect-order",
+            fields=["order_id"],
+            affirmed=True,
+            intent="refund_request",
+            intent_confidence=0.44,
+            evidence=[
+                ScenarioEvidence(
+                    scenario_id="refund-request",
+                    score=0.71,
+                    retrieval=0.47,
+                    intent=0.44,
+                    fill=0.1,
+                    filled_fields=["refund_reason"],
+                    informational=True,
+                )
+            ],
+        ),
         tool_calls=[
             ToolCall(
                 tool="orders.lookup",

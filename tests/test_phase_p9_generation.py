@@ -90,7 +90,9 @@ def test_render_substitutes_once_and_keeps_escaped_braces() -> None:
     assert render("{flag} {items}", {"flag": True, "items": ["a", "b"]}) == "yes a, b"
 
 
-async def test_must_include_is_added_and_must_avoid_sentences_dropped(pack: AgentPack) -> None:
+async def test_must_avoid_sentences_are_dropped_and_must_include_is_never_a_bare_sentence(
+    pack: AgentPack,
+) -> None:
     plan = ResponsePlan(
         response_type=ResponseType.ANSWER,
         contributions=[
@@ -105,7 +107,7 @@ async def test_must_include_is_added_and_must_avoid_sentences_dropped(pack: Agen
         must_avoid=["calm down"],
     )
     out = await generate(plan, {}, pack, mode=H, channel="webchat")
-    assert out.text == "Your order is on its way. Order number."
+    assert out.text == "Your order is on its way."
     assert out.outcome.resolution is Resolution.RESOLVED
 
 

@@ -7,8 +7,9 @@ not write:
   whose placeholder has no value is left out (templates have no fallback text of their own);
   contributions without a template say their ``text``; ACTION_HINT contributions are guidance
   and are not said;
-* sentences containing a ``must_avoid`` phrase are dropped; a missing ``must_include``
-  phrase is appended as its own sentence;
+* sentences containing a ``must_avoid`` phrase are dropped; a ``must_include`` phrase is
+  never appended on its own (a bare "Order number." reads as a glitch): the pack's wording
+  carries it (a template, a declared response), and an LLM answer is asked for it;
 * with enforcement hints (violations of an earlier attempt), a sentence is dropped when the
   violated rule's expression fails on that sentence alone (e.g. the one naming a refund of
   5000); when that cannot fix it (the rule fails on every sentence or has no expression), the
@@ -55,7 +56,7 @@ from schemas.domain.plan import ResponsePlan, ResponseType
 from schemas.domain.scenario import ContributionKind
 from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
-from streams.settings import TaskMode
+from streams.settings import PhaseSettings, TaskMode
 
 __all__ = ["CHANNEL_LIMITS", "Generation", "format_for_channel", "generate", "render"]
 
@@ -218,14 +219,10 @@ def _resolution(
     return Resolution.RESOLVED
 
 
-def _with_phrases(text: str, plan: ResponsePlan) -> str:
+def _avoiding(text: str, plan: ResponsePlan) -> str:
+    """``text`` without its sentences that contain a ``must_avoid`` phrase."""
     kept = [s for s in _sentences(text) if not any(p.lower() in s.lower() for p in plan.must_avoid)]
-    out = " ".join(kept)
-    for phrase in plan.must_include:
-        if phrase.lower() not in out.lower():
-            addition = phrase[:1].upper() + phrase[1:]
-            out = f"{out} {addition}." if out else f"{addition}."
-    return out
+    return " ".join(kept)
 
 
 _MARKDOWN = (
@@ -280,11 +277,11 @@ def _heuristic(
                 OutcomeCategory.KNOWLEDGE_GAP,
             )
             sentences = [fallback_text(pack, category, _DEFAULT_TEXTS[category])]
-    text = _with_phrases(" ".join(sentences), plan)
+    text = _avoiding(" ".join(sentences), plan)
     if hints:
         fixed = _remediate(_sentences(text), hints, pack, plan, variables)
         text = (
-            _with_phrases(" ".join(fixed), plan)  # a dropped sentence may have held a phrase
+            _avoiding(" ".join(fixed), plan)
             if fixed
             else fallback_text(pack, OutcomeCategory.POLICY_RESTRICTION, DEFAULT_POLICY_FALLBACK)
         )
@@ -351,6 +348,7 @@ async def generate(
     categories: Sequence[OutcomeCategory] = (),
     hints: Sequence[Violation] = (),
     llm: LlmTask | None = None,
+    settings: PhaseSettings | None = None,
 ) -> Generation:
     """P9: the answer for ``plan`` (see the module docstring); never raises."""
     text, outcome = _heuristic(plan, variables, pack, categories, hints)
@@ -360,7 +358,12 @@ async def generate(
     system, user = _prompt(plan, text, variables, hints, pack)
     try:
         result = await llm.complete_json(
-            phase=Phase.GENERATION, system=system, user=user, schema_name="reply", schema=_SCHEMA
+            phase=Phase.GENERATION,
+            system=system,
+            user=user,
+            schema_name="reply",
+            schema=_SCHEMA,
+            settings=settings,
         )
         answer = str(result.data["text"]).strip()
         if not answer:
@@ -378,6 +381,4 @@ async def generate(
     except (KeyError, TypeError, ValueError) as exc:
         error = f"unusable LLM reply: {type(exc).__name__}"
         return Generation(format_for_channel(text, channel), outcome, result.usage, error)
-    return Generation(
-        format_for_channel(_with_phrases(answer, plan), channel), merged, result.usage
-    )
+    return Generation(format_for_channel(_avoiding(answer, plan), channel), merged, result.usage)

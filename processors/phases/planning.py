@@ -16,6 +16,13 @@ Contributions are merged: duplicates (same scenario, step and kind) dropped, inf
 confirmations first and questions last, since a message that ends with its question is the
 one customers answer. Steps' templates are copied into the plan (P9 needs no pack lookup);
 REFUSE plans get the pack's fallback template for the refusal category when there is one.
+
+Declared responses, for turns the scenarios do not (fully) answer, go before the steps'
+templates: the turn intent's ``response_template_id`` (a greeting, a thank-you), except a
+``farewell`` intent's while a step asks or confirms something (a goodbye followed by a
+question contradicts itself); and, when no step has a template to say, the action text of
+the best applied rule with ``says_action_text`` whose score reaches the pack's
+``dialogue.start_threshold`` (one informational answer, not every rule retrieval kept).
 ``must_include`` / ``must_avoid`` are the applied rules' phrases, in rule order, deduplicated.
 """
 
@@ -76,9 +83,11 @@ def plan_response(
     categories: Collection[OutcomeCategory] = (),
     *,
     escalate: bool = False,
+    intent: str | None = None,
 ) -> ResponsePlan:
     """The response plan for P9; ``tool_calls`` are accepted so a failed call can be planned
-    around (today it only reaches P9 through ``categories``)."""
+    around (today it only reaches P9 through ``categories``). ``intent``: the turn's intent
+    as P6 read it (None for a reply to the waiting step)."""
     del tool_calls  # the SYSTEM_ERROR flag carries what planning needs from them
     kind = response_type(contributions, categories, escalate=escalate)
     merged: list[ScenarioContribution] = []
@@ -109,6 +118,8 @@ def plan_response(
         template = templates_by_id.get(contribution.template_id or "")
         if template is not None and template.id not in {p.template_id for p in planned}:
             planned.append(PlannedTemplate(template_id=template.id, text=template.text))
+    if kind not in (ResponseType.REFUSE, ResponseType.ESCALATE):
+        planned = _declared(pack, intent, merged, applied_rules, bool(planned)) + planned
 
     rules = {rule.id: rule for rule in pack.rules}
     must_include: list[str] = []
@@ -126,3 +137,41 @@ def plan_response(
         must_include=must_include,
         must_avoid=must_avoid,
     )
+
+
+def _declared(
+    pack: AgentPack,
+    intent: str | None,
+    contributions: Sequence[ScenarioContribution],
+    applied_rules: Sequence[AppliedRule],
+    steps_speak: bool,
+) -> list[PlannedTemplate]:
+    """The intent's and an informational rule's declared responses (module docstring)."""
+    found: list[PlannedTemplate] = []
+    templates_by_id = {t.id: t for t in pack.templates}
+    asking = any(c.kind in (ContributionKind.ASK, ContributionKind.CONFIRM) for c in contributions)
+    declared = next((i for i in pack.intents if i.id == intent), None)
+    if declared is not None and declared.response_template_id is not None:
+        template = templates_by_id.get(declared.response_template_id)
+        if template is not None and not (declared.farewell and asking):
+            found.append(PlannedTemplate(template_id=template.id, text=template.text))
+    if steps_speak:
+        return found
+    rules = {rule.id: rule for rule in pack.rules}
+    threshold = pack.agent.dialogue.start_threshold
+    informing = sorted(
+        (
+            a
+            for a in applied_rules
+            if a.via_relationship is None
+            and a.score >= threshold
+            and a.rule_id in rules
+            and rules[a.rule_id].says_action_text
+            and rules[a.rule_id].enabled
+        ),
+        key=lambda a: -a.score,
+    )
+    if informing:
+        rule = rules[informing[0].rule_id]
+        found.append(PlannedTemplate(template_id=rule.id, text=rule.action_text))
+    return found

@@ -8,13 +8,16 @@ is known in customer data (:func:`step_complete`). Conditions are evaluated with
 ``session_turn_count``, ``session_scenario_id`` and ``session_step_id``; an expression
 error counts as "does not hold".
 
-Per turn, in this order:
+Per turn, in this order, after the dialogue reading of :mod:`processors.phases.dialogue`
+(which says whether the turn answers the waiting step, cancels, or switches topic, weighing
+retrieval score, canonical intent and the fields the message gave):
 
-1. **CANCEL** — ``canonical_intent`` in ``cancel_intents``: every open scenario is cancelled.
-2. **START** — the first scenario (pack order) whose ``entry_intents`` contain the intent,
-   else the best retrieved scenario with ``score >= start_threshold``; not when it is already
-   ACTIVE; a PAUSED one is resumed instead (CONTINUE). Starting pauses the other ACTIVE
-   scenarios (**PAUSE**) unless ``pause_others=False`` (then several stay active).
+1. **CANCEL** — the reading is CANCEL: every open scenario is cancelled.
+2. **START** — the reading names a scenario to start (NEW_TOPIC or SWITCH with a candidate
+   at or above the pack's ``dialogue.start_threshold``); not when it is already ACTIVE; a
+   PAUSED one is resumed instead (CONTINUE). Starting pauses the other ACTIVE scenarios
+   (**PAUSE**) unless ``pause_others=False`` (then several stay active). An answer to the
+   waiting step never starts anything without clearly stronger evidence (``switch_margin``).
 3. **CONTINUE / COMPLETE** for every ACTIVE scenario, by the walk:
    from the current step, while the step is complete take the highest-priority transition
    (declaration order on ties) whose ``on_intent`` (if any) equals the intent and whose
@@ -24,8 +27,13 @@ Per turn, in this order:
    A LOGIC step with a template stops the walk when entered (its text is said this turn).
    A complete step without outgoing transitions ends the scenario: **COMPLETE**. A complete
    step whose transitions all fail waits (CONTINUE, same step). The walk never revisits a
-   step in one turn.
+   step in one turn. An ACTION step the scenario already waited on and that is still not
+   complete (its tool failed) is *entered again*, so its tools run again when the customer
+   writes again.
 4. When no scenario is ACTIVE afterwards, the most recently paused one resumes (CONTINUE).
+
+Without a reading from the caller (unit tests of this module), the reading is made here with
+the canonical intent at full confidence and no fields said.
 
 Contributions, from the step the walk stopped on: QUESTION -> ASK for its missing fields
 (CONFIRM when they are all BOOLEAN: a yes/no question confirms); ACTION -> ACTION_HINT
@@ -38,15 +46,17 @@ heuristic (rules scoped to steps are P5's business).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
 from processors.expressions import CompiledExpression, ExpressionError, holds, parse
 from processors.phases.customer_data import customer_variables
+from processors.phases.dialogue import TurnReading, read_turn
 from processors.retrieval.model import Retrieved
 from schemas.domain.customer_data import CustomerDataStore, VariableType
+from schemas.domain.dialogue import ReadingKind
 from schemas.domain.rules import AppliedRule
 from schemas.domain.scenario import (
     ContributionKind,
@@ -56,6 +66,7 @@ from schemas.domain.scenario import (
 )
 from schemas.domain.session import ActiveScenario, ScenarioStatus, SessionState
 from schemas.pack.agent_pack import AgentPack
+from schemas.pack.dialogue import DEFAULT_CANCEL_INTENTS
 from schemas.pack.fields import CustomerDataField
 from schemas.pack.scenarios import Scenario, Step, StepKind, Transition
 
@@ -66,9 +77,6 @@ __all__ = [
     "orchestrate",
     "step_complete",
 ]
-
-DEFAULT_CANCEL_INTENTS = frozenset({"cancel", "cancel_scenario", "nevermind", "stop"})
-"""The pack has no "cancel what we are doing" intent yet; these labels are the convention."""
 
 _OPEN = (ScenarioStatus.ACTIVE, ScenarioStatus.PAUSED)
 
@@ -105,14 +113,28 @@ def step_complete(step: Step, variables: Mapping[str, object]) -> bool:
 
 
 def expected_fields(session: SessionState, pack: AgentPack) -> set[str]:
-    """Fields the current steps of the ACTIVE scenarios ask for: the sensor's
-    ``expected_fields`` (a bare "yes" answers these)."""
+    """Fields the ACTIVE scenarios wait for: the sensor's ``expected_fields``. That is every
+    field the current step collects (a bare "yes" answers it), and the fields earlier steps
+    of the scenario collected that are neither BOOLEAN nor free text (a correction: "no, the
+    Plus plan")."""
     steps = {(s.id, step.id): step for s in pack.scenarios for step in s.steps}
+    by_key = {f.key: f for f in pack.fields}
     wanted: set[str] = set()
     for active in session.scenarios:
         step = steps.get((active.scenario_id, active.current_step_id))
-        if active.status is ScenarioStatus.ACTIVE and step is not None:
-            wanted.update(step.collects)
+        if active.status is not ScenarioStatus.ACTIVE or step is None:
+            continue
+        wanted.update(step.collects)
+        for done in (*active.completed_step_ids, *active.skipped_step_ids):
+            earlier = steps.get((active.scenario_id, done))
+            for key in earlier.collects if earlier is not None else ():
+                found = by_key.get(key)
+                if (
+                    found is not None
+                    and found.type is not VariableType.BOOLEAN
+                    and not found.extraction.free_text
+                ):
+                    wanted.add(key)
     return wanted
 
 
@@ -125,11 +147,11 @@ def orchestrate(
     now: datetime,
     *,
     retrieved_scenarios: Sequence[Retrieved] = (),
-    start_threshold: float = 0.6,
-    cancel_intents: Collection[str] = DEFAULT_CANCEL_INTENTS,
+    reading: TurnReading | None = None,
     pause_others: bool = True,
 ) -> ScenarioOrchestration:
-    """P6 by the rules of the module docstring; ``now`` stamps the session."""
+    """P6 by the rules of the module docstring; ``now`` stamps the session. ``reading`` is
+    the dialogue reading of the turn (:func:`processors.phases.dialogue.read_turn`)."""
     del applied_rules  # see the module docstring
     scenarios = {s.id: s for s in pack.scenarios}
     fields = {f.key: f for f in pack.fields}
@@ -147,13 +169,16 @@ def orchestrate(
     def open_ids(status: ScenarioStatus) -> list[str]:
         return [i for i in order if state[i].status is status and i in scenarios]
 
-    if canonical_intent is not None and canonical_intent in cancel_intents:
+    if reading is None:
+        reading = read_turn(session, pack, canonical_intent, 1.0, retrieved_scenarios, {}, ())
+    intent = reading.walk_intent
+    if reading.reading.kind is ReadingKind.CANCEL:
         for sid in open_ids(ScenarioStatus.ACTIVE) + open_ids(ScenarioStatus.PAUSED):
             put(state[sid].model_copy(update={"status": ScenarioStatus.CANCELLED}))
             decisions.append(_decision(state[sid], ScenarioAction.CANCEL))
         return _result(session, state, order, decisions, now)
 
-    started = _to_start(scenarios, canonical_intent, retrieved_scenarios, start_threshold)
+    started = scenarios.get(reading.start or "")
     walked: set[str] = set()
     if (
         started is not None
@@ -170,7 +195,7 @@ def orchestrate(
         if previous is not None and previous.status is ScenarioStatus.PAUSED:
             put(previous.model_copy(update={"status": ScenarioStatus.ACTIVE}))
             decision, active = _walk(
-                started, state[started.id], fields, customer, canonical_intent, turn, False
+                started, state[started.id], fields, customer, intent, turn, False
             )
         else:
             fresh = ActiveScenario(
@@ -179,7 +204,7 @@ def orchestrate(
                 current_step_id=started.entry_step_id,
                 status=ScenarioStatus.ACTIVE,
             )
-            decision, active = _walk(started, fresh, fields, customer, canonical_intent, turn, True)
+            decision, active = _walk(started, fresh, fields, customer, intent, turn, True)
             if decision.action is ScenarioAction.CONTINUE:
                 decision = decision.model_copy(
                     update={"action": ScenarioAction.START, "from_step_id": None}
@@ -191,9 +216,7 @@ def orchestrate(
     for sid in open_ids(ScenarioStatus.ACTIVE):
         if sid in walked:
             continue
-        decision, active = _walk(
-            scenarios[sid], state[sid], fields, customer, canonical_intent, turn, False
-        )
+        decision, active = _walk(scenarios[sid], state[sid], fields, customer, intent, turn, False)
         put(active)
         decisions.append(decision)
 
@@ -201,29 +224,10 @@ def orchestrate(
     if not open_ids(ScenarioStatus.ACTIVE) and paused:
         sid = paused[-1]
         resumed = state[sid].model_copy(update={"status": ScenarioStatus.ACTIVE})
-        decision, active = _walk(
-            scenarios[sid], resumed, fields, customer, canonical_intent, turn, False
-        )
+        decision, active = _walk(scenarios[sid], resumed, fields, customer, intent, turn, False)
         put(active)
         decisions.append(decision)
     return _result(session, state, order, decisions, now)
-
-
-def _to_start(
-    scenarios: Mapping[str, Scenario],
-    intent: str | None,
-    retrieved: Sequence[Retrieved],
-    threshold: float,
-) -> Scenario | None:
-    if intent is not None:
-        for scenario in scenarios.values():
-            if intent in scenario.entry_intents:
-                return scenario
-    ranked = sorted(
-        (r for r in retrieved if r.object_id in scenarios and r.score >= threshold),
-        key=lambda r: -r.score,
-    )
-    return scenarios[ranked[0].object_id] if ranked else None
 
 
 def _variables(
@@ -272,6 +276,11 @@ def _walk(
     entered_first = entering
     start_step = active.current_step_id
     step = steps[start_step]
+    retry = (
+        not entering
+        and step.kind is StepKind.ACTION
+        and not step_complete(step, _variables(customer, intent, turn, scenario.id, step.id))
+    )
     completed = list(active.completed_step_ids)
     skipped_now: list[str] = []
     visited = {step.id}
@@ -312,7 +321,7 @@ def _walk(
         scenario_version=active.scenario_version,
         action=ScenarioAction.COMPLETE if finished else ScenarioAction.CONTINUE,
         from_step_id=start_step,
-        entered_step_id=step.id if step.id != start_step or entered_first else None,
+        entered_step_id=step.id if step.id != start_step or entered_first or retry else None,
         skipped_step_ids=skipped_now,
         contribution=_contribution(scenario, step, fields, customer, finished),
     )

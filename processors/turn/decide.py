@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+from processors.phases.customer_data import customer_variables
+from processors.phases.dialogue import ANSWERS, TurnReading, read_turn
 from processors.phases.planning import plan_response
 from processors.phases.rule_selection import ScenarioScope, record_fires, select_rules_async
 from processors.phases.scenarios import orchestrate
 from processors.phases.tools import bindings_due, run_tools
+from processors.retrieval.intent import canonical_intent
 from processors.retrieval.model import Retrieved
 from processors.turn.deps import TurnDeps
 from processors.turn.retrieval_stage import selected
@@ -50,22 +53,76 @@ def _starts_case(session: SessionState, decisions: Sequence[ScenarioDecision]) -
 
 
 def new_case(
-    store: CustomerDataStore, since: datetime, said_now: Collection[str]
+    store: CustomerDataStore,
+    since: datetime,
+    said_now: Collection[str],
+    keep: Collection[str] = (),
 ) -> CustomerDataStore:
     """The store for a scenario that starts: CASE-scope values from before this turn belong
     to an earlier case (a refund of another order) and are dropped; what the customer said
-    in this very message (``said_now``, even if equal to an old value) or was set since the
-    turn began stays. Returns ``store`` itself when nothing is dropped."""
+    in this very message (``said_now``, even if equal to an old value), what was set since
+    the turn began, and the fields of scenarios still open (``keep``: a paused scenario
+    resumes with what it collected) stay. Returns ``store`` itself when nothing is dropped."""
     kept = {
         key: entry
         for key, entry in store.variables.items()
         if entry.scope is not VariableScope.CASE
         or entry.last_updated_at >= since
         or key in said_now
+        or key in keep
     }
     if len(kept) == len(store.variables):
         return store
     return store.model_copy(update={"variables": kept})
+
+
+def open_case_fields(session: SessionState, pack: AgentPack) -> set[str]:
+    """Fields the scenarios open before this turn (ACTIVE or PAUSED) hold: what their steps
+    collect and what their bound tools return."""
+    open_ids = {
+        s.scenario_id
+        for s in session.scenarios
+        if s.status in (ScenarioStatus.ACTIVE, ScenarioStatus.PAUSED)
+    }
+    outputs = {tool.id: tool.outputs for tool in pack.tools}
+    found: set[str] = set()
+    for scenario in pack.scenarios:
+        if scenario.id not in open_ids:
+            continue
+        for step in scenario.steps:
+            found.update(step.collects)
+            for binding in step.tool_bindings:
+                found.update(outputs.get(binding.tool_id, []))
+    return found
+
+
+def read_dialogue(context: TurnContext, pack: AgentPack, store: CustomerDataStore) -> TurnReading:
+    """P6's dialogue reading for the context (``processors.phases.dialogue``): the fused
+    confidence of the canonical intent and the values the message gave (after P3)."""
+    if context.session is None or context.snapshot is None:
+        raise ValueError("the dialogue reading needs a context that went through P1-P3")
+    label, confidence, _ = canonical_intent(
+        context.input.message, pack, _selected_of(context, RetrievalType.INTENTS)
+    )
+    if label != context.canonical_intent:
+        confidence = 0.0  # the join settled on another label: no confidence to claim for it
+    values = customer_variables(store)
+    said = {key: values[key] for key in context.snapshot.candidate_variables if key in values}
+    changed = [
+        key
+        for key in said
+        if store.variables[key].last_updated_at >= context.received_at
+        and store.variables[key].history
+    ]
+    return read_turn(
+        context.session,
+        pack,
+        context.canonical_intent,
+        confidence,
+        _selected_of(context, RetrievalType.SCENARIOS),
+        said,
+        changed,
+    )
 
 
 def _merge_decisions(
@@ -123,34 +180,32 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
         )
         session = record_fires(session, rules.applied, turn)
     store = context.customer_data
+    reading = read_dialogue(context, pack, store)
+    if reading.retract:
+        store = store.model_copy(
+            update={
+                "variables": {k: v for k, v in store.variables.items() if k not in reading.retract}
+            }
+        )
+    intent = context.canonical_intent
+    if reading.reading.kind in ANSWERS and reading.walk_intent is None:
+        intent = None  # a reply to the waiting step, not a new intent ("yes please" ≠ goodbye)
+    keep = open_case_fields(session, pack)
     decisions: list[ScenarioDecision] = []
     calls: list[ToolCall] = []
     categories: list[OutcomeCategory] = []
-    retrieved_scenarios = _selected_of(context, RetrievalType.SCENARIOS)
     for round_ in range(MAX_SCENARIO_ROUNDS):
         with timed(timings, Phase.SCENARIOS, deps.timer):
             scenarios = orchestrate(
-                session,
-                pack,
-                context.canonical_intent,
-                store,
-                rules.applied,
-                now,
-                retrieved_scenarios=retrieved_scenarios,
+                session, pack, intent, store, rules.applied, now, reading=reading
             )
             if round_ == 0 and _starts_case(session, scenarios.decisions):
                 said_now = context.snapshot.candidate_variables.keys()
-                fresh = new_case(store, context.received_at, said_now)
+                fresh = new_case(store, context.received_at, said_now, keep)
                 if fresh is not store:
                     store = fresh
                     scenarios = orchestrate(
-                        session,
-                        pack,
-                        context.canonical_intent,
-                        store,
-                        rules.applied,
-                        now,
-                        retrieved_scenarios=retrieved_scenarios,
+                        session, pack, intent, store, rules.applied, now, reading=reading
                     )
             session = scenarios.session
             decisions = _merge_decisions(decisions, scenarios.decisions)
@@ -181,6 +236,7 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
             calls,
             categories,
             escalate=escalate,
+            intent=intent,
         )
     errors = list(context.errors)
     if rules.llm_error is not None:
@@ -195,6 +251,8 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
             "customer_data": store,
             "applied_rules": rules.applied,
             "scenario_decisions": decisions,
+            "dialogue": reading.reading,
+            "canonical_intent": intent,
             "tool_calls": [*context.tool_calls, *calls],
             "plan": plan,
             "timings_ms": timings,

@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from schemas.base import SchemaModel
 from schemas.domain.customer_data import CustomerDataStore
+from schemas.domain.dialogue import DialogueReading
 from schemas.domain.enforcement import EnforcementResult
 from schemas.domain.errors import TurnError
 from schemas.domain.outcome import TurnOutcome
@@ -49,6 +50,7 @@ class TurnContext(SchemaModel):
     retrieval_gaps: list[RetrievalGap] = Field(default_factory=list)
     applied_rules: list[AppliedRule] = Field(default_factory=list)
     scenario_decisions: list[ScenarioDecision] = Field(default_factory=list)
+    dialogue: DialogueReading | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
     plan: ResponsePlan | None = None
     response_text: Text | None = None

@@ -14,19 +14,21 @@ DEFAULT_CANCEL_INTENTS = ("cancel", "cancel_scenario", "nevermind", "stop")
 
 class DialogueOptions(SchemaModel):
     """Thresholds are on the scenario evidence score of P6 (``processors.phases.dialogue``):
-    the best of a scenario's retrieval score and the fused confidence of the canonical intent
-    when the scenario lists it, plus ``fill_weight`` per field of the scenario the message
-    gave (at most two).
+    the noisy-OR of a scenario's retrieval score and the fused confidence of the canonical
+    intent when the scenario lists it, plus ``fill_weight`` per distinctive field of the
+    scenario the message gave (at most two).
 
     ``start_threshold``: the evidence a scenario needs to start when nothing waits for an
-    answer. ``switch_margin``: while a step waits for an answer and the message answers it,
+    answer; ``intent_floor``: a scenario that lists the canonical intent also starts when
+    that intent's confidence reaches it (then, without a waiting step). ``switch_margin``: while a step waits for an answer and the message answers it,
     another scenario starts only with evidence of at least ``start_threshold + switch_margin``.
     ``cancel_intents``: intents that cancel every open scenario; an id that a scenario lists in
     ``entry_intents`` starts that scenario instead (a pack's own ``cancel`` flow).
     ``affirm`` / ``deny``: words or phrases added to the built-in yes/no lexicon (en, es, fr,
     de, pt, it, nl) for the customer's answer to a confirmation."""
 
-    start_threshold: float = Field(default=0.4, ge=0.0, le=2.0)
+    start_threshold: float = Field(default=0.5, ge=0.0, le=2.0)
+    intent_floor: float = Field(default=0.15, ge=0.0, le=1.0)
     switch_margin: float = Field(default=0.15, ge=0.0, le=2.0)
     fill_weight: float = Field(default=0.1, ge=0.0, le=1.0)
     cancel_intents: list[Key] = Field(default_factory=lambda: list(DEFAULT_CANCEL_INTENTS))

@@ -1,0 +1,175 @@
+"""Calibrate P6's ``dialogue.start_threshold`` on the fused scores a turn really sees.
+
+    python bench/scenario_start.py [--json PATH] [--set PATH] [--thresholds 0.3,0.35,...]
+
+Each message of a labelled set (default ``bench/data/acme_retrieval_set.yaml``: 151
+messages, each labelled with the scenario that should start, or null) runs through the
+production path of a first turn: P1-P3 (``understand``), the P4.1 embedding, one
+``retrieve_one`` per type, ``join`` (canonical intent), then P6's dialogue reading
+(``read_dialogue``: scenario evidence = max(retrieval, intent confidence) + field fill). For
+each threshold it counts, over messages labelled with a scenario, the share where exactly
+that scenario would start (``right_start``), where another one would (``wrong_start``) and
+where none would (``no_start``); over messages labelled null, the share where one would
+start anyway (``false_start``), with the pack's ``intent_floor`` (``--intent-floor`` tries
+another, or ``none``). It also prints the spread of the best evidence score for
+both groups. Only the pack's own ``dialogue.start_threshold`` is used by turns; this bench
+only reports, it changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.retrieval import DEFAULT_SET, load_set, percentile
+from processors.embedding import CachedEmbedder
+from processors.pack import load_pack
+from processors.phases.dialogue import start_candidate
+from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+from processors.retrieval import Indexer, LexicalIndexes
+from processors.retrieval.pack_items import sync_pack
+from processors.turn.decide import read_dialogue
+from processors.turn.deps import TurnDeps
+from processors.turn.in_process import MemoryState
+from processors.turn.retrieval_stage import join, query_features, retrieval_requests, retrieve_one
+from processors.turn.understand import coalesce, understand
+from schemas.domain.turn_input import Channel, TurnInput
+from schemas.events.turn_requested import TurnRequested
+from sinks.embedder import default_embedder
+from sinks.vector_store import VectorStore
+from streams.settings import load_settings
+
+THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+
+
+async def evidence_of(messages: list[str], pack_dir: Path) -> list[list[Any]]:
+    """The scenario evidence of a first turn for each message (best first)."""
+    pack = load_pack(pack_dir)
+    embedder = CachedEmbedder(default_embedder())
+    store = VectorStore.memory(embedder.dim)
+    lexicon = LexicalIndexes(store.documents)
+    sync_pack(Indexer(store, embedder, lexicon), pack)
+    deps = TurnDeps(
+        embedder=embedder,
+        vectors=store,
+        lexicon=lexicon,
+        tools=lambda p: PackToolExecutor(PythonToolExecutor(pack_dir)),
+        settings=load_settings(),
+    )
+    found = []
+    for index, text in enumerate(messages):
+        state = MemoryState()
+        state.add_pack(pack)
+        request = TurnRequested(
+            turn_id=f"b{index}",
+            input=TurnInput(
+                tenant_id=pack.agent.tenant_id,
+                agent_id=pack.agent.agent_id,
+                channel=Channel.WEBCHAT,
+                channel_id=f"bench-{index}",
+                customer_id="C-1001",
+                message=text,
+            ),
+            sent_at=datetime.now(UTC),
+        )
+        understood = await understand(
+            request.turn_id, coalesce(request, [], deps.clock()), state.ports(request), deps
+        )
+        vector = embedder.embed([understood.query])[0]
+        features = query_features(understood.query, vector)
+        requests = retrieval_requests(
+            request.turn_id, request.input.session_key, understood.context, features, deps, 60.0
+        )
+        results = [retrieve_one(r, pack, deps) for r in requests]
+        context = join(understood.context, results, pack)
+        assert context.customer_data is not None
+        found.append(read_dialogue(context, pack, context.customer_data).reading.evidence)
+    store.close()
+    return found
+
+
+def report(
+    labels: list[str | None],
+    evidence: list[list[Any]],
+    thresholds: tuple[float, ...],
+    intent_floor: float | None,
+) -> dict[str, Any]:
+    labelled = [i for i, label in enumerate(labels) if label is not None]
+    unlabelled = [i for i, label in enumerate(labels) if label is None]
+    rows = {}
+    for threshold in thresholds:
+        picks = [start_candidate(e, threshold, intent_floor=intent_floor) for e in evidence]
+        ids = [p.scenario_id if p else None for p in picks]
+        rows[str(threshold)] = {
+            "right_start": sum(ids[i] == labels[i] for i in labelled) / len(labelled),
+            "wrong_start": sum(ids[i] not in (None, labels[i]) for i in labelled) / len(labelled),
+            "no_start": sum(ids[i] is None for i in labelled) / len(labelled),
+            "false_start": (
+                sum(ids[i] is not None for i in unlabelled) / len(unlabelled) if unlabelled else 0.0
+            ),
+        }
+
+    def best(i: int) -> float:
+        return evidence[i][0].score if evidence[i] else 0.0
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {f"p{p}": round(percentile(values, p), 3) for p in (10, 50, 90)} if values else {}
+
+    return {
+        "per_message": [
+            {"label": labels[i], "evidence": [e.model_dump(mode="json") for e in evidence[i][:3]]}
+            for i in range(len(labels))
+        ],
+        "messages": len(labels),
+        "with_scenario": len(labelled),
+        "without_scenario": len(unlabelled),
+        "best_score_with_scenario": spread([best(i) for i in labelled]),
+        "best_score_without_scenario": spread([best(i) for i in unlabelled]),
+        "thresholds": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--set", type=Path, default=DEFAULT_SET, help="labelled set (YAML)")
+    parser.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)))
+    parser.add_argument(
+        "--intent-floor",
+        default="pack",
+        help="intent_floor to apply: a number, 'none', or 'pack' (the pack's dialogue option)",
+    )
+    args = parser.parse_args()
+    labelled = load_set(args.set)
+    messages = [e.text for e in labelled.examples]
+    evidence = asyncio.run(evidence_of(messages, labelled.pack_dir))
+    thresholds = tuple(float(t) for t in args.thresholds.split(","))
+    floor = (
+        load_pack(labelled.pack_dir).agent.dialogue.intent_floor
+        if args.intent_floor == "pack"
+        else None
+        if args.intent_floor == "none"
+        else float(args.intent_floor)
+    )
+    figures = report([e.scenario for e in labelled.examples], evidence, thresholds, floor)
+    figures["intent_floor"] = floor
+    print(f"intent_floor: {floor}")
+    print(f"{figures['messages']} messages ({figures['with_scenario']} with a scenario)")
+    print("best evidence, labelled with a scenario:", figures["best_score_with_scenario"])
+    print("best evidence, labelled none:           ", figures["best_score_without_scenario"])
+    print("threshold  right  wrong  none   false_start")
+    for threshold, row in figures["thresholds"].items():
+        print(
+            f"{threshold:>9}  {row['right_start']:.3f}  {row['wrong_start']:.3f}  "
+            f"{row['no_start']:.3f}  {row['false_start']:.3f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
