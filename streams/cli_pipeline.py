@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 
 from schemas.domain.turn_input import Channel
 from streams.cli_errors import CliError
@@ -50,12 +49,11 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from streams.log_setup import configure_worker_logging
     from streams.worker import run_worker
 
     settings = load_settings()
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_worker_logging(args.log_level)
     asyncio.run(run_worker(settings, Role(args.role)))  # KafkaUnreachableError: one line
     return 0
 

