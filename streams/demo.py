@@ -67,6 +67,11 @@ def describe(record: TurnRecord, response: TurnResponse) -> list[str]:
     context = record.context
     lines = [f"  agent> {response.text or response.error}"]
     lines.append(f"    intent: {context.canonical_intent}")
+    reading = context.dialogue
+    if reading is not None and reading.step_id is not None:
+        lines.append(
+            f"    read as: {reading.kind.value} to {reading.scenario_id}.{reading.step_id}"
+        )
     for decision in context.scenario_decisions:
         skipped = (
             f", skipped {', '.join(decision.skipped_step_ids)}" if decision.skipped_step_ids else ""

@@ -129,8 +129,8 @@ def _merge_decisions(
     earlier: list[ScenarioDecision], later: list[ScenarioDecision]
 ) -> list[ScenarioDecision]:
     """One decision per scenario for the turn: a later round continues what an earlier one
-    started, so the action and skipped steps of the first round are kept, the step entered
-    and the contribution are the last round's."""
+    started, so the action and skipped steps of the first round are kept, the contribution
+    is the last round's, and so is the step entered unless the last round entered none."""
     merged = {d.scenario_id: d for d in earlier}
     for decision in later:
         first = merged.get(decision.scenario_id)
@@ -143,6 +143,7 @@ def _merge_decisions(
                 if decision.action is ScenarioAction.CONTINUE
                 else decision.action,
                 "from_step_id": first.from_step_id,
+                "entered_step_id": decision.entered_step_id or first.entered_step_id,
                 "skipped_step_ids": list(
                     dict.fromkeys([*first.skipped_step_ids, *decision.skipped_step_ids])
                 ),
