@@ -129,8 +129,9 @@ async def ensure_topics(settings: Settings) -> TopicReport:
             existing |= _raise_on_errors(response.topic_errors)
             report.created.extend(name for name in missing if name not in existing)
         partitions = await wait_for_leaders(admin, list(wanted))
-        if report.created:  # a leader in the metadata may not serve yet: clients would log
-            await wait_until_serving(settings.bootstrap_servers, report.created)
+        # A leader in the metadata may not serve yet (a new topic, a broker that just
+        # restarted): clients started now would log each retry at ERROR.
+        await wait_until_serving(settings.bootstrap_servers, list(wanted))
         present = [name for name in wanted if name in existing]
         configs = await _describe_configs(admin, present)
         for name in present:
