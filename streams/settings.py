@@ -32,7 +32,15 @@ from pydantic_settings import (
 
 from schemas.domain.retrieval import SelectionStrategy
 
-__all__ = ["SelectionStrategy", "Settings", "SettingsError", "TaskMode", "load_settings"]
+__all__ = [
+    "EnforcementPhaseSettings",
+    "PhaseSettings",
+    "SelectionStrategy",
+    "Settings",
+    "SettingsError",
+    "TaskMode",
+    "load_settings",
+]
 
 ENV_PREFIX = "TURNSTREAM_"
 CONFIG_FILE_ENV = "TURNSTREAM_CONFIG"
@@ -57,7 +65,12 @@ class PhaseSettings(_Strict):
     mode: TaskMode = TaskMode.HEURISTIC
     model: str = "gpt-4o-mini"
     timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """One LLM attempt's HTTP timeout (LLM phases); retrieval's join and tools have their own."""
     retries: int = Field(default=2, ge=0, le=10)
+    """LLM attempts after the first, for failures a retry can fix (never regenerations)."""
+    max_tokens: int = Field(default=512, ge=1, le=32_768)
+    """The completion tokens one LLM attempt may generate: a model looping inside a JSON
+    string stops here instead of at the server's own limit."""
 
 
 class RetrievalPhaseSettings(PhaseSettings):
@@ -68,6 +81,14 @@ class RetrievalPhaseSettings(PhaseSettings):
 
 class ToolsPhaseSettings(PhaseSettings):
     timeout_s: float = Field(default=5.0, gt=0, le=600)
+
+
+class EnforcementPhaseSettings(PhaseSettings):
+    """``retries`` are the judge's LLM retries; ``regenerations`` the P10 -> P9 loop."""
+
+    regenerations: int = Field(default=2, ge=0, le=10)
+    """Answers P10 may send back to P9 before the fallback template: P9 runs at most
+    ``1 + regenerations`` times per turn."""
 
 
 class PhasesSettings(_Strict):
@@ -83,7 +104,7 @@ class PhasesSettings(_Strict):
     tools: ToolsPhaseSettings = ToolsPhaseSettings()
     planning: PhaseSettings = PhaseSettings()
     generation: PhaseSettings = PhaseSettings()
-    enforcement: PhaseSettings = PhaseSettings()
+    enforcement: EnforcementPhaseSettings = EnforcementPhaseSettings()
     persistence: PhaseSettings = PhaseSettings()
 
 
@@ -250,6 +271,30 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(
         default=8, ge=1, le=256, description="actors per pipeline agent in one worker"
     )
+    llm_stage_concurrency: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="actors of each stage that may wait on the LLM (session, decide, generate, "
+        "enforce) when an LLM endpoint is configured: waiting is not CPU work",
+    )
+    llm_max_in_flight: int = Field(
+        default=256, ge=1, le=4096, description="LLM requests in flight at once per endpoint"
+    )
+    llm_backoff_s: float = Field(
+        default=0.25,
+        ge=0,
+        le=60,
+        description="the first retry waits up to this long (full jitter), doubling per retry",
+    )
+    local_llm_port: int = Field(default=18080, ge=1, le=65535)
+    """``turnstream llm serve`` and ``--llm`` commands: the loopback port of the local model."""
+    local_llm_threads: int = Field(default=2, ge=1, le=256)
+    local_llm_parallel: int = Field(default=4, ge=1, le=64)
+    """Requests the local server decodes at once (llama.cpp slots); more queue there."""
+    local_llm_context: int = Field(default=4096, ge=512, le=131_072)
+    """Context tokens per slot."""
+    local_llm_start_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
     phases: PhasesSettings = PhasesSettings()
     retrieval: RetrievalSettings = RetrievalSettings()

@@ -70,7 +70,7 @@ def test_json_round_trip_keeps_content_and_overrides(pack: AgentPack) -> None:
     assert again.content_hash() == pack.content_hash()
     assert again.agent.phases.model_dump(exclude_unset=True) == {
         "generation": {"timeout_s": 8},
-        "enforcement": {"retries": 2},
+        "enforcement": {"regenerations": 2},
     }
     assert [p for p in check_pack(again) if p.severity is not Severity.INFO] == []
 
@@ -80,7 +80,7 @@ def test_overrides_apply_over_the_process_settings(pack: AgentPack) -> None:
     merged = pack.agent.apply_to(base)
     assert merged.phases.generation.timeout_s == 8
     assert merged.phases.generation.mode is TaskMode.LLM  # kept from the process
-    assert merged.phases.enforcement.retries == 2
+    assert merged.phases.enforcement.regenerations == 2
     assert merged.retrieval.memories.max_k == 3
     assert merged.retrieval.memories.strategy is base.retrieval.memories.strategy
     assert merged.retrieval.rules == base.retrieval.rules
@@ -104,9 +104,9 @@ def test_invalid_overrides_are_refused(override: dict[str, Any], loc: tuple[str,
 def test_invalid_override_is_reported_at_its_line(tmp_path: Path) -> None:
     pack_dir = copy_pack(tmp_path)
     agent = pack_dir / "agent.yaml"
-    agent.write_text(agent.read_text().replace("retries: 2", "retries: 99"))
+    agent.write_text(agent.read_text().replace("regenerations: 2", "regenerations: 99"))
     (error,) = [p for p in validate_pack(pack_dir) if p.severity is Severity.ERROR]
-    line = agent.read_text().splitlines().index("    retries: 99") + 1
+    line = agent.read_text().splitlines().index("    regenerations: 99") + 1
     assert (error.file, error.line, error.code) == ("agent.yaml", line, "invalid_value")
 
 

@@ -67,10 +67,15 @@ async def select(
         candidates,
         pack,
         session(),
-        settings=settings or PhaseSettings(mode=TaskMode.LLM),
+        settings=settings or _phase_of(llm),
         llm=llm,
         message=MESSAGE,
     )
+
+
+def _phase_of(llm: OpenAiLlm | None) -> PhaseSettings:
+    """The port's own rule_selection settings: the phase passes them with every call."""
+    return llm.settings.phases.rule_selection if llm else PhaseSettings(mode=TaskMode.LLM)
 
 
 def filter_reasons(selection: RuleSelection) -> dict[str, str]:

@@ -162,7 +162,14 @@ class FakeLlm:
         self.prompts: list[str] = []
 
     async def complete_json(
-        self, *, phase: Phase, system: str, user: str, schema_name: str, schema: Mapping[str, Any]
+        self,
+        *,
+        phase: Phase,
+        system: str,
+        user: str,
+        schema_name: str,
+        schema: Mapping[str, Any],
+        settings: object = None,
     ) -> LlmResult:
         self.prompts.append(system + user)
         if isinstance(self.reply, Exception):

@@ -15,7 +15,7 @@ import pytest
 from schemas.domain.outcome import OutcomeCategory
 from schemas.domain.phase import Phase
 from schemas.events.turn_response import ResponseStatus
-from streams.settings import PhaseSettings, Settings, TaskMode
+from streams.settings import EnforcementPhaseSettings, PhaseSettings, Settings, TaskMode
 from streams.turn_client import TurnClient
 from tests.fake_openai import (
     DelayReply,
@@ -71,7 +71,7 @@ async def client(
             "sensor": llm,
             "rule_selection": llm,
             "generation": llm,
-            "enforcement": llm.model_copy(update={"retries": 2}),
+            "enforcement": EnforcementPhaseSettings(**llm.model_dump(), regenerations=2),
         }
     )
     settings = base.model_copy(
@@ -142,7 +142,7 @@ async def test_an_answer_that_keeps_breaking_a_hard_constraint_ends_in_the_polic
     record = await client.record(turn_id)
 
     results = record.context.enforcement
-    assert [r.attempt for r in results] == [1, 2, 3]  # bounded: 1 + enforcement.retries
+    assert [r.attempt for r in results] == [1, 2, 3]  # bounded: 1 + enforcement.regenerations
     assert all(not r.passed for r in results)
     assert results[-1].fallback_used
     assert "refund_within_tier_limit" in {v.rule_id for v in results[0].violations}

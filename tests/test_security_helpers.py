@@ -34,7 +34,7 @@ from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
 from sinks.vector_store import Layout, VectorStore
-from streams.settings import Settings, load_settings
+from streams.settings import EnforcementPhaseSettings, Settings, load_settings
 from tests.fake_openai import FakeOpenAi, llm_phase
 from tests.test_pack_validate import EXAMPLE
 
@@ -95,7 +95,12 @@ def llm_settings(fake: FakeOpenAi, api_key: str, base: Settings | None = None) -
     settings = base or load_settings()
     phase = llm_phase(timeout_s=5.0, retries=0)
     phases = settings.phases.model_copy(
-        update={"sensor": phase, "rule_selection": phase, "generation": phase, "enforcement": phase}
+        update={
+            "sensor": phase,
+            "rule_selection": phase,
+            "generation": phase,
+            "enforcement": EnforcementPhaseSettings(**phase.model_dump()),
+        }
     )
     return settings.model_copy(
         update={"llm_base_url": fake.url, "llm_api_key": api_key, "phases": phases}

@@ -171,7 +171,7 @@ async def test_an_llm_that_complies_is_caught_and_replaced_by_the_fallback(
     )
 
     attempts = record.context.enforcement
-    assert [a.attempt for a in attempts] == [1, 2, 3]  # 1 + the pack's enforcement.retries
+    assert [a.attempt for a in attempts] == [1, 2, 3]  # 1 + the pack's enforcement.regenerations
     assert all(not a.passed for a in attempts) and attempts[-1].fallback_used
     assert "refund_within_tier_limit" in {v.rule_id for v in attempts[0].violations}
     assert len(fake.requests_for(GENERATION)) == 3

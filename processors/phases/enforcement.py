@@ -50,6 +50,7 @@ from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule, RuleScope
 from schemas.pack.templates import TemplateKind
+from streams.settings import PhaseSettings
 
 __all__ = [
     "DEFAULT_POLICY_FALLBACK",
@@ -378,26 +379,32 @@ async def _judge(
     ]
 
 
-_JUDGE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "verdicts": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "rule_id": {"type": "string"},
-                    "verdict": {"type": "string", "enum": ["PASSED", "VIOLATED"]},
-                    "reason": {"type": "string"},
+def _judge_schema(rules: int) -> dict[str, Any]:
+    """One verdict per rule judged, at most (``maxItems``); the reason is one sentence, but
+    only ``max_tokens`` bounds a string."""
+    return {
+        "type": "object",
+        "properties": {
+            "verdicts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "rule_id": {"type": "string"},
+                        "verdict": {"type": "string", "enum": ["PASSED", "VIOLATED"]},
+                        "reason": {"type": "string"},
+                    },
+                    "required": ["rule_id", "verdict", "reason"],
+                    "additionalProperties": False,
                 },
-                "required": ["rule_id", "verdict", "reason"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["verdicts"],
-    "additionalProperties": False,
-}
+                "maxItems": rules,
+            }
+        },
+        "required": ["verdicts"],
+        "additionalProperties": False,
+    }
+
+
 _ID = re.compile(r"^[^\s\x00-\x1f]{1,128}$")
 
 
@@ -407,6 +414,8 @@ class LlmRuleJudge:
     Only rule texts and the answer go into the prompt: no customer values."""
 
     llm: LlmTask
+    settings: PhaseSettings | None = None
+    """The turn's enforcement settings (model, timeout, judge retries, max_tokens)."""
     usage: list[TokenUsage] = field(default_factory=list)
 
     async def judge(
@@ -425,7 +434,8 @@ class LlmRuleJudge:
                 ),
                 user=user,
                 schema_name="rule_verdicts",
-                schema=_JUDGE_SCHEMA,
+                schema=_judge_schema(len(rules)),
+                settings=self.settings,
             )
         except LlmError as exc:
             self.usage = exc.usage

@@ -298,6 +298,7 @@ _SCHEMA: dict[str, Any] = {
         "categories": {
             "type": "array",
             "items": {"type": "string", "enum": [c.value for c in OutcomeCategory]},
+            "maxItems": len(OutcomeCategory),
         },
         "resolution": {"type": "string", "enum": [r.value for r in Resolution]},
     },

@@ -269,7 +269,7 @@ async def select_rules_async(
     fallback = bands or ScoreBands()
     if settings.mode is TaskMode.HEURISTIC or not found.eligible:
         return _finish(found, pack, session, fallback(found.eligible), "score bands")
-    answers, usage, error = await _ask_filter(llm, message, found.eligible)
+    answers, usage, error = await _ask_filter(llm, message, found.eligible, settings)
     if answers is None:
         how = f"score bands (llm filter failed: {error})"
         return _finish(found, pack, session, fallback(found.eligible), how, usage, error)
@@ -277,7 +277,10 @@ async def select_rules_async(
 
 
 async def _ask_filter(
-    llm: LlmTask | None, message: str, eligible: Sequence[tuple[Rule, float]]
+    llm: LlmTask | None,
+    message: str,
+    eligible: Sequence[tuple[Rule, float]],
+    settings: PhaseSettings,
 ) -> tuple[dict[str, RuleVerdict] | None, list[TokenUsage], str | None]:
     """The LLM's verdicts with their usage, or None and why they cannot be used."""
     if llm is None:
@@ -288,7 +291,8 @@ async def _ask_filter(
             system=_FILTER_SYSTEM,
             user=_filter_prompt(message, eligible),
             schema_name=FILTER_SCHEMA_NAME,
-            schema=_FILTER_SCHEMA,
+            schema=_filter_schema(len(eligible)),
+            settings=settings,
         )
     except LlmError as exc:
         return None, exc.usage, str(exc)
@@ -301,14 +305,21 @@ async def _ask_filter(
 
 FILTER_SCHEMA_NAME = "rule_filter_verdicts"
 _VERDICTS = tuple(verdict.value for verdict in RuleVerdict)
-_FILTER_SCHEMA = strict_object(
-    verdicts={
-        "type": "array",
-        "items": strict_object(
-            rule_id={"type": "string"}, verdict={"type": "string", "enum": list(_VERDICTS)}
-        ),
-    }
-)
+
+
+def _filter_schema(rules: int) -> dict[str, Any]:
+    """One verdict per rule asked about, at most (``maxItems``)."""
+    return strict_object(
+        verdicts={
+            "type": "array",
+            "items": strict_object(
+                rule_id={"type": "string"}, verdict={"type": "string", "enum": list(_VERDICTS)}
+            ),
+            "maxItems": rules,
+        }
+    )
+
+
 _FILTER_SYSTEM = (
     "You decide which of a customer-service agent's rules apply to the customer's latest "
     "message. For each rule, answer APPLIES when its condition holds for this message, "

@@ -47,7 +47,7 @@ from schemas.domain.snapshot import (
 from schemas.domain.usage import TokenUsage
 from schemas.fields import json_text
 from schemas.pack.language import GlossaryTerm, Intent
-from streams.settings import TaskMode
+from streams.settings import PhaseSettings, TaskMode
 
 __all__ = [
     "MAX_FACTS",
@@ -63,6 +63,9 @@ SCHEMA_NAME = "situational_snapshot"
 TONES = ("neutral", "polite", "urgent", "annoyed", "frustrated", "angry")
 """The heuristic's tones: one vocabulary for both modes, so later phases need not care."""
 MAX_FACTS = 20
+MAX_CANDIDATES_PER_FIELD = 2
+"""The schema's bound on candidate values per customer-data field (``maxItems``): a small
+model that repeats itself stops at the grammar, not at ``max_tokens``."""
 MAX_FACT_CHARS = 300
 MAX_VALUE_CHARS = 1000
 _EXAMPLES_SHOWN = 3
@@ -104,8 +107,12 @@ def _schema(mask: CustomerDataMask, labels: Sequence[str]) -> dict[str, Any]:
         topic_changed={"type": "boolean"},
         tone={"type": "string", "enum": list(TONES)},
         frustration_level={"type": "string", "enum": list(_LEVELS)},
-        situation_facts={"type": "array", "items": {"type": "string"}},
-        candidate_variables={"type": "array", "items": candidate},
+        situation_facts={"type": "array", "items": {"type": "string"}, "maxItems": MAX_FACTS},
+        candidate_variables={
+            "type": "array",
+            "items": candidate,
+            "maxItems": max(1, len(keys)) * MAX_CANDIDATES_PER_FIELD,
+        },
     )
 
 
@@ -220,6 +227,7 @@ async def run_sensor(
     default_language: str = "en",
     mode: TaskMode,
     llm: LlmTask | None,
+    settings: PhaseSettings | None = None,
 ) -> SensorOutcome:
     """P2 in ``mode`` (see the module docstring); never raises for anything the LLM does."""
     heuristic = sense(
@@ -244,6 +252,7 @@ async def run_sensor(
             user=_prompt(message, mask, glossary, last_messages, intents, default_language),
             schema_name=SCHEMA_NAME,
             schema=_schema(mask, labels),
+            settings=settings,
         )
     except LlmError as exc:
         return SensorOutcome(heuristic, exc.usage, str(exc))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from processors.llm import call_budget_s
 from processors.phases.enforcement import Decision, LlmRuleJudge, enforce
 from processors.phases.generation import generate
 from processors.phases.tools import bindings_due, customer_values, run_tools
@@ -73,6 +74,7 @@ async def generate_answer(context: TurnContext, pack: AgentPack, deps: TurnDeps)
             categories=categories,
             hints=_hints(context),
             llm=deps.llm_for(Phase.GENERATION),
+            settings=phase,
         )
     errors = list(context.errors)
     if result.llm_error is not None:
@@ -98,7 +100,7 @@ async def check_answer(
         raise ValueError("enforcement needs a generated context")
     phase = deps.settings_for(pack).phases.enforcement
     llm = deps.llm_for(Phase.ENFORCEMENT)
-    judge = LlmRuleJudge(llm) if llm is not None and phase.mode is TaskMode.LLM else None
+    judge = LlmRuleJudge(llm, phase) if llm is not None and phase.mode is TaskMode.LLM else None
     timings = dict(context.timings_ms)
     with timed(timings, Phase.ENFORCEMENT, deps.timer):
         checked = await enforce(
@@ -111,7 +113,7 @@ async def check_answer(
             max_attempts=deps.max_generation_attempts(pack),
             outcome=context.outcome,
             judge=judge,
-            judge_timeout_s=phase.timeout_s,
+            judge_timeout_s=call_budget_s(phase, deps.settings.llm_backoff_s),
         )
     return (
         context.model_copy(

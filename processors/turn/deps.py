@@ -42,8 +42,9 @@ class TurnDeps:
         return self.llm.get(phase)
 
     def max_generation_attempts(self, pack: AgentPack) -> int:
-        """P10's bound on P9 attempts: the first plus ``phases.enforcement.retries``."""
-        return 1 + self.settings_for(pack).phases.enforcement.retries
+        """P10's bound on P9 attempts: the first plus ``phases.enforcement.regenerations``
+        (``enforcement.retries`` are the judge's LLM retries, a different thing)."""
+        return 1 + self.settings_for(pack).phases.enforcement.regenerations
 
     def settings_for(self, pack: AgentPack) -> Settings:
         """The process settings with the pack's per-phase and retrieval overrides."""

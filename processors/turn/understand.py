@@ -89,6 +89,7 @@ async def understand(
             default_language=pack.agent.default_language,
             mode=deps.settings_for(pack).phases.sensor.mode,
             llm=deps.llm_for(Phase.SENSOR),
+            settings=deps.settings_for(pack).phases.sensor,
         )
         snapshot = sensed.snapshot
     if sensed.llm_error is not None:
