@@ -209,6 +209,35 @@ class WebhookSettings(_Strict):
     )
 
 
+class OpsSettings(_Strict):
+    """The operator endpoint of a worker (``streams/ops_server.py``): ``/health``, ``/ready``
+    and Prometheus ``/metrics`` on ``host:port``; port 0 serves none. Loopback by default:
+    set ``host`` to ``0.0.0.0`` where a scraper on another host must reach it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)
+    lag_interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="how often consumer lag is read from Kafka"
+    )
+    tenant_labels: int = Field(
+        default=100,
+        ge=0,
+        le=100_000,
+        description="distinct tenant label values per process; later tenants count as 'other'",
+    )
+
+
+class OtelSettings(_Strict):
+    """OpenTelemetry tracing (``streams/tracing.py``): spans are exported over OTLP/HTTP to
+    ``endpoint`` (or the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``); with neither, tracing is
+    off and costs one flag test per record."""
+
+    endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP base URL, e.g. http://collector:4318"
+    )
+    service_name: str = Field(default="turnstream", min_length=1, max_length=128)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "turnstream"
@@ -300,6 +329,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    ops: OpsSettings = OpsSettings()
+    otel: OtelSettings = OtelSettings()
 
     @model_validator(mode="after")
     def _ports_differ(self) -> Settings:

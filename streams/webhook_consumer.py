@@ -38,6 +38,7 @@ from schemas.events.webhook import WebhookDelivery
 from sinks.webhooks.delivery import Deliverer, DeliveryJob, Dispatcher, RetryPolicy, SecretLookup
 from sinks.webhooks.events import events_from_turn
 from sinks.webhooks.ssrf import GuardedResolver
+from streams import metrics
 from streams.kafka_clients import consumer_kwargs, producer_kwargs
 from streams.pack_registry import PackSnapshot
 from streams.settings import Settings
@@ -204,6 +205,7 @@ class WebhookConsumer:
             )
 
     async def _log_attempt(self, record: WebhookDelivery) -> None:
+        metrics.WEBHOOK_DELIVERIES.labels(record.status.value.lower()).inc()
         await self._send(self._log_topic, record)
 
     async def _dead_letter(self, record: WebhookDelivery) -> None:

@@ -26,6 +26,7 @@ from streams.roles import PIPELINE_ROLES, Role, app_suffix, runs
 from streams.settings import Settings
 from streams.topic_admin import TopicReport, ensure_topics
 from streams.webhook_consumer import WebhookConsumer
+from streams.worker_ops import WorkerOps
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +46,37 @@ class Worker:
         self._services: list[Service] = []
         self._runtime_started = False
         self._registry_only = False
+        self.ops = WorkerOps(self)
+
+    @property
+    def topology(self) -> Topology | None:
+        return self._topology
+
+    @property
+    def services(self) -> list[Service]:
+        return list(self._services)
+
+    @property
+    def runtime_started(self) -> bool:
+        return self._runtime_started
 
     @property
     def runs_pipeline(self) -> bool:
         return self.role is Role.ALL or self.role in PIPELINE_ROLES
 
     async def start(self) -> None:
+        """Start, serving the ops endpoint from the first moment (``/ready`` says 503 and
+        why until everything runs); a failed start closes it again."""
+        await self.ops.serve()
+        try:
+            await self._start()
+        except BaseException:
+            await self.ops.stop()
+            raise
+        await self.ops.running()
+
+    async def _start(self) -> None:
+        self.ops.stage = "checking the topics"
         report = await self._topics_once_reachable()
         if not report.ok:
             logger.warning("topics differ from the catalog: %s", "; ".join(report.mismatches))
@@ -60,6 +86,7 @@ class Worker:
                 self.settings.embedder_backend,
             )
             began = asyncio.get_running_loop().time()
+            self.ops.stage = "loading the model and indexing the packs"
             await self.runtime.start()
             self._runtime_started = True
             logger.info(
@@ -68,8 +95,11 @@ class Worker:
                 asyncio.get_running_loop().time() - began,
             )
             await self._coordinator_ready()
+            self.ops.stage = "joining the consumer group"
             topology = build_topology(self.settings, self.role)
-            register(Pipeline(topology, self.runtime), self.settings.worker_concurrency, self.role)
+            pipeline = Pipeline(topology, self.runtime)
+            register(pipeline, self.settings.worker_concurrency, self.role)
+            self.ops.pipeline_built(pipeline)
             await topology.app.start()
             self._topology = topology
         elif self.role is Role.WEBHOOKS:
@@ -130,6 +160,7 @@ class Worker:
         return services
 
     async def stop(self) -> None:
+        await self.ops.stop()  # not ready from here on
         for service in reversed(self._services):
             try:
                 await service.stop()

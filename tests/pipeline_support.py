@@ -33,6 +33,7 @@ def pipeline_settings(base: Settings, data_dir: Path, **overrides: Any) -> Setti
         "partitions": 4,
         "analytics": base.analytics.model_copy(update={"enabled": False, "query_port": 0}),
         "webhooks": base.webhooks.model_copy(update={"enabled": False}),
+        "ops": base.ops.model_copy(update={"port": 0}),  # tests that want it pick a port
     }
     values.update(overrides)
     return base.model_copy(update=values)

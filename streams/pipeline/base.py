@@ -4,6 +4,7 @@ answer and reject. Agents stay short and read as the stage they run."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
+from streams import metrics, tracing
 from streams.pipeline.decoded import DecodedTable
 from streams.pipeline.rejects import RawRecord, dead_letter, rejection
 from streams.pipeline.runtime import PipelineRuntime
@@ -114,7 +116,9 @@ class Pipeline:
         return pack
 
     async def send(self, topic: faust.TopicT, key: bytes, model: BaseModel) -> None:
-        await topic.send(key=key, value=encode(model))
+        """Send ``model``; with tracing on, the record carries the current span as the
+        parent of the stage that reads it."""
+        await topic.send(key=key, value=encode(model), headers=tracing.headers())
 
     async def forward(
         self,
@@ -125,6 +129,7 @@ class Pipeline:
         attempt: int | None = None,
     ) -> None:
         """The turn on to the next stage, as it leaves ``phase``."""
+        tracing.tag(turn_id=envelope.turn_id)
         nxt = TurnEnvelope(
             turn_id=envelope.turn_id,
             session_key=envelope.session_key,
@@ -138,6 +143,10 @@ class Pipeline:
     def respond(self, key: bytes, response: TurnResponse) -> None:
         """Write the response: the responses table's changelog is the response topic."""
         self._responses.set(key, response)
+        admitted = self.in_flight_index.get(key)
+        metrics.observe_response(
+            response, admitted[1] if admitted and admitted[0].turn_id == response.turn_id else None
+        )
 
     @property
     def _responses(self) -> DecodedTable[TurnResponse]:
@@ -150,6 +159,7 @@ class Pipeline:
         return last is not None and last.turn_id == turn_id
 
     async def dead_letter(self, record: RawRecord, reason: str, detail: str) -> None:
+        metrics.DEAD_LETTERS.labels(reason).inc()
         await self.topology.dead_letter.send(
             key=record.key, value=dead_letter(record, reason, detail)
         )
@@ -194,13 +204,28 @@ class Pipeline:
         dead letter (and an error response for the turn, when one is in flight) instead of
         a dead agent."""
 
+        in_progress = metrics.STAGE_IN_PROGRESS.labels(name)
+        duration = metrics.STAGE_DURATION.labels(name)
+        failures = metrics.STAGE_FAILURES.labels(name)
+
         async def agent(stream: Any) -> None:
             async for event in stream.events():
-                try:
-                    await handler(event)
-                except Exception as exc:
-                    logger.exception("%s failed on %s", name, event.message.topic)
-                    await self._on_crash(event, name, phase, exc)
+                message = event.message
+                began = time.perf_counter()
+                in_progress.inc()
+                with tracing.stage_span(
+                    name, message.headers, topic=message.topic, partition=message.partition
+                ):
+                    try:
+                        await handler(event)
+                    except Exception as exc:
+                        logger.exception("%s failed on %s", name, message.topic)
+                        failures.inc()
+                        tracing.failed(exc)
+                        await self._on_crash(event, name, phase, exc)
+                    finally:
+                        in_progress.dec()
+                        duration.observe(time.perf_counter() - began)
 
         agent.__name__ = agent.__qualname__ = name
         return agent

@@ -28,6 +28,7 @@ from schemas.domain.phase import Phase
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
 from sinks.vector_store import VectorStore
+from streams.metrics import metered
 from streams.pack_registry import PackRegistry, PackUpdate
 from streams.pipeline.embed_batcher import EmbedBatcher
 from streams.settings import Settings
@@ -99,6 +100,7 @@ class PipelineRuntime:
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="turnstream-model")
         self._http = httpx.AsyncClient()
         self._deps: TurnDeps | None = None
+        self._llms: dict[Phase, LlmTask] = {}
         self._batcher: EmbedBatcher | None = None
         self._indexer: Indexer | None = None
         self._store: VectorStore | None = None
@@ -149,13 +151,14 @@ class PipelineRuntime:
             folder = packs_dir / pack.agent.tenant_id / pack.agent.agent_id
             return PackToolExecutor(PythonToolExecutor(folder), http)
 
+        self._llms = _llm_tasks(self.settings)
         self._deps = TurnDeps(
             embedder=embedder,
             vectors=vectors,
             lexicon=lexicon,
             tools=tools,
             settings=self.settings,
-            llm=_llm_tasks(self.settings),
+            llm=metered(self._llms),
         )
         await self.registry.start()
         for snapshot in self.registry.snapshots():
@@ -167,7 +170,7 @@ class PipelineRuntime:
         for task in list(self._index_tasks):
             task.cancel()
         await asyncio.gather(*self._index_tasks, return_exceptions=True)
-        llms = {id(llm): llm for llm in self._deps.llm.values()} if self._deps else {}
+        llms = {id(llm): llm for llm in self._llms.values()}
         for llm in llms.values():
             if isinstance(llm, OpenAiLlm):
                 await llm.close()

@@ -44,6 +44,7 @@ from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import TurnResponse
 from schemas.fields import MAX_MESSAGE_CHARS
+from streams import metrics, tracing
 from streams.pipeline.base import Pipeline, raw_record
 from streams.pipeline.rejects import RawRecord, input_from_record, rejection
 from streams.pipeline.table_ports import (
@@ -163,6 +164,7 @@ class SessionAgent:
             }
         )
         self.p.set_gate(key, gate)
+        tracing.tag(turn_id=first.turn_id)
         directory = GateDirectory.of(gate)
         given = first.input
         ports = IdentificationPorts(
@@ -263,21 +265,24 @@ class SessionAgent:
             return
         context = record.context
         now = datetime.now(UTC)
-        if not self.p.answered(key, record.turn_id):
-            self.p.respond(key, completion_response(record, now))
-        if context.response_text is not None:
-            pack = self.p.pack_for(context)
-            tenant = record.tenant_id
-            self.sessions[session_table_key(tenant, record.session_id)] = encode(
-                next_session(record.turn_id, context, pack, now)
-            )
-            self.customers[customer_table_key(tenant, record.customer_id)] = encode(
-                persistent_customer_data(context, pack, now)
-            )
-        # The effects must be in Kafka before the gate opens: records of different topics
-        # are not ordered, and a crash that kept the release but lost the response would
-        # drop the replayed completion as done. Found by the SIGKILL test under load.
-        await self.t.app.producer.flush()
+        tracing.tag(turn_id=record.turn_id)
+        with tracing.phase_span(Phase.PERSISTENCE.value):
+            if not self.p.answered(key, record.turn_id):
+                self.p.respond(key, completion_response(record, now))
+                metrics.observe_record(record)
+            if context.response_text is not None:
+                pack = self.p.pack_for(context)
+                tenant = record.tenant_id
+                self.sessions[session_table_key(tenant, record.session_id)] = encode(
+                    next_session(record.turn_id, context, pack, now)
+                )
+                self.customers[customer_table_key(tenant, record.customer_id)] = encode(
+                    persistent_customer_data(context, pack, now)
+                )
+            # The effects must be in Kafka before the gate opens: records of different
+            # topics are not ordered, and a crash that kept the release but lost the response
+            # would drop the replayed completion as done. Found by the SIGKILL test under load.
+            await self.t.app.producer.flush()
         gate = self.p.gate(key)  # requests may have joined the waiting list meanwhile
         if _is_in_flight(gate, record.turn_id):
             await self._release(key, gate)
@@ -296,7 +301,8 @@ class SessionAgent:
         )
         if released.waiting:
             batch, rest = _fitting(list(released.waiting))
-            await self._admit(key, released, batch, rest)
+            with tracing.new_trace("session", turn_id=batch[0].turn_id):  # the next turn's own
+                await self._admit(key, released, batch, rest)
         else:
             self.p.set_gate(key, released)
 

@@ -30,6 +30,7 @@ from schemas.events.pipeline_state import RetrievalJoin
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from schemas.pack.agent_pack import AgentPack
+from streams import tracing
 from streams.pipeline.base import Pipeline
 from streams.pipeline.decoded import DecodedTable
 from streams.pipeline.topology import required
@@ -60,7 +61,8 @@ class RetrievalAgent:
             result = failed_result(request, "pack version not available", datetime.now(UTC))
         else:
             try:
-                result = await asyncio.to_thread(retrieve_one, request, pack, self.p.deps)
+                with tracing.phase_span(f"retrieval.{self.rtype.value}"):
+                    result = await asyncio.to_thread(retrieve_one, request, pack, self.p.deps)
             except Exception as exc:  # a failed type is a gap in the join, not a dead turn
                 logger.exception("%s retrieval failed", self.rtype.value)
                 result = failed_result(request, f"{type(exc).__name__}: {exc}", datetime.now(UTC))
