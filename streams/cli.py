@@ -19,6 +19,7 @@ import traceback
 from importlib import metadata
 
 from streams.cli_errors import DEBUG_HINT, EXIT_FAILED, EXIT_INTERRUPTED, explain
+from streams.log_setup import configure_cli_logging
 
 AREAS: tuple[str, ...] = (
     "streams.cli_kafka",
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_cli_logging(args.debug)
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

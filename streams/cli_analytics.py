@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,8 +62,6 @@ def open_source(settings: Settings) -> tuple[QuerySource, AnalyticsStore | None,
                 f"not {location(settings)}: opening the data here",
                 file=sys.stderr,
             )
-    # The HTTP driver logs each failure it raises too: the raised one is enough here.
-    logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
     try:
         store = AnalyticsStore.open(settings, migrate=not settings.clickhouse_url)
     except EngineBusyError as exc:

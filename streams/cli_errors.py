@@ -92,8 +92,30 @@ def _clickhouse(exc: BaseException) -> bool:
     )
 
 
+def _kafka_down(exc: BaseException) -> BaseException | None:
+    """The KafkaConnectionError in ``exc``'s chain of causes (a PublishError wraps one)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if _is(seen, "aiokafka.errors", "KafkaConnectionError"):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def _bootstrap() -> str:
+    """Where the command tried to connect, by the settings (they loaded, or no client would
+    have been started)."""
+    settings = sys.modules.get("streams.settings")
+    try:
+        return str(settings.load_settings().bootstrap_servers) if settings else "the cluster"
+    except Exception:
+        return "the cluster"
+
+
 def explain(exc: BaseException) -> Failure | None:
     """The one-line form of an expected failure; None for anything else (a bug)."""
+    if _kafka_down(exc) is not None:
+        return Failure(f"Kafka at {_bootstrap()} does not answer", KAFKA_HINT)
     if isinstance(exc, CliError):
         return Failure(exc.what, exc.hint, exc.code)
     message = str(exc)
@@ -105,8 +127,6 @@ def explain(exc: BaseException) -> Failure | None:
         )
     if _is(exc, "streams.worker", "KafkaUnreachableError"):
         return Failure(_one_line(message), KAFKA_HINT)
-    if _is(exc, "aiokafka.errors", "KafkaConnectionError"):
-        return Failure(f"Kafka does not answer ({_one_line(message)})", KAFKA_HINT)
     if _is(exc, "streams.local_kafka", "LocalKafkaError"):
         return Failure(
             _first_line(message),

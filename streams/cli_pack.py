@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -77,9 +76,9 @@ def _load(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         result = asyncio.run(publish_pack(settings, load_pack(pack_dir)))
-    except PublishError as exc:
-        print(f"{pack_dir}: not loaded: {exc}", file=sys.stderr)
-        return 1
+    except PublishError:
+        print(f"{pack_dir}: not loaded, nothing published")
+        raise  # then one line with a hint on stderr (streams/cli_errors.py)
     who = f"tenant {result.tenant}, agent {result.agent}"
     if result.published:
         print(f"{who}: version {result.version} published to {result.topic}")

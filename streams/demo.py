@@ -26,6 +26,7 @@ from processors.pack import load_pack
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.domain.turn_record import TurnRecord
 from schemas.events.turn_response import TurnResponse
+from schemas.pack import AgentPack
 from streams.cli_errors import CliError
 from streams.local_kafka import LocalKafka
 from streams.pack_publisher import publish_pack
@@ -116,10 +117,10 @@ def _wrapped(first: str, items: list[str], width: int = 100) -> list[str]:
     return lines
 
 
-async def run_demo(settings: Settings, pack_dir: Path) -> int:
+async def run_demo(settings: Settings, pack: AgentPack) -> int:
     """Topics, the pack, a worker and the conversation, on a broker that already serves."""
     await ensure_topics(settings)
-    published = await publish_pack(settings, load_pack(pack_dir))
+    published = await publish_pack(settings, pack)
     how = "published" if published.published else "unchanged since the last run"
     print(f"pack {published.tenant}/{published.agent} v{published.version} {how}")
     worker = Worker(settings)
@@ -163,7 +164,9 @@ class _ProgressFormatter(logging.Formatter):
 
 def _quiet_logging() -> None:
     """Warnings and errors only, except the worker's progress lines."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_ProgressFormatter())
     for name in PROGRESS_LOGGERS:
@@ -176,6 +179,7 @@ def _quiet_logging() -> None:
 def main(settings: Settings) -> int:
     _quiet_logging()
     root = example_packs_root(settings)
+    pack = load_pack(root / EXAMPLE_PACK)  # an invalid pack fails before a broker starts
     print(
         f"turnstream demo: the example pack ({root / EXAMPLE_PACK}), one worker, and a "
         f"scripted {len(SCRIPT)}-turn refund conversation; each answer comes with what the "
@@ -192,7 +196,7 @@ def main(settings: Settings) -> int:
         how = f"started in {time.monotonic() - began:.1f} s" if started_broker else "running"
         print(f"  {how}")
     try:
-        return asyncio.run(run_demo(settings, root / EXAMPLE_PACK))
+        return asyncio.run(run_demo(settings, pack))
     finally:
         if broker is not None and started_broker:
             print("stopping the local Kafka broker the demo started ...", flush=True)

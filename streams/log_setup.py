@@ -1,4 +1,8 @@
-"""Logging of a ``turnstream worker``: the library chatter of a normal start goes to DEBUG.
+"""Logging of ``turnstream`` processes: what the libraries say that the user needs no more.
+
+Client commands (``topics``, ``send``, ``pack load``, ``sql``, ...) log WARNING and up on
+stderr, less :class:`RaisedAnyway`. A worker (``turnstream worker``) logs at its level, and
+the library chatter of a normal start goes to DEBUG:
 
 Faust logs, at INFO, a table row per partition of every changelog ("Highwater for active
 changelog partitions", "offsets at start of reading": 12 partitions x 5 topics, twice per
@@ -43,9 +47,35 @@ class StartupNoise(logging.Filter):
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
+RAISED_ANYWAY = ("aiokafka", "clickhouse_connect", "urllib3")
+
+
+class RaisedAnyway(logging.Filter):
+    """Drops records below CRITICAL of aiokafka and the ClickHouse driver (and its urllib3)
+    in client commands.
+
+    They log a failed connection (and each retry) and then raise it; the CLI reports the raised
+    error as one line with a hint, so their records only print the same failure again,
+    before the line that explains it. ``--debug`` keeps them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name.split(".", 1)[0] in RAISED_ANYWAY and record.levelno < logging.CRITICAL
+        )
+
+
+def configure_cli_logging(debug: bool) -> None:
+    """WARNING and up on stderr; without ``debug``, less :class:`RaisedAnyway`. A worker or
+    the demo replaces this with its own configuration."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RaisedAnyway())
+
+
 def configure_worker_logging(level: str) -> None:
     """Root logging at ``level`` on stderr, with :class:`StartupNoise` on its handlers."""
-    logging.basicConfig(level=level, format=WORKER_FORMAT)
+    logging.basicConfig(level=level, format=WORKER_FORMAT, force=True)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, StartupNoise) for f in handler.filters):
             handler.addFilter(StartupNoise())

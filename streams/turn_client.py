@@ -88,7 +88,11 @@ class TurnClient:
         await self._producer.stop()
 
     async def __aenter__(self) -> TurnClient:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # else the clients of a failed start are left unclosed
+            raise
         return self
 
     async def __aexit__(
