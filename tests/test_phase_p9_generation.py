@@ -48,7 +48,10 @@ async def test_templates_are_rendered_with_variables_and_number_formats(pack: Ag
         mode=H,
         channel="webchat",
     )
-    assert out.text.startswith("To confirm: a refund of 80.00 USD for order A-10024")
+    assert out.text.startswith(
+        "To confirm: a refund for order A-10024 to your original payment method. "
+        "The refund amount is 80.00 USD."
+    )
     assert out.text.endswith("Shall I go ahead?")
     assert out.outcome.resolution is Resolution.PARTIAL
     assert out.usage == []
