@@ -17,7 +17,7 @@ from processors.llm import call_budget_s
 from schemas.domain.phase import Phase
 from streams.settings import PhaseSettings, Settings, TaskMode
 
-__all__ = ["LLM_PHASES", "TurnLlmBudget", "turn_llm_budget"]
+__all__ = ["LLM_PHASES", "TurnLlmBudget", "stall_problem", "turn_llm_budget"]
 
 LLM_PHASES = (Phase.SENSOR, Phase.RULE_SELECTION, Phase.GENERATION, Phase.ENFORCEMENT)
 
@@ -47,3 +47,17 @@ def turn_llm_budget(settings: Settings) -> TurnLlmBudget:
         calls += passes * (1 + knobs.retries)
         seconds += passes * call_budget_s(knobs, settings.llm_backoff_s)
     return TurnLlmBudget(calls=calls, seconds=seconds)
+
+
+def stall_problem(settings: Settings) -> str | None:
+    """Why ``settings`` would let the watchdog drive again a turn that is only waiting on
+    its model, or None: ``turn_stall_s`` must exceed the worst-case turn budget."""
+    budget = turn_llm_budget(settings)
+    if settings.turn_stall_s > budget.seconds:
+        return None
+    return (
+        f"TURNSTREAM_TURN_STALL_S ({settings.turn_stall_s:g} s) must exceed the worst-case "
+        f"LLM time of one turn ({budget.seconds:g} s: {budget.calls} attempts of the phases "
+        "in llm mode, each up to its timeout_s, with backoff); raise it, or lower the phases' "
+        "timeout_s, retries or enforcement.regenerations"
+    )

@@ -27,6 +27,7 @@ AREAS: tuple[str, ...] = (
     "streams.cli_pack",
     "streams.cli_pipeline",
     "streams.cli_analytics",
+    "streams.cli_llm",
     "streams.cli_status",
 )
 """The sub-command modules, in the order ``--help`` lists their commands."""

@@ -14,6 +14,8 @@ import signal
 
 from aiokafka.errors import KafkaConnectionError
 
+from processors.llm_budget import stall_problem
+
 from streams.analytics_consumer import AnalyticsConsumer
 from streams.analytics_services import Service, analytics_services
 from streams.kafka_ready import wait_until_serving
@@ -23,7 +25,7 @@ from streams.pipeline.runtime import PipelineRuntime
 from streams.pipeline.topology import Topology, build_topology
 from streams.pipeline.wiring import register
 from streams.roles import PIPELINE_ROLES, Role, app_suffix, runs
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 from streams.topic_admin import TopicReport, ensure_topics
 from streams.webhook_consumer import WebhookConsumer
 from streams.worker_ops import WorkerOps
@@ -39,6 +41,9 @@ class KafkaUnreachableError(RuntimeError):
 
 class Worker:
     def __init__(self, settings: Settings, role: Role = Role.ALL) -> None:
+        problem = stall_problem(settings)
+        if problem is not None:  # the watchdog would drive again turns waiting on the model
+            raise SettingsError(problem)
         self.settings = settings
         self.role = role
         self.runtime = PipelineRuntime(settings)

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 SECRET = "sk-test-pipeline-never-show"
 TIMEOUT_S = 2.0
+PACK_GENERATION_TIMEOUT_S = 8.0
 GENERATION = "reply"
 SENSOR = "situational_snapshot"
 RULE_FILTER = "rule_filter_verdicts"
@@ -116,7 +117,8 @@ async def test_a_timed_out_generation_falls_back_to_the_heuristic_and_says_so(
 ) -> None:
     fake.script(SENSOR, JsonReply(SNAPSHOT))
     fake.script(RULE_FILTER, JsonReply({"verdicts": []}))
-    late = DelayReply(TIMEOUT_S * 2, then=JsonReply(REPLY))
+    # the pack's own generation.timeout_s (8 s) bounds each attempt, not the process's 2 s
+    late = DelayReply(PACK_GENERATION_TIMEOUT_S + 2, then=JsonReply(REPLY))
     fake.script(GENERATION, late, late)
 
     turn_id = await client.send(customer_says(visitor(), "where is my order A-10024?"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -72,6 +73,11 @@ class Pipeline:
         self.release: Callable[[bytes, SessionGate], Awaitable[None]] = _no_release
         self.in_flight_index: dict[bytes, tuple[TurnRequested, datetime]] = {}
         """The turns in flight of this worker's sessions, for the stall watchdog."""
+        self.busy: Counter[bytes] = Counter()
+        """Sessions a handler of this worker is working on right now (waiting on the model
+        included): the watchdog's heartbeat, so a busy turn is never driven again."""
+        self.progress: dict[bytes, datetime] = {}
+        """When a handler of this worker last finished work for the session's turn."""
 
     @property
     def deps(self):  # type: ignore[no-untyped-def]
@@ -90,6 +96,7 @@ class Pipeline:
             self.in_flight_index[key] = (gate.in_flight, gate.in_flight_since)
         else:
             self.in_flight_index.pop(key, None)
+            self.progress.pop(key, None)
 
     @property
     def _gates(self) -> DecodedTable[SessionGate]:
@@ -195,6 +202,27 @@ class Pipeline:
         logger.warning("turn %s failed in %s: %s %s", current.turn_id, phase.value, code, message)
         self.respond(key, rejection(current.turn_id, current.input, phase, code, message))
         await self.release(key, gate)
+
+    def working(self, handler: Handler) -> Handler:
+        """``handler`` with the heartbeat: its session counts as busy while it runs, and as
+        progressed when it returns."""
+
+        async def run(event: Any) -> None:
+            key = event.message.key
+            if key is None:
+                await handler(event)
+                return
+            self.busy[key] += 1
+            try:
+                await handler(event)
+            finally:
+                self.busy[key] -= 1
+                if self.busy[key] <= 0:
+                    del self.busy[key]
+                if key in self.in_flight_index:
+                    self.progress[key] = datetime.now(UTC)
+
+        return run
 
     def decode(self, event: Any, model: type[M]) -> M:
         return decode_as(event.message.value, model)

@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from processors.llm_budget import turn_llm_budget
 from processors.phases.identification import IdentificationPorts
 from processors.turn.ids import TurnIds
 from processors.turn.persist import (
@@ -61,6 +62,8 @@ from streams.topics import TURN_COMPLETED, TURN_REQUESTED
 logger = logging.getLogger(__name__)
 
 WATCHDOG_TICK_S = 1.0
+STALL_MARGIN_S = 5.0
+"""Time a turn gets beyond its pack's LLM budget for its queues and CPU work."""
 WATCHDOG_RESCAN = 5
 """Every this many ticks the watchdog re-reads the whole gate table: after a restart or a
 rebalance the gates come back from the changelog, not through the agent."""
@@ -223,8 +226,12 @@ class SessionAgent:
 
     async def resume_stalled(self) -> None:
         """Drive again every turn in flight that was admitted before this worker started
-        (its last steps may have died with the previous process) or that has not finished
-        within ``turn_stall_s``: the request is published again, and the session agent
+        (its last steps may have died with the previous process) or that has made no
+        progress for ``turn_stall_s`` (see :meth:`_stall_after`). A turn a handler of this
+        worker is working on is busy, not stalled: waiting on its model is bounded by its
+        LLM budget, and driving it again would only multiply the calls sent to a provider
+        that is already slow. Stages in another process heartbeat there; here a turn of
+        theirs counts from its admission. The request is published again, and the session agent
         treats a request of the turn in flight as "drive it again". Effects stay once,
         because every later stage drops what it has already seen."""
         try:
@@ -242,10 +249,13 @@ class SessionAgent:
                 if found is not None:
                     self.p.track(key, found)
         now = datetime.now(UTC)
-        stall = timedelta(seconds=self.t.settings.turn_stall_s)
         for key, (request, since) in list(self.p.in_flight_index.items()):
+            if self.p.busy.get(key):
+                continue  # a stage of this worker is working on it (or waiting on its model)
+            stall = self._stall_after(request)
             nudged = self._nudged.get(key)
-            due = since < self._started or now - since > stall
+            last = max(since, self.p.progress.get(key, since))
+            due = since < self._started or now - last > stall
             if not due or (nudged is not None and now - nudged < stall):
                 continue
             self._nudged[key] = now
@@ -253,6 +263,17 @@ class SessionAgent:
             await self.p.send(self.t.requested, key, request)
         for key in [k for k in self._nudged if k not in self.p.in_flight_index]:
             del self._nudged[key]
+
+    def _stall_after(self, request: TurnRequested) -> timedelta:
+        """How long a turn may go without progress: ``turn_stall_s``, or longer where the
+        agent's pack allows its turns more time on the model (the worker checked at start
+        that ``turn_stall_s`` exceeds the process settings' own turn budget)."""
+        stall = self.t.settings.turn_stall_s
+        newest = self.p.runtime.versions.newest(request.input.tenant_id, request.input.agent_id)
+        if newest is not None:
+            budget = turn_llm_budget(self.p.deps.settings_for(newest[1]))
+            stall = max(stall, budget.seconds + STALL_MARGIN_S)
+        return timedelta(seconds=stall)
 
     # -- effects and release ----------------------------------------------------------------
 

@@ -32,31 +32,40 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
     """The role's agents, each reading its topics with ``concurrency`` actors (the join with
     one: it is quick and keeps its table simple). Per-session order holds at any
     concurrency because the session agent decides a request's fate before its first await,
-    and at most one turn per session is past it."""
+    and at most one turn per session is past it.
+
+    The stages that may wait on the LLM (session for P2, decide for P5, generate, enforce)
+    get ``llm_stage_concurrency`` actors when an LLM endpoint is configured: a turn waiting
+    on its model holds an actor but no CPU, and the LLM port bounds the requests in flight
+    per endpoint (``llm_max_in_flight``). Retrieval keeps ``concurrency``: it is CPU work.
+    Every handler runs under the watchdog's heartbeat (:meth:`Pipeline.working`)."""
     t = pipeline.topology
     app = t.app
+    settings = t.settings
+    waits = settings.llm_stage_concurrency if settings.llm_base_url else concurrency
+    llm_concurrency = max(concurrency, waits)
 
     def channel(*specs: TopicSpec) -> TopicT:
         return app.topic(*(t.name(s) for s in specs), **RAW)
 
     if runs(role, Role.CONTEXT):
         session = SessionAgent(pipeline)
-        app.agent(channel(TURN_REQUESTED, TURN_COMPLETED), name="session", concurrency=concurrency)(
-            pipeline.guard("session", Phase.IDENTIFICATION, session.handle)
-        )
+        app.agent(
+            channel(TURN_REQUESTED, TURN_COMPLETED), name="session", concurrency=llm_concurrency
+        )(pipeline.guard("session", Phase.IDENTIFICATION, pipeline.working(session.handle)))
         app.timer(WATCHDOG_TICK_S, name="stall-watchdog")(session.resume_stalled)
     if runs(role, Role.RETRIEVAL):
         for rtype in RetrievalType:
             retrieval = RetrievalAgent(pipeline, rtype)
             name = f"retrieval-{rtype.value}"
             app.agent(t.retrieval_requested[rtype], name=name, concurrency=concurrency)(
-                pipeline.guard(name, Phase.RETRIEVAL, retrieval.handle)
+                pipeline.guard(name, Phase.RETRIEVAL, pipeline.working(retrieval.handle))
             )
     stages: list[tuple[str, Phase, TopicT, Handler]] = []
     if runs(role, Role.DECIDE):
         joiner = JoinAgent(pipeline)
         app.agent(channel(TURN_CONTEXT, RETRIEVAL_RESULTS), name="join")(
-            pipeline.guard("join", Phase.RETRIEVAL, joiner.handle)
+            pipeline.guard("join", Phase.RETRIEVAL, pipeline.working(joiner.handle))
         )
         app.timer(DEADLINE_TICK_S, name="join-deadlines")(joiner.tick)
         decider = StageAgent(pipeline, decide, t.planned, Phase.PLANNING)
@@ -66,4 +75,6 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
         stages.append(("generate", Phase.GENERATION, t.planned, generator.handle))
         stages.append(("enforce", Phase.ENFORCEMENT, t.generated, EnforceAgent(pipeline).handle))
     for name, phase, topic, handler in stages:
-        app.agent(topic, name=name, concurrency=concurrency)(pipeline.guard(name, phase, handler))
+        app.agent(topic, name=name, concurrency=llm_concurrency)(
+            pipeline.guard(name, phase, pipeline.working(handler))
+        )
