@@ -41,7 +41,7 @@ def _validate(args: argparse.Namespace) -> int:
     from schemas.pack import SECTION_KEYS
 
     pack_dir: Path = args.dir
-    report = inspect_pack(pack_dir)
+    report = inspect_pack(pack_dir, load_settings().tools.policy())
     for problem in report.problems:
         print(dataclasses.replace(problem, file=str(pack_dir / problem.file)))
     count = Counter(problem.severity for problem in report.problems)
@@ -75,7 +75,8 @@ def _load(args: argparse.Namespace) -> int:
         return 1
     settings = load_settings()
     try:
-        result = asyncio.run(publish_pack(settings, load_pack(pack_dir)))
+        pack = load_pack(pack_dir, settings.tools.policy())
+        result = asyncio.run(publish_pack(settings, pack))
     except PublishError:
         print(f"{pack_dir}: not loaded, nothing published")
         raise  # then one line with a hint on stderr (streams/cli_errors.py)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,11 +25,13 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
+from processors.tool_policy import DEFAULT_PYTHON_PREFIXES, ToolPolicy, normal_prefix
 from schemas.domain.retrieval import SelectionStrategy
 
 __all__ = [
@@ -238,6 +240,37 @@ class OtelSettings(_Strict):
     service_name: str = Field(default="turnstream", min_length=1, max_length=128)
 
 
+class ToolSettings(_Strict):
+    """What packs' tools may run and reach (``processors.tool_policy``): checked by ``pack
+    validate`` and ``pack load``, and again at every call in the worker."""
+
+    python_allowed_prefixes: Annotated[list[str], NoDecode] = Field(
+        default=list(DEFAULT_PYTHON_PREFIXES),
+        description="modules Python tools may come from: a package allows its submodules; "
+        "comma-separated in the environment (processors.tools_builtin,acme_tools)",
+    )
+    allow_private_targets: bool = Field(
+        default=False,
+        description="let HTTP tools reach loopback, private and link-local addresses (tests, "
+        "local development)",
+    )
+
+    @field_validator("python_allowed_prefixes", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("python_allowed_prefixes")
+    @classmethod
+    def _dotted(cls, value: list[str]) -> list[str]:
+        return [normal_prefix(prefix) for prefix in value]
+
+    def policy(self) -> ToolPolicy:
+        return ToolPolicy(tuple(self.python_allowed_prefixes), self.allow_private_targets)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "turnstream"
@@ -329,6 +362,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    tools: ToolSettings = ToolSettings()
     ops: OpsSettings = OpsSettings()
     otel: OtelSettings = OtelSettings()
 

@@ -35,9 +35,9 @@ from aiokafka.structs import TopicPartition
 from schemas.codec import CodecError, decode_as, encode
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.webhook import WebhookDelivery
+from sinks.outbound_http import guarded_session
 from sinks.webhooks.delivery import Deliverer, DeliveryJob, Dispatcher, RetryPolicy, SecretLookup
 from sinks.webhooks.events import events_from_turn
-from sinks.webhooks.ssrf import GuardedResolver
 from streams import metrics
 from streams.kafka_clients import consumer_kwargs, producer_kwargs
 from streams.pack_registry import PackSnapshot
@@ -130,12 +130,10 @@ class WebhookConsumer:
         producer = AIOKafkaProducer(**producer_kwargs(self._settings))
         await producer.start()
         self._producer = producer
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(allow_private=self._cfg.allow_private_targets),
+        self._session = guarded_session(
+            allow_private=self._cfg.allow_private_targets,
             limit=0,  # the lanes bound concurrency: a host shared by tenants is no bottleneck
-            limit_per_host=0,
         )
-        self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         extra: dict[str, Any] = {} if self._secrets is None else {"secrets": self._secrets}
         deliverer = Deliverer(
             self._session,

@@ -25,6 +25,8 @@ from processors.pack.collect import ID_KEYS, Collected, Origin, item_model
 from processors.pack.errors import PackError, Severity
 from processors.pack.graph import cycles, reachable
 from processors.pack.yaml_source import resolve, scalar_column
+from processors.tool_policy import ToolImportError, ToolPolicy
+from processors.url_guard import refused_before_resolving
 from schemas.domain.outcome import OutcomeCategory
 from schemas.domain.rules import RelationshipKind
 from schemas.pack import (
@@ -49,9 +51,10 @@ _CYCLE_CODES = {
 }
 
 
-def check(found: Collected) -> list[PackError]:
-    """Every cross-object problem of ``found``."""
-    checker = _Checker(found)
+def check(found: Collected, policy: ToolPolicy | None = None) -> list[PackError]:
+    """Every cross-object problem of ``found``; tool implementations are judged by the
+    operator's ``policy``, and not at all without one (the worker judges each call)."""
+    checker = _Checker(found, policy)
     runs = (
         checker.duplicates,
         checker.fields,
@@ -66,8 +69,9 @@ def check(found: Collected) -> list[PackError]:
 
 
 class _Checker:
-    def __init__(self, found: Collected) -> None:
+    def __init__(self, found: Collected, policy: ToolPolicy | None) -> None:
         self.found = found
+        self.policy = policy
         self.ids = {
             section: {SECTION_KEYS[section][1](obj) for obj in objects} | found.broken[section]
             for section, objects in found.objects.items()
@@ -318,6 +322,31 @@ class _Checker:
                     yield origin.at(
                         "unfilled_input", message, "input_schema", severity=Severity.WARNING
                     )
+            yield from self.implementation(origin, tool)
+
+    def implementation(self, origin: Origin, tool: Tool) -> Iterator[PackError]:
+        """A Python tool names an allowed module and resolves to a callable (its module is
+        imported only when allowed); an HTTP tool's URL is not refused by the SSRF policy as
+        far as it can be judged without resolving the name (the call checks the rest)."""
+        if self.policy is None:
+            return
+        python, http = tool.implementation.python, tool.implementation.http
+        if python is not None:
+            refusal = self.policy.python_refusal(python)
+            if refusal is not None:
+                yield origin.at("tool_not_allowed", refusal, "implementation", "python")
+                return
+            try:
+                self.policy.resolve_python(python)
+            except ToolImportError as exc:
+                yield origin.at("unresolved_tool", str(exc), "implementation", "python")
+        elif http is not None:
+            refused = refused_before_resolving(
+                str(http.url), allow_private=self.policy.allow_private_http
+            )
+            if refused is not None:
+                message = f"HTTP tool target refused: {refused}"
+                yield origin.at("refused_url", message, "implementation", "http", "url")
 
     def intents(self) -> Iterator[PackError]:
         """An intent's response template exists; the same example under two intents makes

@@ -14,13 +14,13 @@ not collected them yet).
 Failure: each call has the tool's ``timeout_ms`` (capped by the phase's ``timeout_s``);
 READ and IDEMPOTENT_WRITE tools are retried up to ``tool.retries`` times,
 NON_IDEMPOTENT_WRITE tools never; a call that still fails is a ``ToolCall(success=False)``
-and puts SYSTEM_ERROR in the result's categories.
+and puts SYSTEM_ERROR in the result's categories. A call the operator's tool policy refuses
+(``processors.tool_policy``) fails at once, without retries.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
 import time
@@ -30,8 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
+from processors.tool_policy import ToolPolicy, ToolRefusedError
 from schemas.domain.customer_data import (
     MAX_HISTORY,
     VariableChange,
@@ -47,12 +46,11 @@ from schemas.fields import json_text
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.common import ToolTiming
 from schemas.pack.fields import CustomerDataField
-from schemas.pack.tools import HttpMethod, SideEffect, Tool
+from schemas.pack.tools import SideEffect, Tool
 from streams.settings import PhaseSettings
 
 __all__ = [
     "DueBinding",
-    "HttpToolExecutor",
     "PackToolExecutor",
     "PythonToolExecutor",
     "ToolExecutor",
@@ -251,6 +249,9 @@ async def _call(
             error = f"timeout after {timeout_s:g} s"
         except asyncio.CancelledError:
             raise
+        except ToolRefusedError as exc:  # the operator's policy: trying again changes nothing
+            error = f"refused: {exc}"[:1000]
+            break
         except Exception as exc:  # a tool is foreign code: any failure is data, not a crash
             error = f"{type(exc).__name__}: {exc}"[:1000]
         else:
@@ -300,18 +301,17 @@ def _entry(
 class PythonToolExecutor:
     """Calls ``implementation.python`` (``module:function``) as
     ``function(arguments, *, config, pack_dir)``; sync functions run in a worker thread so a
-    slow tool cannot block the event loop (a timed-out thread finishes on its own)."""
+    slow tool cannot block the event loop (a timed-out thread finishes on its own). Only
+    modules the operator's ``policy`` allows are imported; any other call fails with
+    :class:`ToolRefusedError` before anything is imported."""
 
     pack_dir: Path
+    policy: ToolPolicy = field(default_factory=ToolPolicy)
     _functions: dict[str, Callable[..., Any]] = field(default_factory=dict, init=False)
 
     def _function(self, path: str) -> Callable[..., Any]:
         if path not in self._functions:
-            module_name, _, name = path.partition(":")
-            function = getattr(importlib.import_module(module_name), name)
-            if not callable(function):
-                raise TypeError(f"{path} is not callable")
-            self._functions[path] = function
+            self._functions[path] = self.policy.resolve_python(path)
         return self._functions[path]
 
     async def call(self, tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -332,37 +332,12 @@ class PythonToolExecutor:
 
 
 @dataclass
-class HttpToolExecutor:
-    """Sends the arguments as JSON (as query parameters for GET) and expects a JSON object;
-    the tool's ``timeout_ms`` bounds the request."""
-
-    client: httpx.AsyncClient
-
-    async def call(self, tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
-        http = tool.implementation.http
-        if http is None:
-            raise ValueError(f"tool {tool.id} has no http implementation")
-        timeout = httpx.Timeout(tool.timeout_ms / 1000)
-        if http.method is HttpMethod.GET:
-            params = {k: v if isinstance(v, str) else json_text(v) for k, v in arguments.items()}
-            response = await self.client.get(str(http.url), params=params, timeout=timeout)
-        else:
-            response = await self.client.request(
-                http.method.value, str(http.url), json=arguments, timeout=timeout
-            )
-        response.raise_for_status()
-        result = response.json()
-        if not isinstance(result, dict):
-            raise TypeError(f"tool {tool.id} answered {type(result).__name__}, not an object")
-        return result
-
-
-@dataclass
 class PackToolExecutor:
     """Routes each tool to the Python or the HTTP executor by its implementation."""
 
     python: PythonToolExecutor
-    http: HttpToolExecutor | None = None
+    http: ToolExecutor | None = None
+    """The HTTP tools' executor (``sinks.http_tools.HttpToolExecutor``: behind the SSRF guard)."""
 
     async def call(self, tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
         if tool.implementation.python is not None:

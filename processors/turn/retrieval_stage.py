@@ -31,17 +31,23 @@ from schemas.domain.retrieval import (
 )
 from schemas.domain.turn_context import TurnContext
 from schemas.events.retrieval import MAX_LEXICAL_TERMS, RetrievalRequested, RetrievalResult
+from schemas.fields import MAX_LABEL_CHARS
 from schemas.pack.agent_pack import AgentPack
 
 TIMEOUT_CODE = "retrieval.timeout"
 FAILED_CODE = "retrieval.failed"
+MAX_TERM_CHARS = MAX_LABEL_CHARS
+"""The longest lexical term a ``RetrievalRequested`` carries."""
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
 def query_features(query: str, vector: Vector) -> QueryFeatures:
     """P4.1's output from the query text and its embedding (computed by the caller, which
-    may batch embeddings across turns)."""
-    return QueryFeatures(text=query, vector=vector, tokens=tuple(tokenize(query)))
+    may batch embeddings across turns). Every customer text is processable: a token longer
+    than a lexical term may be (a pasted hash or URL path) is clipped to
+    :data:`MAX_TERM_CHARS`, here, so the in-process and the streamed turn see the same terms."""
+    tokens = tuple(token[:MAX_TERM_CHARS] for token in tokenize(query))
+    return QueryFeatures(text=query, vector=vector, tokens=tokens)
 
 
 def retrieval_requests(

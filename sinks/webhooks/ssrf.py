@@ -1,11 +1,10 @@
-"""The SSRF guard: webhooks reach the public internet only.
+"""The SSRF guard: webhooks and HTTP tools reach the public internet only.
 
-A subscription's URL must be ``http`` or ``https`` with a host. Its addresses, literal or
-resolved, must be global unicast: loopback, private (RFC 1918, unique local), link-local
-(cloud metadata at 169.254.169.254), shared, reserved, documentation, multicast and
-unspecified addresses are refused, IPv4-mapped IPv6 included.
-``TURNSTREAM_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true`` allows all but multicast and unspecified
-(tests and on-premises receivers).
+The policy (which schemes and addresses) is :mod:`processors.url_guard`; this module applies
+it to the addresses a URL resolves to. ``TURNSTREAM_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true`` and
+``TURNSTREAM_TOOLS__ALLOW_PRIVATE_TARGETS=true`` allow all but multicast and unspecified
+(tests and on-premises receivers). :mod:`sinks.outbound_http` builds the one HTTP client
+session both go through.
 
 The check runs before every attempt, and :class:`GuardedResolver` applies it again inside the
 HTTP client to the very addresses it connects to, so a name that resolves to a public
@@ -15,62 +14,28 @@ address at check time and to a private one at connect time (DNS rebinding) is re
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
-from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-ALLOWED_SCHEMES = frozenset({"http", "https"})
+from processors.url_guard import (
+    IPAddress,
+    TargetRefusedError,
+    check_address,
+    literal_address,
+    split_target,
+)
 
-
-class TargetRefusedError(OSError):
-    """A webhook target the guard refuses; an ``OSError`` so that the HTTP client reports it
-    as a connection failure."""
-
-
-def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def check_address(address: IPAddress | str, *, allow_private: bool) -> None:
-    ip = _unmapped(ipaddress.ip_address(address) if isinstance(address, str) else address)
-    if ip.is_multicast or ip.is_unspecified:
-        raise TargetRefusedError(f"{ip} is a multicast or unspecified address")
-    if allow_private:
-        return
-    if not ip.is_global or ip.is_loopback or ip.is_link_local or ip.is_private:
-        raise TargetRefusedError(
-            f"{ip} is not a public address (loopback, private, link-local or reserved)"
-        )
-
-
-def split_target(url: str) -> tuple[str, int]:
-    """Host and port of an allowed URL, or :class:`TargetRefusedError`."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ALLOWED_SCHEMES:
-        raise TargetRefusedError(f"scheme {parts.scheme!r} refused: http or https only")
-    host = parts.hostname
-    if not host:
-        raise TargetRefusedError("no host in the URL")
-    try:
-        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
-    except ValueError:
-        raise TargetRefusedError("invalid port") from None
-    return host, port
+__all__ = ["GuardedResolver", "TargetRefusedError", "check_address", "check_url", "split_target"]
 
 
 async def check_url(url: str, *, allow_private: bool) -> list[str]:
     """Refuse a URL whose scheme or any of whose addresses is not allowed; its addresses."""
     host, port = split_target(url)
-    try:
-        return [str(_checked(ipaddress.ip_address(host), allow_private))]
-    except ValueError:
-        pass
+    literal = literal_address(host)
+    if literal is not None:
+        return [str(_checked(literal, allow_private))]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

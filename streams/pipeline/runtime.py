@@ -16,10 +16,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-import httpx
+import aiohttp
 
 from processors.llm import LlmTask, OpenAiLlm
-from processors.phases.tools import HttpToolExecutor, PackToolExecutor, PythonToolExecutor
+from processors.phases.tools import PackToolExecutor, PythonToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
 from processors.retrieval.snapshot_index import SnapshotIndex
@@ -27,6 +27,8 @@ from processors.turn.deps import TurnDeps
 from schemas.domain.phase import Phase
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
+from sinks.http_tools import HttpToolExecutor
+from sinks.outbound_http import guarded_session
 from sinks.vector_store import VectorStore
 from streams.metrics import metered
 from streams.pack_registry import PackRegistry, PackUpdate
@@ -90,6 +92,21 @@ def one_intra_op_thread() -> None:
     torch.set_num_threads(1)
 
 
+def pack_tools(
+    settings: Settings, session: aiohttp.ClientSession
+) -> Callable[[AgentPack], PackToolExecutor]:
+    """Each pack's tool executor: its Python tools under the operator's tool policy, over
+    its own folder of ``packs_dir``; its HTTP tools through the guarded ``session``."""
+    policy = settings.tools.policy()
+    http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
+
+    def tools(pack: AgentPack) -> PackToolExecutor:
+        folder = settings.packs_dir / pack.agent.tenant_id / pack.agent.agent_id
+        return PackToolExecutor(PythonToolExecutor(folder, policy), http)
+
+    return tools
+
+
 class PipelineRuntime:
     """Start it before the Faust app, stop it after."""
 
@@ -98,7 +115,7 @@ class PipelineRuntime:
         self.registry = PackRegistry(settings)
         self.versions = PackVersions()
         self._model_thread = ThreadPoolExecutor(1, thread_name_prefix="turnstream-model")
-        self._http = httpx.AsyncClient()
+        self._http: aiohttp.ClientSession | None = None
         self._deps: TurnDeps | None = None
         self._llms: dict[Phase, LlmTask] = {}
         self._batcher: EmbedBatcher | None = None
@@ -144,12 +161,8 @@ class PipelineRuntime:
         self._vectors = vectors
         self._indexer = Indexer(vectors, embedder, lexicon)
         self._batcher = EmbedBatcher(embedder, self.in_model_thread)
-        http = HttpToolExecutor(self._http)
-        packs_dir = self.settings.packs_dir
-
-        def tools(pack: AgentPack) -> PackToolExecutor:
-            folder = packs_dir / pack.agent.tenant_id / pack.agent.agent_id
-            return PackToolExecutor(PythonToolExecutor(folder), http)
+        self._http = guarded_session(allow_private=self.settings.tools.allow_private_targets)
+        tools = pack_tools(self.settings, self._http)
 
         self._llms = _llm_tasks(self.settings)
         self._deps = TurnDeps(
@@ -174,7 +187,8 @@ class PipelineRuntime:
         for llm in llms.values():
             if isinstance(llm, OpenAiLlm):
                 await llm.close()
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
         if self._store is not None:
             self._store.close()
         self._model_thread.shutdown(wait=False, cancel_futures=True)

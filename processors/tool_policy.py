@@ -1,0 +1,76 @@
+"""What a pack's tools may run and reach: the operator's policy, checked by the pack
+validator and again at every call in the worker.
+
+A pack is tenant-written, and a Python tool runs inside the shared worker, so it names code
+the *operator* has allowed: ``implementation.python`` must be a module under one of
+``python_prefixes`` (``TURNSTREAM_TOOLS__PYTHON_ALLOWED_PREFIXES``; default
+:data:`DEFAULT_PYTHON_PREFIXES`, the built-in tool modules). A prefix is a package: ``a.b``
+allows ``a.b`` and ``a.b.c``, never ``a.bc``. A refused module is never imported, so naming
+``os:system`` or ``this`` runs nothing. HTTP tools follow the outbound policy of
+:mod:`processors.url_guard` unless ``allow_private_http`` (an operator opt-in for
+development and tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_PYTHON_PREFIXES: tuple[str, ...] = ("processors.tools_builtin",)
+"""The tool modules that ship with turnstream (the example packs' tools)."""
+
+MODULE_PREFIX = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\.?$")
+
+
+class ToolRefusedError(PermissionError):
+    """A call the operator's policy forbids; the call fails, nothing runs."""
+
+
+class ToolImportError(ImportError):
+    """An allowed tool path that does not resolve to a callable."""
+
+
+def normal_prefix(prefix: str) -> str:
+    """A prefix as the policy compares it: a dotted module name without a trailing dot."""
+    if not MODULE_PREFIX.match(prefix):
+        raise ValueError(f"{prefix!r} is not a dotted module name")
+    return prefix.rstrip(".")
+
+
+@dataclass(frozen=True)
+class ToolPolicy:
+    python_prefixes: tuple[str, ...] = DEFAULT_PYTHON_PREFIXES
+    allow_private_http: bool = False
+
+    def python_refusal(self, path: str) -> str | None:
+        """Why ``module:function`` may not run here, or None when its module is allowed."""
+        module = path.partition(":")[0]
+        prefixes = [normal_prefix(p) for p in self.python_prefixes]
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return None
+        allowed = ", ".join(prefixes) or "none"
+        return (
+            f"module {module!r} is not under an allowed tool prefix ({allowed}); "
+            "the operator sets TURNSTREAM_TOOLS__PYTHON_ALLOWED_PREFIXES"
+        )
+
+    def resolve_python(self, path: str) -> Callable[..., Any]:
+        """The function ``module:function`` names: :class:`ToolRefusedError` before any import
+        when the module is not allowed, :class:`ToolImportError` when it does not resolve."""
+        refusal = self.python_refusal(path)
+        if refusal is not None:
+            raise ToolRefusedError(refusal)
+        module_name, _, name = path.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a module's import may raise anything
+            raise ToolImportError(f"cannot import {module_name!r}: {exc}") from exc
+        function = getattr(module, name, None)
+        if function is None:
+            raise ToolImportError(f"module {module_name!r} has no {name!r}")
+        if not callable(function):
+            raise ToolImportError(f"{path} is not callable")
+        return function  # type: ignore[no-any-return]
