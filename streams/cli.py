@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import traceback
-from importlib import metadata
 
 from streams.cli_errors import DEBUG_HINT, EXIT_FAILED, EXIT_INTERRUPTED, explain
 from streams.log_setup import configure_cli_logging
@@ -27,17 +25,27 @@ AREAS: tuple[str, ...] = (
     "streams.cli_pack",
     "streams.cli_pipeline",
     "streams.cli_analytics",
-    "streams.cli_llm",
     "streams.cli_status",
 )
 """The sub-command modules, in the order ``--help`` lists their commands."""
 
 
-def _version() -> str:
-    try:
-        return metadata.version("turnstream")
-    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
-        return "unknown (not installed)"
+class _Version(argparse.Action):
+    """``--version``, reading the installed version only when asked (importlib.metadata
+    costs every other command ~40 ms)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("turnstream")
+        except metadata.PackageNotFoundError:  # a source tree that is not installed
+            version = "unknown (not installed)"
+        print(f"turnstream {version}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="turnstream",
         description="Event-driven turn processor for customer-facing AI agents, on Kafka.",
     )
-    parser.add_argument("--version", action="version", version=f"turnstream {_version()}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument(
         "--debug", action="store_true", help="print the traceback of a failure, not one line"
     )
@@ -66,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         failure = explain(exc)
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         if failure is not None:
             print(failure.line(), file=sys.stderr)
