@@ -67,7 +67,7 @@ def describe(record: TurnRecord, response: TurnResponse) -> list[str]:
     """The lines the demo prints for one turn."""
     context = record.context
     lines = [f"  agent> {response.text or response.error}"]
-    lines.append(f"    intent: {context.canonical_intent}")
+    lines.append(f"    intent: {context.canonical_intent or '(none recognised)'}")
     reading = context.dialogue
     if reading is not None and reading.step_id is not None:
         lines.append(
@@ -150,6 +150,8 @@ async def _converse(settings: Settings, tenant: str, agent: str) -> int:
             print("\n".join(describe(record, response)))
             if response.error is not None:
                 return 1
+    report = "; `turnstream report` shows what the analytics recorded of them"
+    print(f"\ndemo done: {len(SCRIPT)} turns answered{report if settings.analytics.enabled else ''}")
     return 0
 
 
