@@ -151,7 +151,10 @@ async def _converse(settings: Settings, tenant: str, agent: str) -> int:
             if response.error is not None:
                 return 1
     report = "; `turnstream report` shows what the analytics recorded of them"
-    print(f"\ndemo done: {len(SCRIPT)} turns answered{report if settings.analytics.enabled else ''}")
+    print(
+        f"\ndemo done: {len(SCRIPT)} turns answered"
+        + (report if settings.analytics.enabled else "")
+    )
     return 0
 
 
