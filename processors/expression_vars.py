@@ -6,7 +6,9 @@ One flat naming scheme (attribute access is not part of the language):
   ``fields.yaml``; field keys may not start with ``session_`` or ``response_``);
 * **session variables** ``session_*`` (:data:`SESSION_VARIABLES`), in every expression;
 * **response variables** ``response_*`` (:data:`RESPONSE_VARIABLES`), only in enforcement
-  expressions, because conditions and transitions run before there is an answer.
+  expressions, because conditions and transitions run before there is an answer; plus, per
+  NUMBER field with ``amount_terms``, ``response_<key>`` (:func:`amount_variables`): the
+  pack names its own money amounts (a credit, a fee), not only refunds.
 
 A variable the caller does not provide evaluates to ``None`` (see :mod:`processors.expressions`).
 """
@@ -14,7 +16,9 @@ A variable the caller does not provide evaluates to ``None`` (see :mod:`processo
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+
+from schemas.pack.fields import CustomerDataField
 
 SESSION_PREFIX = "session_"
 RESPONSE_PREFIX = "response_"
@@ -95,3 +99,24 @@ def response_variables(text: str, response_type: str | None = None) -> dict[str,
         "response_delivery_dates": [d for s in sentences if _DELIVERY.search(s) for d in _dates(s)],
         "response_emails": [email.lower() for email in _EMAIL.findall(text)],
     }
+
+
+def amount_names(fields: Iterable[CustomerDataField]) -> dict[str, tuple[str, ...]]:
+    """``response_<key>`` -> the field's ``amount_terms``, for fields that declare some."""
+    return {f"{RESPONSE_PREFIX}{f.key}": tuple(f.amount_terms) for f in fields if f.amount_terms}
+
+
+def amount_variables(text: str, names: Mapping[str, Sequence[str]]) -> dict[str, object]:
+    """Per name of :func:`amount_names`, the largest money amount in a sentence of ``text``
+    that mentions one of its terms (whole words, any case), or None."""
+    if not names:
+        return {}
+    sentences = [sentence for sentence in _SENTENCE_END.split(text) if sentence]
+    found: dict[str, object] = {}
+    for name, terms in names.items():
+        pattern = re.compile(
+            r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")\b", re.IGNORECASE
+        )
+        amounts = [a for s in sentences if pattern.search(s) for a in _amounts(s)]
+        found[name] = max(amounts, default=None)
+    return found

@@ -19,6 +19,7 @@ from processors.expression_vars import (
     RESPONSE_VARIABLES,
     SESSION_PREFIX,
     SESSION_VARIABLES,
+    amount_names,
 )
 from processors.expressions import FUNCTIONS, ExpressionError, parse
 from processors.pack.collect import ID_KEYS, Collected, Origin, item_model
@@ -81,7 +82,8 @@ class _Checker:
         self.template_by_id = {t.id: t for _, t in self.each(Template)}
         field_keys = self.ids["fields"]
         self.condition_names = field_keys | set(SESSION_VARIABLES)
-        self.enforcement_names = self.condition_names | set(RESPONSE_VARIABLES)
+        self.amount_names = set(amount_names(f for _, f in self.each(CustomerDataField)))
+        self.enforcement_names = self.condition_names | set(RESPONSE_VARIABLES) | self.amount_names
         tool_outputs = {name for _, tool in self.each(Tool) for name in tool.outputs}
         self.template_names = self.condition_names | tool_outputs
 
@@ -158,6 +160,9 @@ class _Checker:
                     f"{SESSION_PREFIX!r} or {RESPONSE_PREFIX!r} nor be a function name"
                 )
                 yield origin.at("reserved_name", message, "key")
+            if field.amount_terms and f"{RESPONSE_PREFIX}{field.key}" in RESPONSE_VARIABLES:
+                message = f"response_{field.key} is a built-in response variable: rename the field"
+                yield origin.at("reserved_name", message, "amount_terms")
             for index, pattern in enumerate(field.extraction.patterns):
                 try:
                     compile_safe(pattern)

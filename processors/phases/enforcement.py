@@ -32,7 +32,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Protocol
 
-from processors.expression_vars import response_variables
+from processors.expression_vars import amount_names, amount_variables, response_variables
 from processors.expressions import CompiledExpression, ExpressionError, holds, parse
 from processors.llm import LlmError, LlmTask
 from schemas.domain.enforcement import (
@@ -273,8 +273,13 @@ async def enforce(
     rules = constraints_to_check(pack, applied_rules)
     violations: list[Violation] = []
     with_expression = [rule for rule in rules if rule.enforcement_expression is not None]
+    amounts = amount_variables(text, amount_names(pack.fields))
     reasons = await _check_expressions(
-        with_expression, text, plan.response_type.value, variables, expression_timeout_s
+        with_expression,
+        text,
+        plan.response_type.value,
+        {**variables, **amounts},
+        expression_timeout_s,
     )
     for rule, reason in zip(with_expression, reasons, strict=True):
         if reason is not None:

@@ -42,12 +42,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from processors.expression_vars import amount_names, amount_variables
 from processors.llm import LlmError, LlmTask
 from processors.phases.enforcement import (
     DEFAULT_POLICY_FALLBACK,
-    check_rule_expression,
     fallback_text,
 )
+from processors.phases.enforcement import check_rule_expression as check_rule
 from processors.phases.planning import REFUSAL_CATEGORIES
 from schemas.domain.enforcement import Violation
 from schemas.domain.outcome import OutcomeCategory, Resolution, TurnOutcome
@@ -56,6 +57,7 @@ from schemas.domain.plan import ResponsePlan, ResponseType
 from schemas.domain.scenario import ContributionKind
 from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
+from schemas.pack.rules import Rule
 from streams.settings import PhaseSettings, TaskMode
 
 __all__ = ["CHANNEL_LIMITS", "Generation", "format_for_channel", "generate", "render"]
@@ -169,6 +171,14 @@ def _remediate(
     rules = {r.id: r for r in pack.rules}
     kept = list(sentences)
     kind = plan.response_type.value
+    names = amount_names(pack.fields)
+
+    def check_rule_expression(
+        rule: Rule, text: str, kind: str, known: Mapping[str, object]
+    ) -> str | None:
+        """Lane 1 on ``text`` with the pack's own amount variables of that text."""
+        return check_rule(rule, text, kind, {**known, **amount_variables(text, names)})
+
     for hint in hints:
         rule = rules.get(hint.rule_id)
         if rule is None or rule.enforcement_expression is None:

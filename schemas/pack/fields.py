@@ -60,6 +60,10 @@ class CustomerDataField(SchemaModel):
     description: Description = ""
     allowed_values: list[Phrase] | None = None
     extraction: ExtractionHints = ExtractionHints()
+    amount_terms: list[Phrase] = Field(default_factory=list)
+    """NUMBER fields that are money: words that name this amount in an answer ("credit",
+    "late fee"). Enforcement expressions then get ``response_<key>``: the largest money
+    amount in a sentence of the answer that mentions one of them."""
 
     @model_validator(mode="before")
     @classmethod
@@ -77,6 +81,8 @@ class CustomerDataField(SchemaModel):
         unknown = sorted(set(self.extraction.synonyms) - set(self.allowed_values or ()))
         if unknown:
             raise ValueError(f"extraction.synonyms name values not in allowed_values: {unknown}")
+        if self.amount_terms and self.type is not VariableType.NUMBER:
+            raise ValueError("amount_terms only applies to NUMBER fields")
         if self.extraction.free_text and self.type is not VariableType.STRING:
             raise ValueError("extraction.free_text only applies to STRING fields")
         return self
