@@ -31,6 +31,7 @@ SET_BY_WORKER_ENV = (
     "TURNSTREAM_ANALYTICS__ENABLED",
     "TURNSTREAM_ANALYTICS__QUERY_PORT",
     "TURNSTREAM_WEBHOOKS__ENABLED",
+    "TURNSTREAM_OPS__PORT",
 )
 """The variables :func:`worker_env` sets from the settings; other ``TURNSTREAM_*`` variables
 of the caller reach the worker unchanged (e.g. ``TURNSTREAM_WORKER_CONCURRENCY``)."""
@@ -56,6 +57,7 @@ def worker_env(
             "TURNSTREAM_ANALYTICS__ENABLED": str(settings.analytics.enabled).lower(),
             "TURNSTREAM_ANALYTICS__QUERY_PORT": str(settings.analytics.query_port),
             "TURNSTREAM_WEBHOOKS__ENABLED": str(settings.webhooks.enabled).lower(),
+            "TURNSTREAM_OPS__PORT": str(settings.ops.port),  # children of one host: 0 or distinct
         }
     )
     env.update(extra or {})
