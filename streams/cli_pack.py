@@ -89,7 +89,38 @@ def _load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_test(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "test",
+        help="play the pack's conversation tests (tests/*.yaml) and print a diff per failure",
+        description="Exit status 1 if the pack does not validate, a test cannot be read or an "
+        "expectation fails, else 0 with a summary line (packs/FORMAT.md, Conversation tests).",
+    )
+    parser.add_argument("dir", type=Path, help="the pack folder, e.g. packs/acme-shop/support")
+    parser.add_argument(
+        "--kafka",
+        action="store_true",
+        help="through a worker on Kafka: the configured broker, else a private one for the run",
+    )
+    parser.add_argument(
+        "-k",
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="only conversations whose name contains TEXT (repeatable)",
+    )
+    parser.set_defaults(handler=_test)
+
+
+def _test(args: argparse.Namespace) -> int:
+    from streams.pack_test import main
+
+    return main(args.dir, kafka=args.kafka, only=args.only)
+
+
 _COMMANDS: list[Callable[[Subparsers[argparse.ArgumentParser]], None]] = [
     _add_validate,
     _add_load,
+    _add_test,
 ]
