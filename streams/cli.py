@@ -24,8 +24,10 @@ AREAS: tuple[str, ...] = (
     "streams.cli_topics",
     "streams.cli_pack",
     "streams.cli_pipeline",
+    "streams.cli_chat",
     "streams.cli_analytics",
     "streams.cli_status",
+    "streams.cli_llm",
 )
 """The sub-command modules, in the order ``--help`` lists their commands."""
 

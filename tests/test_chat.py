@@ -1,0 +1,182 @@
+"""``turnstream chat`` driven as a person drives it: through a pseudo-terminal, against a real
+worker on the test broker with the example pack loaded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+
+from streams.settings import Settings
+from streams.topic_admin import ensure_topics
+from tests.pipeline_support import (
+    AGENT,
+    REPO,
+    TENANT,
+    pipeline_settings,
+    prepare,
+    running_worker,
+    settings_env,
+)
+
+pytestmark = pytest.mark.integration
+
+REFUND = "Hi, I'd like a refund of 900 dollars for order A-10023, it arrived broken."
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\r")
+ANSWER_WAIT_S = 120.0
+PROMPT = "you> "
+
+
+class Terminal:
+    """A child process on the slave side of a pty; :meth:`expect` reads what it shows."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        master, slave = pty.openpty()
+        self.master = master
+        self.process = subprocess.Popen(
+            args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO, close_fds=True
+        )
+        os.close(slave)
+        self.shown = ""
+        self._seen = 0
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def expect(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        """The first match of ``pattern`` in what was shown since the last match."""
+        wanted = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = wanted.search(self.shown, self._seen)
+            if found is not None:
+                self._seen = found.end()
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {pattern!r} within {timeout} s; shown:\n{self.shown}")
+            ready, _, _ = select.select([self.master], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # the child closed the terminal
+                    chunk = b""
+                if not chunk and self.process.poll() is not None:
+                    raise AssertionError(f"exited before {pattern!r}; shown:\n{self.shown}")
+                self.shown += ANSI.sub("", chunk.decode(errors="replace"))
+
+    def wait(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if ready:
+                with suppress(OSError):
+                    self.shown += ANSI.sub("", os.read(self.master, 65536).decode(errors="replace"))
+        return self.process.wait(timeout=1)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+@contextmanager
+def chat(settings: Settings, *extra: str) -> Iterator[Terminal]:
+    args = [sys.executable, "-m", "streams.cli", "chat", "--tenant", TENANT, "--agent", AGENT]
+    env = {**settings_env(settings), "TERM": "dumb"}
+    terminal = Terminal([*args, *extra], env)
+    try:
+        yield terminal
+    finally:
+        terminal.close()
+
+
+async def shown(terminal: Terminal, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+    """:meth:`Terminal.expect` off the event loop, where the in-process worker runs."""
+    return await asyncio.to_thread(terminal.expect, pattern, timeout)
+
+
+@pytest.fixture(scope="module")
+async def served(
+    kafka_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Settings]:
+    settings = pipeline_settings(kafka_settings, tmp_path_factory.mktemp("chat"))
+    await prepare(settings)
+    async with running_worker(settings):
+        yield settings
+
+
+async def test_two_turns_details_a_new_session_and_exit_on_eof(served: Settings) -> None:
+    with chat(served, "--customer-id", "C-1001", "--timeout", str(ANSWER_WAIT_S)) as term:
+        first_channel = (await shown(term, r"as webchat:(chat-[0-9a-f]{8})"))[1]
+        await shown(term, PROMPT)
+
+        term.type(REFUND + "\n")
+        answer = (await shown(term, r"agent> (.+)\n", ANSWER_WAIT_S))[1]
+        assert "error" not in answer and "900" not in answer  # the 500 gold limit holds
+        await shown(term, PROMPT)
+        term.type("Yes please, go ahead.\n")
+        confirmed = (await shown(term, r"agent> (.+)\n", ANSWER_WAIT_S))[1]
+        assert "RF-10023" in confirmed  # the refund the create_refund tool issued
+
+        term.type("/details\n")
+        await shown(term, r"    intent: \S+")
+        await shown(term, r"    tool create_refund: ok in [\d.]+ ms")
+        await shown(term, r"    timings ms: identification [\d.]+ ")
+        first_session = await shown(term, r"    session: (\S+), turn (\d+)")
+        assert first_session[2] == "2"
+
+        term.type("/new\n")
+        second_channel = (await shown(term, r"new session: channel id (chat-[0-9a-f]{8})"))[1]
+        assert second_channel != first_channel
+        term.type("where is my order A-10024?\n")
+        await shown(term, r"agent> (.+)\n", ANSWER_WAIT_S)
+        term.type("/details\n")
+        restarted = await shown(term, r"    session: (\S+), turn (\d+)")
+        assert restarted[2] == "1"  # the new session's count starts again
+        assert restarted[1] != first_session[1]
+
+        term.type("/help\n")
+        await shown(term, r"/new +start a new session")
+        await shown(term, PROMPT)
+        term.type("\x04")  # Ctrl-D at the start of a line: end of input
+        await shown(term, r"bye")
+        assert await asyncio.to_thread(term.wait) == 0
+        assert "Traceback" not in term.shown
+
+
+async def test_ctrl_c_leaves_cleanly(served: Settings) -> None:
+    with chat(served) as term:
+        await shown(term, PROMPT)
+        term.process.send_signal(signal.SIGINT)  # what Ctrl-C sends the foreground process
+        await shown(term, r"bye")
+        assert await asyncio.to_thread(term.wait) == 0
+        assert "Traceback" not in term.shown
+
+
+async def test_without_a_worker_the_first_message_gets_a_one_line_hint(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    unserved = pipeline_settings(kafka_settings, tmp_path)
+    await ensure_topics(unserved)  # topics, but no worker reads them
+    with chat(unserved, "--timeout", "2") as term:
+        await shown(term, PROMPT)
+        term.type("hello?\n")
+        hint = await shown(term, r"no answer within 2 s: is `turnstream worker` running[^\n]*\n")
+        assert "pack load" in hint[0]
+        await shown(term, PROMPT)  # the shell goes on
+        term.type("\x04")
+        assert await asyncio.to_thread(term.wait) == 0
+        assert "Traceback" not in term.shown
