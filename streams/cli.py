@@ -27,7 +27,6 @@ AREAS: tuple[str, ...] = (
     "streams.cli_chat",
     "streams.cli_analytics",
     "streams.cli_status",
-    "streams.cli_llm",
 )
 """The sub-command modules, in the order ``--help`` lists their commands."""
 
