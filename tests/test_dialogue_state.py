@@ -30,6 +30,7 @@ from schemas.pack.agent_pack import AgentPack
 from schemas.pack.dialogue import DialogueOptions
 from schemas.pack.language import Intent
 from schemas.pack.scenarios import Scenario, Step, StepKind
+from schemas.pack.tools import SideEffect
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)  # a Monday
@@ -71,7 +72,9 @@ def scored(**scores: float) -> list[Retrieved]:
     return [Retrieved(k, v, v, 0.0, "", {}) for k, v in scores.items()]
 
 
-def said(pack: AgentPack, session: SessionState, store: CustomerDataStore, text: str):
+def said(
+    pack: AgentPack, session: SessionState, store: CustomerDataStore, text: str
+) -> tuple[CustomerDataStore, dict[str, object], list[str]]:
     """P2 + P3 of a reply: the store after it and the values it gave (field -> value)."""
     snap = sense(
         text,
@@ -296,3 +299,29 @@ def test_reserved_cancel_ids_are_the_packs_to_choose(pack: AgentPack) -> None:
     own_word = with_cancel_flow(pack, cancel_intents=["forget_it"])
     result = orchestrate(session, own_word, "forget_it", store, [], NOW)
     assert [d.action for d in result.decisions] == [ScenarioAction.CANCEL]
+
+
+def test_a_failed_write_that_may_have_happened_runs_again_only_when_asked(
+    pack: AgentPack,
+) -> None:
+    done = ["ask_order_id", "ask_reason", "check_eligibility", "confirm_refund"]
+    session = session_in("refund", "issue_refund", done)
+    store = store_with(pack, order_id="A-10023", refund_confirmed=True)  # no refund_id yet
+    once = pack.model_copy(
+        update={
+            "tools": [
+                t.model_copy(update={"side_effect": SideEffect.NON_IDEMPOTENT_WRITE, "retries": 0})
+                if t.id == "create_refund"
+                else t
+                for t in pack.tools
+            ]
+        }
+    )
+    held = orchestrate(session, once, None, store, [], NOW, retry_writes=False)
+    assert held.decisions[0].entered_step_id is None
+    assert bindings_due(once, [], held.decisions) == []
+    asked = orchestrate(session, once, None, store, [], NOW, retry_writes=True)
+    assert [d.tool_id for d in bindings_due(once, [], asked.decisions)] == ["create_refund"]
+    # an idempotent write (the example pack's create_refund) runs again either way
+    again = orchestrate(session, pack, None, store, [], NOW, retry_writes=False)
+    assert [d.tool_id for d in bindings_due(pack, [], again.decisions)] == ["create_refund"]

@@ -29,7 +29,9 @@ retrieval score, canonical intent and the fields the message gave):
    step whose transitions all fail waits (CONTINUE, same step). The walk never revisits a
    step in one turn. An ACTION step the scenario already waited on and that is still not
    complete (its tool failed) is *entered again*, so its tools run again when the customer
-   writes again.
+   writes again; one that binds a NON_IDEMPOTENT_WRITE tool only when the caller says the
+   customer asked for it (``retry_writes``: the message is a yes), since a failed call may
+   still have done its write.
 4. When no scenario is ACTIVE afterwards, the most recently paused one resumes (CONTINUE).
 
 Without a reading from the caller (unit tests of this module), the reading is made here with
@@ -69,6 +71,7 @@ from schemas.pack.agent_pack import AgentPack
 from schemas.pack.dialogue import DEFAULT_CANCEL_INTENTS
 from schemas.pack.fields import CustomerDataField
 from schemas.pack.scenarios import Scenario, Step, StepKind, Transition
+from schemas.pack.tools import SideEffect
 
 __all__ = [
     "DEFAULT_CANCEL_INTENTS",
@@ -149,6 +152,7 @@ def orchestrate(
     retrieved_scenarios: Sequence[Retrieved] = (),
     reading: TurnReading | None = None,
     pause_others: bool = True,
+    retry_writes: bool = True,
 ) -> ScenarioOrchestration:
     """P6 by the rules of the module docstring; ``now`` stamps the session. ``reading`` is
     the dialogue reading of the turn (:func:`processors.phases.dialogue.read_turn`)."""
@@ -220,6 +224,8 @@ def orchestrate(
         put(active)
         decisions.append(decision)
 
+    if not retry_writes:
+        decisions = _without_write_retries(decisions, scenarios, pack)
     paused = open_ids(ScenarioStatus.PAUSED)
     if not open_ids(ScenarioStatus.ACTIVE) and paused:
         sid = paused[-1]
@@ -363,6 +369,28 @@ def _contribution(
         text=text,
         field_keys=keys,
     )
+
+
+def _without_write_retries(
+    decisions: list[ScenarioDecision], scenarios: Mapping[str, Scenario], pack: AgentPack
+) -> list[ScenarioDecision]:
+    """Decisions that re-enter the ACTION step they started on with a NON_IDEMPOTENT_WRITE
+    tool lose that entry: its tools are not due again (module docstring, step 3)."""
+    unsafe = {t.id for t in pack.tools if t.side_effect is SideEffect.NON_IDEMPOTENT_WRITE}
+    kept = []
+    for decision in decisions:
+        scenario = scenarios.get(decision.scenario_id)
+        steps = {s.id: s for s in scenario.steps} if scenario is not None else {}
+        step = steps.get(decision.entered_step_id or "")
+        if (
+            step is not None
+            and decision.entered_step_id == decision.from_step_id
+            and decision.action is ScenarioAction.CONTINUE
+            and any(b.tool_id in unsafe for b in step.tool_bindings)
+        ):
+            decision = decision.model_copy(update={"entered_step_id": None})
+        kept.append(decision)
+    return kept
 
 
 def _decision(active: ActiveScenario, action: ScenarioAction) -> ScenarioDecision:

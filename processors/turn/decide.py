@@ -12,6 +12,7 @@ from datetime import datetime
 
 from processors.phases.customer_data import customer_variables
 from processors.phases.dialogue import ANSWERS, TurnReading, read_turn
+from processors.phases.lexicon import affirmation
 from processors.phases.planning import plan_response
 from processors.phases.rule_selection import ScenarioScope, record_fires, select_rules_async
 from processors.phases.scenarios import orchestrate
@@ -192,13 +193,22 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
     if reading.reading.kind in ANSWERS and reading.walk_intent is None:
         intent = None  # a reply to the waiting step, not a new intent ("yes please" ≠ goodbye)
     keep = open_case_fields(session, pack)
+    options = pack.agent.dialogue
+    asked = affirmation(context.input.message, options.affirm, options.deny) is True
     decisions: list[ScenarioDecision] = []
     calls: list[ToolCall] = []
     categories: list[OutcomeCategory] = []
     for round_ in range(MAX_SCENARIO_ROUNDS):
         with timed(timings, Phase.SCENARIOS, deps.timer):
             scenarios = orchestrate(
-                session, pack, intent, store, rules.applied, now, reading=reading
+                session,
+                pack,
+                intent,
+                store,
+                rules.applied,
+                now,
+                reading=reading,
+                retry_writes=asked,
             )
             if round_ == 0 and _starts_case(session, scenarios.decisions):
                 said_now = context.snapshot.candidate_variables.keys()
@@ -206,7 +216,14 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
                 if fresh is not store:
                     store = fresh
                     scenarios = orchestrate(
-                        session, pack, intent, store, rules.applied, now, reading=reading
+                        session,
+                        pack,
+                        intent,
+                        store,
+                        rules.applied,
+                        now,
+                        reading=reading,
+                        retry_writes=asked,
                     )
             session = scenarios.session
             decisions = _merge_decisions(decisions, scenarios.decisions)
