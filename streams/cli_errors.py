@@ -53,8 +53,12 @@ class Failure:
 
 
 def _one_line(text: str) -> str:
-    """The message on one line: its lines joined, blank ones dropped."""
-    return "; ".join(part.strip() for part in text.splitlines() if part.strip()) or "(no message)"
+    """The message on one line: its lines joined by "; " (by a space after a colon)."""
+    joined = ""
+    for part in (line.strip() for line in text.splitlines()):
+        if part:
+            joined += part if not joined else (" " if joined.endswith(":") else "; ") + part
+    return joined or "(no message)"
 
 
 def _first_line(text: str) -> str:
@@ -134,8 +138,11 @@ def explain(exc: BaseException) -> Failure | None:
             "--debug prints the log's last lines",
         )
     if _is(exc, "processors.pack.errors", "PackValidationError"):
+        errors = [str(e) for e in getattr(exc, "errors", []) if e.severity == "error"]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return Failure(
-            _first_line(message), "`turnstream pack validate DIR` lists every problem with its line"
+            f"invalid agent pack: {errors[0]}{more}" if errors else _first_line(message),
+            "`turnstream pack validate DIR` lists every problem with its line",
         )
     if _is(exc, "streams.topic_admin", "TopicAdminError") or _is(
         exc, "streams.pack_publisher", "PublishError"
