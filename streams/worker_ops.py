@@ -9,6 +9,7 @@ everything runs) and this module says *what*.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from streams.worker import Worker
 
 logger = logging.getLogger(__name__)
+
+_in_flight: dict[int, Mapping[bytes, object]] = {}
+"""The in-flight index of each running pipeline of this process (tests run several)."""
+metrics.TURNS_IN_FLIGHT.set_function(lambda: sum(len(index) for index in _in_flight.values()))
 
 
 class WorkerOps:
@@ -46,8 +51,7 @@ class WorkerOps:
         await self.server.start()
 
     def pipeline_built(self, pipeline: Pipeline) -> None:
-        index = pipeline.in_flight_index
-        metrics.TURNS_IN_FLIGHT.set_function(lambda: len(index))
+        _in_flight[id(self)] = pipeline.in_flight_index
 
     async def running(self) -> None:
         """Everything started: read the lag of the worker's groups from now on."""
@@ -69,7 +73,7 @@ class WorkerOps:
         lag, self._lag = self._lag, None
         if lag is not None:
             await lag.stop()
-        metrics.TURNS_IN_FLIGHT.set_function(lambda: 0)
+        _in_flight.pop(id(self), None)
         await self.server.stop()
         if self._traced:
             tracing.disable()  # flushes the spans still batched

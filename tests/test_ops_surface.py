@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.events.turn_response import ResponseStatus
 from streams import tracing
+from streams.roles import Role
 from streams.settings import Settings
 from streams.topics import TURN_REQUESTED
 from streams.turn_client import TurnClient
@@ -309,3 +311,25 @@ async def test_one_trace_per_turn_with_every_phase_and_links_across_hops(
     assert sum(1 for s in trace if s.name == "session" and s.parent is not None) == 1  # P11
     other = _trace_of(started.spans.get_finished_spans(), first)
     assert other[0].context.trace_id != trace[0].context.trace_id
+
+
+async def test_a_split_role_without_tables_becomes_ready_too(
+    started: Started, settings: Settings, tmp_path: Path
+) -> None:
+    """The compose healthchecks wait on every role's /ready: the answer role has a Faust
+    app but no table, and must still report its tables as recovered."""
+    answer = settings.model_copy(
+        update={"data_dir": tmp_path, "ops": settings.ops.model_copy(update={"port": free_port()})}
+    )
+    worker = Worker(answer, Role.ANSWER)
+    await worker.start()
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as http, asyncio.timeout(60):
+            while (
+                found := await http.get(f"http://127.0.0.1:{answer.ops.port}/ready")
+            ).status_code != 200:
+                await asyncio.sleep(0.2)
+        body = found.json()
+        assert body["role"] == "answer" and body["assigned_partitions"] > 0, body
+    finally:
+        await worker.stop()
