@@ -4,10 +4,14 @@ HTTP endpoint with a given readiness, and the compose healthchecks on ``/ready``
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -235,3 +239,19 @@ def test_every_worker_service_is_healthy_only_when_its_ready_endpoint_says_so() 
         assert f"http://127.0.0.1:{port}/ready" in check, name
         assert environment(svc)["TURNSTREAM_OPS__HOST"] == "0.0.0.0", name
     assert "healthcheck" not in compose["services"]["init"], "init is a one-shot"
+
+
+def test_status_with_no_broker_is_one_line_with_a_hint() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNSTREAM_")}
+    env["TURNSTREAM_KAFKA_BOOTSTRAP"] = f"127.0.0.1:{_free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode != 0 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hint:" in lines[0] and "Kafka" in lines[0], done.stderr
