@@ -8,6 +8,7 @@ listens.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from streams.local_kafka import free_ports
+from streams.settings import Settings
+from tests.pipeline_support import pipeline_settings, running_worker, settings_env
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_PACK = REPO / "packs" / "acme-shop" / "support"
@@ -89,6 +92,19 @@ def test_analytics_with_clickhouse_unreachable(
     assert "ClickHouse at http://127.0.0.1:" in line and "Connection refused" in line
     assert "s3cret" not in line, "the URL's credentials are never printed"
     assert "TURNSTREAM_CLICKHOUSE_URL" in line
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+async def test_send_to_an_agent_without_a_pack(kafka_settings: Settings, tmp_path: Path) -> None:
+    """A real worker answers a turn for an agent it has no pack for: the CLI says so."""
+    settings = pipeline_settings(kafka_settings, tmp_path)
+    send = ("send", "hi", "--tenant", "acme-shop", "--agent", "nope", "--channel-id", "c1")
+    async with running_worker(settings):
+        done = await asyncio.to_thread(turnstream, *send, env=settings_env(settings))
+    line = failure_line(done)
+    assert "unknown agent" in line and "acme-shop/nope" in line
+    assert "turnstream pack load" in line
 
 
 def test_invalid_settings_name_the_variable() -> None:
