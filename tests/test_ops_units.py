@@ -8,14 +8,17 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -28,7 +31,7 @@ from schemas.domain.usage import TokenUsage
 from schemas.events.turn_response import ResponseStatus, TurnResponse
 from streams import metrics, tracing
 from streams.ops_server import OpsServer, Readiness
-from streams.settings import PhaseSettings
+from streams.settings import PhaseSettings, Settings
 from tests.test_compose import environment, load_compose, worker_role
 
 
@@ -255,3 +258,55 @@ def test_status_with_no_broker_is_one_line_with_a_hint() -> None:
     assert done.returncode != 0 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "hint:" in lines[0] and "Kafka" in lines[0], done.stderr
+
+
+def test_configured_endpoint_receives_the_spans_over_otlp_http(clean_otel_env: None) -> None:
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = Settings(
+            otel={"endpoint": f"http://127.0.0.1:{server.server_port}", "service_name": "unit"}
+        )
+        assert tracing.configure(settings)
+        with tracing.stage_span("decide", None), tracing.phase_span("planning"):
+            pass
+        tracing.disable()  # flushes the batch
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received, "nothing was exported"
+    path, content_type, body = received[0]
+    assert (path, content_type) == ("/v1/traces", "application/x-protobuf")
+    request = ExportTraceServiceRequest.FromString(body)
+    (resource,) = request.resource_spans
+    service = {a.key: a.value.string_value for a in resource.resource.attributes}
+    assert service["service.name"] == "unit"
+    names = {span.name for scope in resource.scope_spans for span in scope.spans}
+    assert names == {"decide", "planning"}
+
+
+def test_no_endpoint_configured_leaves_tracing_off(clean_otel_env: None) -> None:
+    assert not tracing.configure(Settings())
+    assert not tracing.enabled()
+
+
+@pytest.fixture
+def clean_otel_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    for name in [k for k in os.environ if k.startswith("TURNSTREAM_OTEL__")]:
+        monkeypatch.delenv(name)
