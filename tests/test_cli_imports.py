@@ -82,4 +82,5 @@ def test_the_probe_sees_a_heavy_import(tmp_path: Path) -> None:
         down["TURNSTREAM_OPS__PORT"] = "0"
     result = imported_by("worker", tmp_path=tmp_path, extra=down)
     assert result["code"] == 1, result["out"]
-    assert "faust" in result["heavy"], result
+    heavy = result["heavy"]
+    assert isinstance(heavy, list) and "faust" in heavy, result
