@@ -48,11 +48,11 @@ async def test_templates_are_rendered_with_variables_and_number_formats(pack: Ag
         mode=H,
         channel="webchat",
     )
-    assert out.text.startswith(
-        "To confirm: a refund for order A-10024 to your original payment method. "
-        "The refund amount is 80.00 USD."
+    assert out.text == (
+        "I checked order A-10024: I can refund up to 80.00 USD to your original payment "
+        "method. The refund amount is 80.00 USD. Please confirm: shall I go ahead with the "
+        "refund for order A-10024?"
     )
-    assert out.text.endswith("Shall I go ahead?")
     assert out.outcome.resolution is Resolution.PARTIAL
     assert out.usage == []
 
