@@ -46,6 +46,10 @@ floor gives 0.821 and 0.021 at 0.5, 0.893 and 0.095 at 0.45.
 3. Without a waiting step: NEW_TOPIC, with the start candidate if any (``intent_floor``
    applies here only: a switch away from a waiting step needs the evidence score).
 
+The values are the sensor's, whichever runs: the heuristic one reads yes/no and typed values
+as described in :mod:`processors.phases.sensor`; in ``llm`` mode the LLM sensor's candidate
+values (its reading of the reply) are what this module weighs.
+
 The canonical intent reaches the scenario walk (``on_intent`` transitions) only when the
 reading is not an answer, or when its confidence reaches ``start_threshold``.
 """
