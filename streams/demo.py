@@ -197,7 +197,13 @@ def main(settings: Settings) -> int:
     if broker is not None:
         print(f"local Kafka broker on {broker.bootstrap} (data in {broker.home}) ...", flush=True)
         began = time.monotonic()
-        started_broker = broker.ensure_running()
+        was_running = broker.status().running
+        try:
+            started_broker = broker.ensure_running()
+        except KeyboardInterrupt:  # Ctrl-C while the broker starts: do not leave it behind
+            if not was_running:
+                broker.down()
+            raise
         how = f"started in {time.monotonic() - began:.1f} s" if started_broker else "running"
         print(f"  {how}")
     try:
