@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from processors.pack import load_pack, validate_pack
+from processors.pack.errors import Severity
 from processors.phases.generation import generate
 from processors.phases.planning import plan_response
 from schemas.domain.rules import AppliedRule, RuleVerdict
@@ -92,3 +93,16 @@ def test_the_validator_checks_declared_responses_and_amount_fields(tmp_path: Pat
                 "extraction": {"synonyms": {"gold": ["top"]}},
             }
         )
+
+
+def test_a_confirmation_template_that_names_nothing_is_a_warning(tmp_path: Path) -> None:
+    pack_dir = copy_pack(tmp_path)
+    templates = pack_dir / "templates.yaml"
+    text = templates.read_text()
+    start = text.index("  - id: confirm_refund")
+    end = text.index("  - id: refund_issued")
+    templates.write_text(
+        text[:start] + "  - id: confirm_refund\n    text: Shall I go ahead?\n" + text[end:]
+    )
+    found = [(p.file, p.code, p.severity) for p in validate_pack(pack_dir)]
+    assert ("scenarios/refund.yaml", "unnamed_confirmation", Severity.WARNING) in found

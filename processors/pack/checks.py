@@ -28,6 +28,7 @@ from processors.pack.graph import cycles, reachable
 from processors.pack.yaml_source import resolve, scalar_column
 from processors.tool_policy import ToolImportError, ToolPolicy
 from processors.url_guard import refused_before_resolving
+from schemas.domain.customer_data import VariableType
 from schemas.domain.outcome import OutcomeCategory
 from schemas.domain.rules import RelationshipKind
 from schemas.pack import (
@@ -39,6 +40,7 @@ from schemas.pack import (
     RuleScope,
     Scenario,
     Step,
+    StepKind,
     Template,
     TemplateKind,
     Tool,
@@ -258,6 +260,18 @@ class _Checker:
             if template is not None and template.kind is not TemplateKind.RESPONSE:
                 message = f"template {step.template_id!r} is a FALLBACK template"
                 yield origin.at("wrong_template_kind", message, *loc, "template_id")
+            if (
+                template is not None
+                and self.confirms(step)
+                and not (set(template.placeholder_names) - set(step.collects))
+            ):
+                message = (
+                    f"confirmation step {step.id!r}: its template names no value, so the "
+                    "customer is asked to confirm without being told what"
+                )
+                yield origin.at(
+                    "unnamed_confirmation", message, *loc, "template_id", severity=Severity.WARNING
+                )
         for index, key in enumerate(step.collects):
             yield from self.unknown(origin, "fields", key, *loc, "collects", index)
         for index, rule_id in enumerate(step.rule_ids):
@@ -271,6 +285,13 @@ class _Checker:
                 *loc,
                 "completion_condition",
             )
+
+    def confirms(self, step: Step) -> bool:
+        """A QUESTION step that collects only BOOLEAN fields: a yes/no confirmation."""
+        types = {f.key: f.type for _, f in self.each(CustomerDataField)}
+        return step.kind is StepKind.QUESTION and all(
+            types.get(key) is VariableType.BOOLEAN for key in step.collects
+        )
 
     def unreachable(self, origin: Origin, scenario: Scenario) -> Iterator[PackError]:
         """A warning, not an error: the pack still works, but the step can never run. Only
