@@ -1,8 +1,9 @@
 """Logging of ``turnstream`` processes: what the libraries say that the user needs no more.
 
-Client commands (``topics``, ``send``, ``pack load``, ``sql``, ...) log WARNING and up on
-stderr, less :class:`RaisedAnyway`. A worker (``turnstream worker``) logs at its level, and
-the library chatter of a normal start goes to DEBUG:
+Client commands (``topics``, ``send``, ``pack load``, ``sql``, ...) configure no logging:
+Python prints WARNING and up through ``logging.lastResort``, less :class:`RaisedAnyway`.
+A worker (``turnstream worker``) logs at its level, and the library chatter of a normal
+start goes to DEBUG:
 
 Faust logs, at INFO, a table row per partition of every changelog ("Highwater for active
 changelog partitions", "offsets at start of reading": 12 partitions x 5 topics, twice per
@@ -65,12 +66,14 @@ class RaisedAnyway(logging.Filter):
 
 
 def configure_cli_logging(debug: bool) -> None:
-    """WARNING and up on stderr; without ``debug``, less :class:`RaisedAnyway`. A worker or
-    the demo replaces this with its own configuration."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not debug:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(RaisedAnyway())
+    """Without ``debug``, :class:`RaisedAnyway` on ``logging.lastResort``: the handler that
+    prints WARNING and up while nothing configured logging. No root handler is installed,
+    so a command that configures logging itself (the worker, the demo) is not affected."""
+    last_resort = logging.lastResort
+    if debug or last_resort is None:
+        return
+    if not any(isinstance(f, RaisedAnyway) for f in last_resort.filters):
+        last_resort.addFilter(RaisedAnyway())
 
 
 def configure_worker_logging(level: str) -> None:
