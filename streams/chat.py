@@ -44,6 +44,7 @@ T = TypeVar("T")
 
 PROMPT = "you> "
 RECORD_WAIT_S = 10.0
+STALL_MARGIN_S = 30.0
 LLM_PHASES = ("sensor", "rule_selection", "generation", "enforcement")
 """The phases that call a model in llm mode (``streams.pipeline.runtime.LLM_PHASES``)."""
 HELP = """\
@@ -151,7 +152,14 @@ class ChatSession:
         except TimeoutError:
             return [f"  the record of {turn_id} did not arrive within {RECORD_WAIT_S:g} s"]
         lines = describe(record, response)
-        session = record.context.session
+        context = record.context
+        for usage in context.token_usage:
+            lines.append(
+                f"    llm {usage.phase.value}: {usage.model}, "
+                f"{usage.prompt_tokens} + {usage.completion_tokens} tokens"
+            )
+        lines += [f"    error {e.code}: {e.message}" for e in context.errors]
+        session = context.session
         if session is not None:
             lines.append(f"    session: {session.session_id}, turn {session.turn_count + 1}")
         lines.append(f"    turn id: {turn_id}")
@@ -204,12 +212,13 @@ class BackgroundLoop:
             raise
 
 
-def llm_mode(settings: Settings, base_url: str) -> Settings:
-    """``settings`` with every LLM phase in llm mode against ``base_url``."""
+def llm_mode(settings: Settings, base_url: str, model: str | None = None) -> Settings:
+    """``settings`` with every LLM phase in llm mode against ``base_url`` (and ``model``,
+    when given, instead of each phase's configured one)."""
+    update: dict[str, Any] = {"mode": TaskMode.LLM} | ({"model": model} if model else {})
     phases = settings.phases.model_copy(
         update={
-            name: getattr(settings.phases, name).model_copy(update={"mode": TaskMode.LLM})
-            for name in LLM_PHASES
+            name: getattr(settings.phases, name).model_copy(update=update) for name in LLM_PHASES
         }
     )
     return settings.model_copy(update={"phases": phases, "llm_base_url": base_url})
@@ -220,11 +229,25 @@ def _chat_settings(settings: Settings, options: ChatOptions) -> Iterator[Setting
     if not options.llm:
         yield settings
         return
-    from streams.local_llm import ensure_local_llm
+    from streams.local_llm import MODEL_ALIAS, ensure_local_llm
 
+    model = None if settings.llm_base_url else MODEL_ALIAS  # the local server's one model
     with ensure_local_llm(settings) as base_url:
         print(f"llm mode: the LLM phases use {base_url}", flush=True)
-        yield llm_mode(settings, base_url)
+        yield _patient(llm_mode(settings, base_url, model))
+
+
+def _patient(settings: Settings) -> Settings:
+    """The chat's own worker waits out the slowest turn its LLM settings allow before the
+    stall watchdog drives it again (a worker refuses a shorter ``turn_stall_s``, see
+    ``processors.llm_budget``); said on screen, since it changes a setting."""
+    from processors.llm_budget import turn_llm_budget
+
+    needed = turn_llm_budget(settings).seconds + STALL_MARGIN_S
+    if settings.turn_stall_s >= needed:
+        return settings
+    print(f"turn_stall_s raised to {needed:g} s for llm mode (was {settings.turn_stall_s:g} s)")
+    return settings.model_copy(update={"turn_stall_s": needed})
 
 
 def run_chat(settings: Settings, options: ChatOptions, read: Callable[[str], str] = input) -> int:

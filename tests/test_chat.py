@@ -9,6 +9,7 @@ import pty
 import re
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.local_kafka import free_ports
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from tests.pipeline_support import (
@@ -36,6 +38,7 @@ REFUND = "Hi, I'd like a refund of 900 dollars for order A-10023, it arrived bro
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\r")
 ANSWER_WAIT_S = 120.0
 PROMPT = "you> "
+LLM_CALL_S = 90
 
 
 class Terminal:
@@ -93,10 +96,9 @@ class Terminal:
 
 
 @contextmanager
-def chat(settings: Settings, *extra: str) -> Iterator[Terminal]:
+def chat(settings: Settings, *extra: str, env: dict[str, str] | None = None) -> Iterator[Terminal]:
     args = [sys.executable, "-m", "streams.cli", "chat", "--tenant", TENANT, "--agent", AGENT]
-    env = {**settings_env(settings), "TERM": "dumb"}
-    terminal = Terminal([*args, *extra], env)
+    terminal = Terminal([*args, *extra], {**settings_env(settings), "TERM": "dumb", **(env or {})})
     try:
         yield terminal
     finally:
@@ -180,3 +182,37 @@ async def test_without_a_worker_the_first_message_gets_a_one_line_hint(
         term.type("\x04")
         assert await asyncio.to_thread(term.wait) == 0
         assert "Traceback" not in term.shown
+
+
+@pytest.mark.local_llm
+async def test_llm_mode_runs_its_own_worker_against_the_local_model(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    pytest.importorskip("xllamacpp", reason="needs the local-llm extra (see .ci/run)")
+    own = pipeline_settings(kafka_settings, tmp_path)
+    await prepare(own)  # topics and the pack; the chat brings the only worker
+    (port,) = free_ports(1)
+    env = {"TURNSTREAM_LOCAL_LLM_PORT": str(port), "TURNSTREAM_CACHE_DIR": str(tmp_path)}
+    for phase in ("SENSOR", "RULE_SELECTION", "GENERATION", "ENFORCEMENT"):
+        # one patient attempt per call: the small model on a shared 2-core runner is slow
+        env |= {
+            f"TURNSTREAM_PHASES__{phase}__TIMEOUT_S": str(LLM_CALL_S),
+            f"TURNSTREAM_PHASES__{phase}__RETRIES": "0",
+            f"TURNSTREAM_PHASES__{phase}__MAX_TOKENS": "48",
+        }
+    answer_s = 5 * LLM_CALL_S
+    with chat(own, "--llm", "--customer-id", "C-1001", "--timeout", str(answer_s), env=env) as term:
+        used = await shown(term, r"llm mode: the LLM phases use (\S+)", 120)
+        assert used[1] == f"http://127.0.0.1:{port}/v1"  # a server started for this chat
+        await shown(term, PROMPT, 300)  # the worker loaded the model and the pack
+        term.type("where is my order A-10024?\n")
+        await shown(term, r"agent> (.+)\n", answer_s)
+        term.type("/details\n")
+        called = await shown(term, r"    llm (\w+): smollm2-135m-instruct, (\d+) \+ (\d+) tokens")
+        assert int(called[2]) > 0
+        await shown(term, PROMPT)
+        term.type("/quit\n")
+        await shown(term, r"bye", 60)
+        assert await asyncio.to_thread(term.wait, 60) == 0
+    with pytest.raises(OSError):  # the chat stopped the server it started
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
