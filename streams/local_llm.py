@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import signal
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def _params(model: Path, port: int, settings: Settings) -> Any:
     params.n_ctx = settings.local_llm_context * settings.local_llm_parallel
     params.cpuparams.n_threads = settings.local_llm_threads
     params.cpuparams_batch.n_threads = settings.local_llm_threads
+    params.cpuparams.poll = 0  # sleep, not spin, between tasks: the worker needs the CPU
+    params.cpuparams_batch.poll = 0
     params.verbosity = 0
     return params
 
@@ -140,8 +143,15 @@ class LocalLlmServer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "streams.cli", "llm", "serve"]
         command += ["--model", str(self.model), "--port", str(self.port)]
+        knobs = self._settings
+        env = {
+            **os.environ,
+            "TURNSTREAM_LOCAL_LLM_THREADS": str(knobs.local_llm_threads),
+            "TURNSTREAM_LOCAL_LLM_PARALLEL": str(knobs.local_llm_parallel),
+            "TURNSTREAM_LOCAL_LLM_CONTEXT": str(knobs.local_llm_context),
+        }
         with self.log.open("wb") as out:
-            self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         process = self._process
         try:
             _wait_healthy(

@@ -78,6 +78,12 @@ ENFORCEMENT_VERDICTS = Counter(
 ENFORCEMENT_VIOLATIONS = Counter(
     "turnstream_enforcement_violations", "Broken hard constraints, by enforcement lane", ["lane"]
 )
+RETRIEVAL_GAPS = Counter(
+    "turnstream_retrieval_gaps",
+    "Retrieval types a turn went on without, by type and reason (timeout: taken up but not "
+    "done in time, or never taken up; failed: the search raised)",
+    ["type", "reason"],
+)
 LLM_CALLS = Counter(
     "turnstream_llm_calls", "LLM task calls, by task (phase) and result", ["task", "result"]
 )

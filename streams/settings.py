@@ -349,6 +349,40 @@ class Settings(BaseSettings):
         le=60,
         description="the first retry waits up to this long (full jitter), doubling per retry",
     )
+    retrieval_queue_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="a retrieval type not even taken up this long after the join's deadline is "
+        "a gap (its consumer is down); one taken up gets phases.retrieval.timeout_s from then",
+    )
+    local_llm_port: int = Field(default=18080, ge=1, le=65535)
+    """``turnstream llm serve`` and ``--llm`` commands: the loopback port of the local model."""
+    local_llm_threads: int = Field(default=1, ge=1, le=256)
+    """Decoding threads of the local server. One by default: on a machine the worker shares,
+    llama.cpp's spinning threads slow each other down (40 tokens took 58 s with two threads on
+    a loaded 2-core machine, 3 s with one)."""
+    local_llm_parallel: int = Field(default=4, ge=1, le=64)
+    """Requests the local server decodes at once (llama.cpp slots); more queue there."""
+    local_llm_context: int = Field(default=4096, ge=512, le=131_072)
+    """Context tokens per slot."""
+    local_llm_start_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    llm_stage_concurrency: int = Field(
+        default=256,
+        ge=1,
+        le=4096,
+        description="actors of each stage that may wait on the LLM (session, decide, generate, "
+        "enforce) when an LLM endpoint is configured: waiting is not CPU work",
+    )
+    llm_max_in_flight: int = Field(
+        default=256, ge=1, le=4096, description="LLM requests in flight at once per endpoint"
+    )
+    llm_backoff_s: float = Field(
+        default=0.25,
+        ge=0,
+        le=60,
+        description="the first retry waits up to this long (full jitter), doubling per retry",
+    )
     local_llm_port: int = Field(default=18080, ge=1, le=65535)
     """``turnstream llm serve`` and ``--llm`` commands: the loopback port of the local model."""
     local_llm_threads: int = Field(default=2, ge=1, le=256)

@@ -4,18 +4,22 @@ turns, back-to-back messages, many concurrent sessions, and bad input as events.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from schemas.codec import decode_as, encode
-from schemas.domain.retrieval import GapReason
+from schemas.domain.retrieval import GapReason, RetrievalType
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import ResponseStatus
+from streams import metrics
+from streams.pipeline import stage_agents
 from streams.settings import Settings
 from streams.topics import DEAD_LETTER
 from streams.turn_client import TurnClient
@@ -147,17 +151,29 @@ async def test_bad_input_is_dead_lettered_and_answered_and_the_next_turn_goes_on
     }
 
 
-async def test_a_late_retrieval_type_is_recorded_as_a_gap_and_the_turn_is_answered(
-    kafka_settings: Settings, tmp_path: Path
+async def test_a_hung_retrieval_type_is_a_gap_and_the_turn_is_answered(
+    kafka_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The join's deadline runs from when a type's consumer took the request up: a type that
+    hangs there past ``retrieval.timeout_s`` is recorded as a gap (and counted in metrics);
+    the other three arrive and are used."""
+    real = stage_agents.retrieve_one
+
+    def hangs_for_memories(request: Any, pack: Any, deps: Any) -> Any:
+        if request.retrieval_type is RetrievalType.MEMORIES:
+            time.sleep(1.0)
+        return real(request, pack, deps)
+
+    monkeypatch.setattr(stage_agents, "retrieve_one", hangs_for_memories)
     late = pipeline_settings(kafka_settings, tmp_path)
     late = late.model_copy(
         update={
             "phases": late.phases.model_copy(
-                update={"retrieval": late.phases.retrieval.model_copy(update={"timeout_s": 0.001})}
+                update={"retrieval": late.phases.retrieval.model_copy(update={"timeout_s": 0.3})}
             )
         }
     )
+    gaps_before = metrics.RETRIEVAL_GAPS.labels("memories", "TIMEOUT")._value.get()
     await prepare(late)
     async with running_worker(late), TurnClient(late, records=True) as turn_client:
         turn_id = await turn_client.send(customer_says(visitor(), "where is my order A-10024?"))
@@ -165,8 +181,11 @@ async def test_a_late_retrieval_type_is_recorded_as_a_gap_and_the_turn_is_answer
         record = await turn_client.record(turn_id)
     assert response.status is ResponseStatus.OK
     gaps = record.context.retrieval_gaps
-    assert gaps and all(g.reason is GapReason.TIMEOUT for g in gaps)
-    assert len(gaps) + len(record.context.retrievals) == 4
+    assert [(g.retrieval_type, g.reason) for g in gaps] == [
+        (RetrievalType.MEMORIES, GapReason.TIMEOUT)
+    ]
+    assert len(record.context.retrievals) == 3
+    assert metrics.RETRIEVAL_GAPS.labels("memories", "TIMEOUT")._value.get() == gaps_before + 1
 
 
 def _now() -> datetime:

@@ -30,7 +30,7 @@ from schemas.events.pipeline_state import RetrievalJoin
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from schemas.pack.agent_pack import AgentPack
-from streams import tracing
+from streams import metrics, tracing
 from streams.pipeline.base import Pipeline
 from streams.pipeline.decoded import DecodedTable
 from streams.pipeline.topology import required
@@ -45,15 +45,40 @@ RESCAN_EVERY = 100
 pending joins come back from the changelog, not through the agent)."""
 
 
+class TakenUp:
+    """When this worker's retrieval consumers took up each (turn, type): the join's deadline
+    runs from there, so a type merely queued behind a burst is waited for, not a gap.
+
+    In-process only: a join whose retrieval consumers run in another process does not see
+    them, and gives a type up ``retrieval_queue_wait_s`` after the request instead."""
+
+    def __init__(self) -> None:
+        self.at: dict[tuple[str, RetrievalType], datetime] = {}
+
+    def mark(self, turn_id: str, rtype: RetrievalType, now: datetime) -> None:
+        self.at[(turn_id, rtype)] = now
+
+    def forget(self, turn_id: str) -> None:
+        for rtype in RetrievalType:
+            self.at.pop((turn_id, rtype), None)
+
+    def drop_older_than(self, cutoff: datetime) -> None:
+        for entry, when in list(self.at.items()):
+            if when < cutoff:
+                del self.at[entry]
+
+
 class RetrievalAgent:
     """P4.2-P4.5 for the type of the topic it reads: one consumer per type, scaled alone."""
 
-    def __init__(self, pipeline: Pipeline, rtype: RetrievalType) -> None:
+    def __init__(self, pipeline: Pipeline, rtype: RetrievalType, taken: TakenUp) -> None:
         self.p = pipeline
         self.rtype = rtype
+        self.taken = taken
 
     async def handle(self, event: Any) -> None:
         request = self.p.decode(event, RetrievalRequested)
+        self.taken.mark(request.turn_id, self.rtype, datetime.now(UTC))
         pack = self.p.runtime.versions.get(
             request.tenant_id, request.agent_id, request.pack_version
         )
@@ -73,9 +98,10 @@ class JoinAgent:
     """The P4 fan-in: the context and the four results meet in the join table; the turn
     goes on when all four are in or its deadline passed (missing types become gaps)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, taken: TakenUp) -> None:
         self.p = pipeline
         self.t = pipeline.topology
+        self.taken = taken
         self._context = self.t.name(TURN_CONTEXT)
         self.joins = DecodedTable(required(self.t.joins, "retrieval join"), RetrievalJoin)
         self._pending: dict[bytes, tuple[str, datetime]] = {}
@@ -116,9 +142,14 @@ class JoinAgent:
             return
         self.joins.set(key, RetrievalJoin(turn_id=turn_id, done=True))
         self._pending.pop(key, None)
+        self.taken.forget(turn_id)
         ready = state.envelope
         pack = self.p.pack_for(ready.context)
-        context = join(ready.context, state.results, pack, state.deadline)
+        # The first result of each type counts: a timeout result is only sent for a type
+        # that was late from its take-up (or never taken up), so a real one before it is in.
+        context = join(ready.context, state.results, pack)
+        for gap in context.retrieval_gaps:
+            metrics.RETRIEVAL_GAPS.labels(gap.retrieval_type.value, gap.reason.value).inc()
         await self.p.forward(self.t.retrieved, ready, Phase.RETRIEVAL, context)
 
     async def tick(self) -> None:
@@ -135,18 +166,35 @@ class JoinAgent:
         if self._ticks % RESCAN_EVERY == 1:
             self._rescan()
         now = datetime.now(UTC)
+        settings = self.p.deps.settings
+        timeout = timedelta(seconds=settings.phases.retrieval.timeout_s)
+        queue_wait = timedelta(seconds=settings.retrieval_queue_wait_s)
+        self.taken.drop_older_than(now - queue_wait - timeout)
         for key, (turn_id, deadline) in list(self._pending.items()):
             if deadline > now:
                 continue
-            self._pending.pop(key, None)
             state = self.joins.get(key)
             if state is None or state.turn_id != turn_id or state.done:
+                self._pending.pop(key, None)
                 continue
             have = {r.selection.retrieval_type for r in state.results}
-            for rtype in RetrievalType:
-                if rtype not in have:
-                    late = timeout_result(turn_id, key.decode(), rtype, now)
-                    await self.p.send(self.t.retrieval_results, key, late)
+            missing = [rtype for rtype in RetrievalType if rtype not in have]
+            late = [rtype for rtype in missing if self._late(turn_id, rtype, deadline, now)]
+            if late == missing:
+                self._pending.pop(key, None)
+            for rtype in late:
+                self.taken.at.pop((turn_id, rtype), None)
+                gave_up = timeout_result(turn_id, key.decode(), rtype, now)
+                await self.p.send(self.t.retrieval_results, key, gave_up)
+
+    def _late(self, turn_id: str, rtype: RetrievalType, deadline: datetime, now: datetime) -> bool:
+        """Whether a missing type is given up: ``retrieval.timeout_s`` after its consumer took
+        it up, or, not taken up, ``retrieval_queue_wait_s`` past the join's own deadline."""
+        settings = self.p.deps.settings
+        taken = self.taken.at.get((turn_id, rtype))
+        if taken is not None:
+            return now - taken > timedelta(seconds=settings.phases.retrieval.timeout_s)
+        return now - deadline > timedelta(seconds=settings.retrieval_queue_wait_s)
 
     def _rescan(self) -> None:
         for key in list(self.joins.table.keys()):

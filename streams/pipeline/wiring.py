@@ -16,6 +16,7 @@ from streams.pipeline.stage_agents import (
     JoinAgent,
     RetrievalAgent,
     StageAgent,
+    TakenUp,
 )
 from streams.pipeline.topology import RAW
 from streams.roles import Role, runs
@@ -44,6 +45,7 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
     settings = t.settings
     waits = settings.llm_stage_concurrency if settings.llm_base_url else concurrency
     llm_concurrency = max(concurrency, waits)
+    taken = TakenUp()  # shared by this worker's retrieval consumers and its join
 
     def channel(*specs: TopicSpec) -> TopicT:
         return app.topic(*(t.name(s) for s in specs), **RAW)
@@ -56,14 +58,14 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
         app.timer(WATCHDOG_TICK_S, name="stall-watchdog")(session.resume_stalled)
     if runs(role, Role.RETRIEVAL):
         for rtype in RetrievalType:
-            retrieval = RetrievalAgent(pipeline, rtype)
+            retrieval = RetrievalAgent(pipeline, rtype, taken)
             name = f"retrieval-{rtype.value}"
             app.agent(t.retrieval_requested[rtype], name=name, concurrency=concurrency)(
                 pipeline.guard(name, Phase.RETRIEVAL, pipeline.working(retrieval.handle))
             )
     stages: list[tuple[str, Phase, TopicT, Handler]] = []
     if runs(role, Role.DECIDE):
-        joiner = JoinAgent(pipeline)
+        joiner = JoinAgent(pipeline, taken)
         app.agent(channel(TURN_CONTEXT, RETRIEVAL_RESULTS), name="join")(
             pipeline.guard("join", Phase.RETRIEVAL, pipeline.working(joiner.handle))
         )
