@@ -367,30 +367,6 @@ class Settings(BaseSettings):
     local_llm_context: int = Field(default=4096, ge=512, le=131_072)
     """Context tokens per slot."""
     local_llm_start_timeout_s: float = Field(default=120.0, gt=0, le=3600)
-    llm_stage_concurrency: int = Field(
-        default=256,
-        ge=1,
-        le=4096,
-        description="actors of each stage that may wait on the LLM (session, decide, generate, "
-        "enforce) when an LLM endpoint is configured: waiting is not CPU work",
-    )
-    llm_max_in_flight: int = Field(
-        default=256, ge=1, le=4096, description="LLM requests in flight at once per endpoint"
-    )
-    llm_backoff_s: float = Field(
-        default=0.25,
-        ge=0,
-        le=60,
-        description="the first retry waits up to this long (full jitter), doubling per retry",
-    )
-    local_llm_port: int = Field(default=18080, ge=1, le=65535)
-    """``turnstream llm serve`` and ``--llm`` commands: the loopback port of the local model."""
-    local_llm_threads: int = Field(default=2, ge=1, le=256)
-    local_llm_parallel: int = Field(default=4, ge=1, le=64)
-    """Requests the local server decodes at once (llama.cpp slots); more queue there."""
-    local_llm_context: int = Field(default=4096, ge=512, le=131_072)
-    """Context tokens per slot."""
-    local_llm_start_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
     phases: PhasesSettings = PhasesSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
