@@ -103,3 +103,26 @@ async def test_an_informational_rule_answers_where_no_scenario_does(turns: Turns
     assert answer.text is not None and "PayPal" in answer.text
     assert record.context.outcome is not None
     assert OutcomeCategory.KNOWLEDGE_GAP not in record.context.outcome.categories
+
+
+async def test_a_topic_switch_pauses_the_flow_with_its_data_and_it_resumes(turns: Turns) -> None:
+    (_, refund), (_, switch), (_, back) = await conversation(
+        turns,
+        "I want a refund for order A-10023, it arrived broken",
+        "actually, how do I return an item?",
+        "it's damaged",
+        channel_id="switch",
+    )
+    assert [d.entered_step_id for d in refund.context.scenario_decisions] == ["confirm_refund"]
+    assert switch.context.dialogue is not None
+    assert switch.context.dialogue.kind is ReadingKind.SWITCH
+    actions = {d.scenario_id: d.action for d in switch.context.scenario_decisions}
+    assert actions == {"refund": ScenarioAction.PAUSE, "return_item": ScenarioAction.START}
+    kept = switch.context.customer_data
+    assert kept is not None
+    assert {"refund_reason", "refund_eligible", "max_refund_amount"} <= set(kept.variables)
+    actions = {d.scenario_id: d.action for d in back.context.scenario_decisions}
+    assert actions == {"return_item": ScenarioAction.COMPLETE, "refund": ScenarioAction.CONTINUE}
+    resumed = next(d for d in back.context.scenario_decisions if d.scenario_id == "refund")
+    assert resumed.contribution is not None
+    assert resumed.contribution.step_id == "confirm_refund"
