@@ -20,8 +20,9 @@ class DialogueOptions(SchemaModel):
 
     ``start_threshold``: the evidence a scenario needs to start when nothing waits for an
     answer; ``intent_floor``: a scenario that lists the canonical intent also starts when
-    that intent's confidence reaches it (then, without a waiting step). ``switch_margin``: while a step waits for an answer and the message answers it,
-    another scenario starts only with evidence of at least ``start_threshold + switch_margin``.
+    that intent's confidence reaches it (then, without a waiting step). ``switch_margin``:
+    while a step waits for an answer and the message answers it, another scenario starts
+    only with evidence of at least ``start_threshold + switch_margin``.
     ``cancel_intents``: intents that cancel every open scenario; an id that a scenario lists in
     ``entry_intents`` starts that scenario instead (a pack's own ``cancel`` flow).
     ``affirm`` / ``deny``: words or phrases added to the built-in yes/no lexicon (en, es, fr,
