@@ -151,6 +151,22 @@ async def test_bad_input_is_dead_lettered_and_answered_and_the_next_turn_goes_on
     }
 
 
+async def test_a_300_character_token_is_answered_through_the_pipeline(
+    client: TurnClient,
+) -> None:
+    """A pasted hash or URL path longer than a lexical term may be is clipped as a feature
+    (``retrieval_stage.MAX_TERM_CHARS``), not a failed turn (issue 20)."""
+    message = f"where is my order A-10024? tracking {'9f' * 150}"
+    turn_id = await client.send(customer_says(visitor(), message, customer_id="C-1001"))
+    response = await client.response(turn_id, timeout=120)
+    record = await client.record(turn_id)
+    assert response.status is ResponseStatus.OK and response.error is None
+    assert record.context.canonical_intent == "order_status"  # understood despite the token
+    assert response.text and "A-10024" in response.text
+    assert record.context.errors == []
+    assert len(record.context.retrievals) == 4  # every retrieval type answered
+
+
 async def test_a_hung_retrieval_type_is_a_gap_and_the_turn_is_answered(
     kafka_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
