@@ -26,6 +26,8 @@ from schemas.pack.common import ToolTiming
 from streams.settings import TaskMode
 
 AFTER_RESPONSE = frozenset({ToolTiming.AFTER})
+JUDGE_SLACK_S = 1.0
+"""How much longer than the judge's own worst case (every attempt timing out) P10 waits."""
 
 
 def turn_variables(context: TurnContext) -> dict[str, Any]:
@@ -113,7 +115,8 @@ async def check_answer(
             max_attempts=deps.max_generation_attempts(pack),
             outcome=context.outcome,
             judge=judge,
-            judge_timeout_s=call_budget_s(phase, deps.settings.llm_backoff_s),
+            # a safety net over the port's own bounds, which give the judge's LlmError first
+            judge_timeout_s=call_budget_s(phase, deps.settings.llm_backoff_s) + JUDGE_SLACK_S,
         )
     return (
         context.model_copy(
