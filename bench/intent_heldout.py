@@ -4,8 +4,9 @@
 
 ``bench/retrieval.py`` reports intent top-1 on the labelled set; a change chosen by looking at
 that figure can fit the set instead of the problem. This bench gives the figures a change has
-to improve as well, each through the code a turn runs (``index_items`` -> Qdrant in memory +
-BM25 -> ``retrieve`` with the process' intent settings -> ``canonical_intent``):
+to improve as well, each through the production path of a first turn (``bench/first_turn.py``:
+``understand`` -> ``retrieve_one`` per type -> ``join``, whose canonical intent is the figure),
+with the process' settings and the configuration's ``pool_top_n``:
 
 - ``loo``: leave-one-out over the pack's own example phrases. Each intent example phrase is
   removed from the pack (index *and* the heuristic sensor's phrase list) and classified
@@ -19,7 +20,10 @@ their description, the current method) and with the descriptions blanked
 (``examples_only``: the method before descriptions were indexed).
 
 ``--no-sweep`` skips the hyper-parameter sweep: ``pool_top_n`` 1..5 x lexical weight
-{0, 0.15, 0.3, 0.45} (vector weight ``1 - lexical``). For each selection criterion (LOO,
+{0, 0.15, 0.3, 0.45} (vector weight ``1 - lexical``). The fusion weights are not a setting a
+turn reads (``HybridParams`` defaults), so configurations with another lexical weight call
+``retrieve`` on the intents directly, over the same query a turn builds (``understand``), and
+merge with ``canonical_intent`` as ``join`` does. For each selection criterion (LOO,
 half A, half B) it reports the configuration that criterion picks (ties go to the current
 defaults, then to the smaller pool and lexical weight) and that configuration's figures on
 the data it was not picked on: a default the held-out data would not pick is a default
@@ -29,31 +33,28 @@ fitted to the set.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.first_turn import FirstTurns
 from bench.retrieval import DEFAULT_SET, load_set
 from processors.embedding import Embedder
 from processors.pack import load_pack
 from processors.retrieval import (
     HybridParams,
-    Indexer,
-    LexicalIndexes,
     Scope,
     build_query_features,
     canonical_intent,
-    query_text,
     retrieve,
 )
-from processors.retrieval.pack_items import index_items
 from schemas.domain.retrieval import RetrievalType
 from schemas.pack import AgentPack
 from sinks.embedder import default_embedder
-from sinks.vector_store import VectorStore
-from streams.settings import IntentRetrievalSettings, RetrievalSettings
+from streams.settings import RetrievalSettings, load_settings
 
 POOLS = (1, 2, 3, 4, 5)
 LEXICAL_WEIGHTS = (0.0, 0.15, 0.3, 0.45)
@@ -70,34 +71,51 @@ class Config:
 
 
 class IntentIndex:
-    """One agent's intents in an in-memory Qdrant, re-synced when the pack changes."""
+    """First turns against one agent's pack, re-synced when the pack changes."""
 
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
-        self._store = VectorStore.memory(embedder.dim)
-        self._lexicon = LexicalIndexes(self._store.documents)
-        self._indexer = Indexer(self._store, embedder, self._lexicon)
+        self._turns: dict[int, FirstTurns] = {}
 
     def close(self) -> None:
-        self._store.close()
+        for turns in self._turns.values():
+            turns.close()
+
+    def _first_turns(self, pool_top_n: int) -> FirstTurns:
+        if pool_top_n not in self._turns:
+            process = load_settings()
+            intents = process.retrieval.intents.model_copy(update={"pool_top_n": pool_top_n})
+            retrieval = process.retrieval.model_copy(update={"intents": intents})
+            self._turns[pool_top_n] = FirstTurns(
+                self._embedder, process.model_copy(update={"retrieval": retrieval})
+            )
+        return self._turns[pool_top_n]
 
     def classify(
         self, pack: AgentPack, messages: Sequence[str], config: Config
     ) -> list[str | None]:
-        """Sync ``pack``'s intents, then each message's canonical intent under ``config``."""
-        scope = Scope(pack.agent.tenant_id, pack.agent.agent_id, RetrievalType.INTENTS)
-        self._indexer.sync(scope, index_items(pack)[RetrievalType.INTENTS])
-        defaults = RetrievalSettings().intents
-        settings = IntentRetrievalSettings(
-            **{**defaults.model_dump(), "pool_top_n": config.pool_top_n}
-        )
-        hybrid = HybridParams(
-            vector_weight=1.0 - config.lexical_weight, lexical_weight=config.lexical_weight
-        )
-        out = []
+        """Sync ``pack``, then each message's canonical intent under ``config``."""
+        turns = self._first_turns(config.pool_top_n)
+        turns.use(pack)
+        return asyncio.run(self._classify(turns, pack, messages, config))
+
+    async def _classify(
+        self, turns: FirstTurns, pack: AgentPack, messages: Sequence[str], config: Config
+    ) -> list[str | None]:
+        out: list[str | None] = []
+        production = config.lexical_weight == HybridParams().lexical_weight
         for message in messages:
-            query = build_query_features(query_text(message), self._embedder)
-            outcome = retrieve(scope, query, self._store, self._lexicon, settings, hybrid=hybrid)
+            joined = await turns.turn(message)
+            if production:
+                out.append(joined.context.canonical_intent)
+                continue
+            hybrid = HybridParams(
+                vector_weight=1.0 - config.lexical_weight, lexical_weight=config.lexical_weight
+            )
+            scope = Scope(pack.agent.tenant_id, pack.agent.agent_id, RetrievalType.INTENTS)
+            query = build_query_features(joined.query_text, self._embedder)
+            settings = turns.deps.settings_for(pack).retrieval.intents
+            outcome = retrieve(scope, query, turns.store, turns.lexicon, settings, hybrid=hybrid)
             out.append(canonical_intent(message, pack, outcome.items)[0])
         return out
 

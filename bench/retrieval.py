@@ -1,16 +1,19 @@
 """P4 retrieval quality and latency on a labelled set of customer messages.
 
-    python bench/retrieval.py [--json PATH] [--pack DIR] [--set PATH] [--rounds N]
-                              [--pack-overrides] [--backend torch|onnx-int8]
+    python -m bench.retrieval [--json PATH] [--pack DIR] [--set PATH] [--rounds N]
+                              [--backend torch|onnx-int8]
 
-Indexes the pack (real all-MiniLM-L6-v2, Qdrant in memory), then for each message: P4.1 (one
-embedding plus lexical features, timed as ``embedding_ms``), then ``retrieve_all`` of the four
-types in parallel (timed as ``p4_latency_ms``, embedding excluded; memories are searched for a
-known customer who has none stored), and the canonical intent exactly as a turn computes it:
-``canonical_intent`` (the heuristic sensor's guess merged with the selected intents). Settings
-come from ``load_settings()``, so ``TURNSTREAM_RETRIEVAL__*`` variables try other values (the
-JSON records the ones used); the pack's own ``agent.yaml`` retrieval overrides are recorded
-under ``pack_overrides`` but not applied unless ``--pack-overrides`` is given. ``--backend``
+Indexes the pack (real all-MiniLM-L6-v2, Qdrant in memory), then runs each message as the
+first turn of a session through the production path (``bench/first_turn.py``): ``understand``
+(P1-P3, so the query text is the one a turn embeds), P4.1 (one embedding plus lexical
+features, timed as ``embedding_ms``), one ``retrieve_one`` per type in parallel, as the four
+retrieval consumers run them, and ``join``, which settles the canonical intent (timed together
+as ``p4_latency_ms``, embedding excluded; memories are searched for a known customer who has
+none stored). Settings come from ``load_settings()``, so ``TURNSTREAM_RETRIEVAL__*`` variables
+try other values (the JSON records the ones used), with the pack's own ``agent.yaml``
+overrides laid over them as a worker does (recorded under ``pack_overrides``). A set whose
+messages carry only ``intent`` (``bench/data/acme_unseen_wordings.yaml``) gives intent top-1
+only. ``--backend``
 picks the embedder for both the index and the queries (default: the settings'
 ``embedder_backend``, i.e. ``TURNSTREAM_EMBEDDER_BACKEND``, else torch).
 
@@ -47,22 +50,13 @@ from typing import Any
 import torch
 import yaml
 
+from bench.first_turn import BENCH_CUSTOMER, FirstTurns
 from processors.embedding import Embedder
 from processors.pack import load_pack
-from processors.retrieval import (
-    Indexer,
-    LexicalIndexes,
-    RetrievalType,
-    build_query_features,
-    canonical_intent,
-    query_text,
-    retrieve_all,
-)
+from processors.retrieval import RetrievalType
 from processors.retrieval.intent import SENSOR_INTENT_WEIGHT
-from processors.retrieval.pack_items import sync_pack
 from schemas.pack import AgentPack
 from sinks.embedder import EmbedderBackend, default_embedder
-from sinks.vector_store import VectorStore
 from streams.settings import RetrievalSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +64,6 @@ DEFAULT_SET = ROOT / "bench" / "data" / "acme_retrieval_set.yaml"
 DEFAULT_PACK = "packs/acme-shop/support"
 BATCH_SIZES = (1, 8, 32)
 WARMUP_TURNS = 10
-BENCH_CUSTOMER = "bench-customer"
 
 
 @dataclass(frozen=True)
@@ -79,8 +72,8 @@ class Example:
 
     text: str
     intent: str
-    rules: frozenset[str]
-    scenario: str | None
+    rules: frozenset[str] = frozenset()
+    scenario: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,18 +81,23 @@ class LabelledSet:
     pack_dir: Path
     always_applicable: frozenset[str]
     examples: tuple[Example, ...]
+    intent_only: bool = False
+    """The set labels intents only (no ``rules`` / ``scenario`` keys): no rule or scenario
+    figures are computed from it."""
 
 
 def load_set(path: Path = DEFAULT_SET) -> LabelledSet:
     """Read a set file; its ``pack`` path (default: the example pack) is relative to the
     repository root."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    intent_only = all("rules" not in m and "scenario" not in m for m in raw["messages"])
     examples = tuple(
-        Example(str(m["text"]), str(m["intent"]), frozenset(m["rules"]), m["scenario"])
+        Example(str(m["text"]), str(m["intent"]), frozenset(m.get("rules", [])), m.get("scenario"))
         for m in raw["messages"]
     )
     pack_dir = ROOT / raw.get("pack", DEFAULT_PACK)
-    return LabelledSet(pack_dir, frozenset(raw.get("always_applicable", [])), examples)
+    always = frozenset(raw.get("always_applicable", []))
+    return LabelledSet(pack_dir, always, examples, intent_only)
 
 
 @dataclass(frozen=True)
@@ -115,47 +113,28 @@ class Turn:
 
 
 class IndexedPack:
-    """A pack indexed in an in-memory Qdrant, ready to run P4 on messages."""
+    """A pack indexed in an in-memory Qdrant, running first turns up to the retrieval join."""
 
     def __init__(self, pack: AgentPack, embedder: Embedder, settings: RetrievalSettings) -> None:
-        self._pack = pack
-        self._settings = settings
-        self._embedder = embedder
-        self._store = VectorStore.memory(embedder.dim)
-        self._lexicon = LexicalIndexes(self._store.documents)
-        reports = sync_pack(Indexer(self._store, embedder, self._lexicon), pack)
-        self.points = {rtype.value: r.embedded for rtype, r in reports.items()}
+        process = load_settings().model_copy(update={"retrieval": settings})
+        self._turns = FirstTurns(embedder, process)
+        self.points = self._turns.use(pack)
 
     def close(self) -> None:
-        self._store.close()
+        self._turns.close()
 
     async def turn(self, message: str) -> Turn:
-        """P4.1, then the four retrievals and the canonical intent."""
-        started = time.perf_counter()
-        query = build_query_features(query_text(message), self._embedder)
-        embedded = time.perf_counter()
-        outcomes = await retrieve_all(
-            query,
-            self._pack.agent.tenant_id,
-            self._pack.agent.agent_id,
-            BENCH_CUSTOMER,
-            self._store,
-            self._lexicon,
-            self._settings,
-        )
-        failed = {o.rtype.value: o.error for o in outcomes.values() if not o.ok}
-        if failed:
-            raise RuntimeError(f"retrieval failed: {failed}")
-        intent, _, _ = canonical_intent(message, self._pack, outcomes[RetrievalType.INTENTS].items)
-        done = time.perf_counter()
-        scenarios = outcomes[RetrievalType.SCENARIOS].items
+        """``understand`` -> P4.1 -> ``retrieve_one`` per type -> ``join``."""
+        joined = await self._turns.turn(message, BENCH_CUSTOMER)
+        scenarios = joined.selected_ids(RetrievalType.SCENARIOS)
+        best = joined.best_score(RetrievalType.SCENARIOS)
         return Turn(
-            intent=intent,
-            rules=tuple(r.object_id for r in outcomes[RetrievalType.RULES].items),
-            scenario=scenarios[0].object_id if scenarios else None,
-            scenario_score=scenarios[0].score if scenarios else -math.inf,
-            embedding_ms=(embedded - started) * 1000.0,
-            p4_ms=(done - embedded) * 1000.0,
+            intent=joined.context.canonical_intent,
+            rules=tuple(joined.selected_ids(RetrievalType.RULES)),
+            scenario=scenarios[0] if scenarios else None,
+            scenario_score=best if best is not None else -math.inf,
+            embedding_ms=joined.embedding_ms,
+            p4_ms=joined.p4_ms,
         )
 
 
@@ -185,6 +164,8 @@ def score(
             intent_hits += 1
         else:
             misses.append(_miss("intent", ex.text, ex.intent, turn.intent))
+        if labelled.intent_only:
+            continue
         got = [r for r in turn.rules if r not in labelled.always_applicable]
         labelled_rules += len(ex.rules)
         found += len(ex.rules.intersection(got))
@@ -201,6 +182,12 @@ def score(
                 scenario_hits += 1
             else:
                 misses.append(_miss("scenario", ex.text, ex.scenario, turn.scenario))
+    if labelled.intent_only:
+        return {
+            "intent_top1": _ratio(intent_hits, len(turns)),
+            "counts": {"messages": len(turns), "intent_right": intent_hits},
+            "misses": misses,
+        }
     return {
         "intent_top1": _ratio(intent_hits, len(turns)),
         "rule_recall": _ratio(found, labelled_rules),
@@ -249,19 +236,17 @@ def evaluate(
     settings: RetrievalSettings | None = None,
     rounds: int = 1,
     throughput: bool = False,
-    pack_overrides: bool = False,
     backend: EmbedderBackend | None = None,
 ) -> dict[str, Any]:
     """Index the pack, warm up, run the set ``rounds`` times and return every figure.
-    ``settings`` default to the process settings, with the pack's ``agent.yaml`` overrides
-    laid over them when ``pack_overrides`` is set. ``backend`` embeds the pack and the messages
+    ``settings`` default to the process settings; the pack's ``agent.yaml`` overrides are laid
+    over them by the turn, as in a worker. ``backend`` embeds the pack and the messages
     (default: the process settings' ``embedder_backend``)."""
     embedder = default_embedder(backend=backend)
     pack_dir = pack_dir or labelled.pack_dir
     pack = load_pack(pack_dir)
-    if settings is None:
-        process = load_settings()
-        settings = (pack.agent.apply_to(process) if pack_overrides else process).retrieval
+    settings = settings or load_settings().retrieval
+    applied = pack.agent.apply_to(load_settings().model_copy(update={"retrieval": settings}))
     indexed = IndexedPack(pack, embedder, settings)
     texts = [ex.text for ex in labelled.examples]
     try:
@@ -270,6 +255,7 @@ def evaluate(
         indexed.close()
     report: dict[str, Any] = {
         "pack": str(pack_dir),
+        "path": "understand -> retrieve_one per type -> join (bench/first_turn.py)",
         "model": embedder.model_id,
         "store": "qdrant :memory:",
         "cpus": os.cpu_count(),
@@ -277,13 +263,12 @@ def evaluate(
         "machine": platform.machine(),
         "rounds": len(passes),
         "indexed_points": indexed.points,
-        **score(labelled, passes[0], settings.scenarios.min_score),
+        **score(labelled, passes[0], applied.retrieval.scenarios.min_score),
         "p4_latency_ms": _spread([t.p4_ms for p in passes for t in p]),
         "embedding_ms": _spread([t.embedding_ms for t in passes[0]]),
         "settings": {
-            "retrieval": settings.model_dump(mode="json"),
+            "retrieval": applied.retrieval.model_dump(mode="json"),
             "pack_overrides": pack.agent.retrieval.model_dump(mode="json", exclude_unset=True),
-            "pack_overrides_applied": pack_overrides,
             "canonical_intent": {"sensor": "heuristic", "sensor_weight": SENSOR_INTENT_WEIGHT},
         },
     }
@@ -298,6 +283,11 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"{report['model']}, {report['store']}, {report['cpus']} cpus: {report['pack']}")
     print(f"{counts['messages']} messages, {report['rounds']} rounds, {report['indexed_points']}")
     print(f"intent top-1           {report['intent_top1']:.3f}")
+    if "rule_recall" not in report:  # an intent-only set
+        print(f"misses ({len(report['misses'])}):")
+        for miss in report["misses"]:
+            print(f"  {miss['text']!r}: expected {miss['expected']}, got {miss['got']}")
+        return
     print(f"rule recall            {report['rule_recall']:.3f}  of {counts['labelled_rules']}")
     print(f"rule precision         {report['rule_precision']:.3f}  of {counts['retrieved_rules']}")
     print(f"scenario top-1         {report['scenario_top1']:.3f}  of {counts['scenario_labelled']}")
@@ -323,11 +313,6 @@ def main() -> None:
     parser.add_argument("--set", type=Path, default=DEFAULT_SET, help="labelled set (YAML)")
     parser.add_argument("--rounds", type=int, default=5, help="passes for the latency figures")
     parser.add_argument(
-        "--pack-overrides",
-        action="store_true",
-        help="lay the pack's agent.yaml retrieval overrides over the process settings",
-    )
-    parser.add_argument(
         "--backend",
         choices=["torch", "onnx-int8"],
         help="embedder for the index and the queries (default: the settings' embedder_backend)",
@@ -338,7 +323,6 @@ def main() -> None:
         pack_dir=args.pack,
         rounds=args.rounds,
         throughput=True,
-        pack_overrides=args.pack_overrides,
         backend=args.backend,
     )
     print_summary(report)

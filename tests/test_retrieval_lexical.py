@@ -7,7 +7,7 @@ import math
 import pytest
 
 from processors.retrieval.bm25 import BM25Index, LexicalIndexes
-from processors.retrieval.lexical import stem, tokenize
+from processors.retrieval.lexical import edit_distance, stem, tokenize
 from processors.retrieval.model import Scope, StoredDoc
 from schemas.domain.retrieval import RetrievalType
 
@@ -121,3 +121,40 @@ def test_lexical_indexes_load_lazily_and_invalidate() -> None:
     lexicon.get(scopes[2])  # evicts scopes[0], the least recently used
     lexicon.get(scopes[0])
     assert calls == [scopes[0], scopes[0], scopes[1], scopes[2], scopes[0]]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "edits"),
+    [
+        ("refnd", "refund", 1),
+        ("cancle", "cancel", 1),
+        ("pacakge", "package", 1),
+        ("return", "return", 0),
+        ("receipt", "receiv", 2),
+        ("express", "address", 3),
+    ],
+)
+def test_edit_distance_counts_swaps_as_one_edit(a: str, b: str, edits: int) -> None:
+    assert edit_distance(a, b, limit=3) == edits
+
+
+def test_edit_distance_stops_at_its_limit() -> None:
+    assert edit_distance("company", "compens", limit=1) == 2
+
+
+def test_a_misspelt_query_token_matches_its_indexed_neighbour() -> None:
+    index = BM25Index(docs("I want a refund", "cancel my order", "change my address"))
+    assert index.closest("refnd") == ("refund", pytest.approx(1 - 1 / 6))
+    assert index.closest("cancle") == ("cancel", pytest.approx(1 - 1 / 6))
+    hits = index.search(tokenize("refnd pls"), limit=3)
+    assert [h.doc.object_id for h in hits] == ["d0"]
+    exact = index.search(tokenize("refund"), limit=1)[0]
+    assert 0 < hits[0].normalized < exact.normalized  # a typo counts, less than the word
+
+
+def test_real_words_the_pack_lacks_and_short_tokens_stay_unknown() -> None:
+    index = BM25Index(docs("change my address", "the hose is broken", "send it back"))
+    assert index.closest("express") is None  # another first letter
+    assert index.closest("home") is None  # too short to tell from "hose"
+    assert index.closest("address") is None  # indexed: never rewritten
+    assert index.search(tokenize("express company"), limit=3) == []

@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.retrieval import LabelledSet, evaluate, load_set
+from bench.retrieval import ROOT, LabelledSet, evaluate, load_set
 from processors.pack import load_pack
 from schemas.pack import AgentPack
 from streams.settings import RetrievalSettings
@@ -73,6 +74,36 @@ def test_no_message_copies_an_example_phrase(labelled: LabelledSet, pack: AgentP
     assert copies == []
 
 
+UNSEEN = {
+    "acme": ROOT / "bench" / "data" / "acme_unseen_wordings.yaml",
+    "brightwatt": ROOT / "bench" / "data" / "brightwatt_unseen_wordings.yaml",
+}
+
+
+@pytest.mark.parametrize("path", UNSEEN.values(), ids=UNSEEN.keys())
+def test_unseen_wordings_label_known_intents_and_copy_no_example(path: Path) -> None:
+    """The unseen-wording sets (written from intent descriptions, see their headers) label
+    intents only, each intent at least twice, and no message is a near copy of a phrase the
+    pack indexes."""
+    unseen = load_set(path)
+    pack = load_pack(unseen.pack_dir)
+    assert unseen.intent_only and len(unseen.examples) >= 36
+    counts = Counter(ex.intent for ex in unseen.examples)
+    assert set(counts) == {i.id for i in pack.intents}
+    assert min(counts.values()) >= 2
+    phrases = [p for i in pack.intents for p in i.examples]
+    phrases += [p for s in pack.scenarios for p in s.entry_examples]
+    phrases += [p for r in pack.rules for p in r.examples]
+    copies = [
+        (ex.text, phrase)
+        for ex in unseen.examples
+        for phrase in phrases
+        if difflib.SequenceMatcher(None, _normal(ex.text), _normal(phrase)).ratio()
+        >= NEAR_COPY_RATIO
+    ]
+    assert copies == []
+
+
 @pytest.fixture(scope="module")
 def report(labelled: LabelledSet) -> dict[str, Any]:
     """One bench evaluation on the real model and the real pack, default settings."""
@@ -99,3 +130,13 @@ def test_intent_target_on_the_real_model(report: dict[str, Any]) -> None:
     ``bench/intent_heldout.py``: the change was judged on leave-one-out over the pack's own
     example phrases (41 -> 46 of 71), which never reads this set."""
     assert report["intent_top1"] >= 0.90, _misses(report, "intent")
+
+
+def test_unseen_wordings_stay_within_three_points_on_the_real_model(
+    report: dict[str, Any],
+) -> None:
+    """Intent top-1 on the acme unseen-wording set is within 3 points of the labelled set
+    (0.896 vs 0.901 when written; the 0.90 bar for the unseen set itself is one message short,
+    see the README's wording table)."""
+    unseen = evaluate(load_set(UNSEEN["acme"]), settings=RetrievalSettings())
+    assert report["intent_top1"] - unseen["intent_top1"] <= 0.03, unseen["misses"]

@@ -2,6 +2,16 @@
 
 The index is immutable: a change to a scope's points builds a new one (pack-sized scopes
 build in milliseconds), so searches never see a half-updated index and need no lock.
+
+**Misspelt query tokens.** A query token of :data:`FUZZY_MIN_LENGTH` letters or more that no
+document has is read as the indexed token it is one edit from (two from
+:data:`FUZZY_LONG_TOKEN` letters on), with the same first letter
+(:func:`~processors.retrieval.lexical.edit_distance`; ties to fewer edits, then to a token
+that extends it or that it extends ("chang" of "changed" -> "change"), then the rarer token,
+then alphabetically): it scores that token's BM25 gain times ``1 - edits / length``
+and counts at that token's idf in the normalisation, so "refnd" covers about what "refund"
+would. Exact tokens are never rewritten, and a token with no such neighbour still counts as
+unknown.
 """
 
 from __future__ import annotations
@@ -12,8 +22,14 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from processors.retrieval.lexical import tokenize
+from processors.retrieval.lexical import edit_distance, letter_pairs, tokenize
 from processors.retrieval.model import Scope, StoredDoc
+
+FUZZY_MIN_LENGTH = 5
+"""Shorter tokens are too short to tell a typo from another word ("home" / "hose", "bank" /
+"back": measured on the example pack's vocabulary)."""
+FUZZY_LONG_TOKEN = 8
+"""From this length on, two edits are allowed."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,12 @@ class BM25Index:
             term: math.log(1.0 + (n - len(p) + 0.5) / (len(p) + 0.5))
             for term, p in self._postings.items()
         }
+        self._by_pair: dict[str, list[str]] = {}
+        for term in self._postings:
+            for pair in letter_pairs(term):
+                self._by_pair.setdefault(pair, []).append(term)
+        self._closest: dict[str, tuple[str, float] | None] = {}
+        """Memo of :meth:`closest` (the index never changes; racing threads write the same)."""
 
     @property
     def _unseen_idf(self) -> float:
@@ -61,20 +83,60 @@ class BM25Index:
     def idf(self, term: str) -> float:
         return self._idf.get(term, 0.0)
 
+    def closest(self, token: str) -> tuple[str, float] | None:
+        """The indexed token a misspelt ``token`` stands for, and the weight its match gets
+        (module docstring); None for an indexed or short token, or one with no neighbour."""
+        if token in self._postings or len(token) < FUZZY_MIN_LENGTH:
+            return None
+        if token in self._closest:
+            return self._closest[token]
+        limit = 1 if len(token) < FUZZY_LONG_TOKEN else 2
+        candidates = {
+            term
+            for pair in letter_pairs(token)
+            for term in self._by_pair.get(pair, ())
+            if term[0] == token[0] and abs(len(term) - len(token)) <= limit
+        }
+        best: tuple[int, bool, float, str] | None = None
+        for term in candidates:
+            edits = edit_distance(token, term, limit)
+            if edits <= limit:
+                inflection = term.startswith(token) or token.startswith(term)
+                key = (edits, not inflection, -self._idf[term], term)
+                best = key if best is None or key < best else best
+        found = None
+        if best is not None:
+            found = (best[3], 1.0 - best[0] / max(len(token), len(best[3])))
+        if len(self._closest) < 10_000:
+            self._closest[token] = found
+        return found
+
     def search(self, query_tokens: Sequence[str], limit: int) -> list[LexicalHit]:
         """Top ``limit`` documents with a positive score, best first (ties by object id)."""
         unique = list(dict.fromkeys(query_tokens))
-        terms = [t for t in unique if t in self._postings]
-        if not terms or limit <= 0:
+        weighted: dict[str, float] = {}
+        ceiling = 0.0
+        for token in unique:
+            if token in self._postings:
+                weighted[token] = max(weighted.get(token, 0.0), 1.0)
+                ceiling += self._idf[token]
+                continue
+            match = self.closest(token)
+            if match is None:
+                ceiling += self._unseen_idf
+                continue
+            term, similarity = match
+            weighted[term] = max(weighted.get(term, 0.0), similarity)
+            ceiling += self._idf[term]
+        if not weighted or limit <= 0:
             return []
         scores: dict[int, float] = {}
-        for term in terms:
+        for term, weight in weighted.items():
             idf = self._idf[term]
             for i, tf in self._postings[term]:
                 norm_len = 1.0 - self._b + self._b * self._lengths[i] / self._avgdl
-                gain = idf * tf * (self._k1 + 1.0) / (tf + self._k1 * norm_len)
+                gain = weight * idf * tf * (self._k1 + 1.0) / (tf + self._k1 * norm_len)
                 scores[i] = scores.get(i, 0.0) + gain
-        ceiling = sum(self._idf.get(t, self._unseen_idf) for t in unique)
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], self.docs[kv[0]].object_id))
         return [
             LexicalHit(self.docs[i], s, min(1.0, s / ceiling)) for i, s in ranked[:limit] if s > 0
