@@ -15,7 +15,6 @@ import signal
 from aiokafka.errors import KafkaConnectionError
 
 from processors.llm_budget import stall_problem
-
 from streams.analytics_consumer import AnalyticsConsumer
 from streams.analytics_services import Service, analytics_services
 from streams.kafka_ready import wait_until_serving
