@@ -219,7 +219,7 @@ def test_a_correction_at_the_confirmation_changes_the_value_instead_of_declining
     reading = read_turn(session, pack, None, 0.0, [], given, changed)
     assert reading.reading.kind is ReadingKind.CORRECTION
     assert reading.reading.fields == ["refund_reason"]
-    assert reading.retract == {"refund_confirmed"}
+    assert "refund_confirmed" in reading.retract
 
 
 def test_a_start_keeps_what_the_paused_scenario_collected(pack: AgentPack) -> None:
@@ -325,3 +325,52 @@ def test_a_failed_write_that_may_have_happened_runs_again_only_when_asked(
     # an idempotent write (the example pack's create_refund) runs again either way
     again = orchestrate(session, pack, None, store, [], NOW, retry_writes=False)
     assert [d.tool_id for d in bindings_due(pack, [], again.decisions)] == ["create_refund"]
+
+
+def test_a_bare_value_never_switches_however_well_another_flow_matches_it(
+    pack: AgentPack,
+) -> None:
+    session = session_in("return_item", "ask_order_id")
+    given = {"order_id": "A-10023"}
+    strong = scored(refund=0.7)  # "Please refund order A-10023" is a refund example
+    bare = read_turn(session, pack, "refund_request", 0.3, strong, given, (), message="A-10023")
+    assert (bare.reading.kind, bare.start) == (ReadingKind.ANSWER, None)
+    asked = "A-10023, but actually I want my money back for the broken kettle instead"
+    switch = read_turn(session, pack, "refund_request", 0.3, strong, given, (), message=asked)
+    assert (switch.reading.kind, switch.start) == (ReadingKind.SWITCH, "refund")
+
+
+def test_a_yes_that_resembles_never_mind_confirms_and_does_not_cancel(pack: AgentPack) -> None:
+    own = with_cancel_flow(pack, cancel_intents=["goodbye"])
+    session = session_in("refund", "confirm_refund", ["ask_order_id", "ask_reason"])
+    given = {"refund_confirmed": True}
+    weak = read_turn(session, own, "goodbye", 0.3, [], given, (), message="yes, go ahead")
+    assert weak.reading.kind is ReadingKind.AFFIRM
+    strong = read_turn(session, own, "goodbye", 0.8, [], {}, (), message="forget it, bye")
+    assert strong.reading.kind is ReadingKind.CANCEL
+
+
+def test_a_correction_goes_back_to_its_step_and_forgets_what_was_computed_from_it(
+    pack: AgentPack,
+) -> None:
+    session = session_in(
+        "refund", "confirm_refund", ["ask_order_id", "ask_reason", "check_eligibility"]
+    )
+    given = {"refund_reason": "wrong_item", "refund_confirmed": False}
+    reading = read_turn(session, pack, None, 0.0, [], given, ["refund_reason"])
+    assert reading.rewind_to == "ask_reason"
+    assert {"refund_confirmed", "refund_eligible", "max_refund_amount"} <= reading.retract
+    assert "order_id" not in reading.retract and "refund_reason" not in reading.retract
+    store = store_with(pack, order_id="A-10023", refund_reason="wrong_item")
+    result = orchestrate(session, pack, None, store, [], NOW, reading=reading)
+    (decision,) = result.decisions
+    assert (decision.from_step_id, decision.entered_step_id) == ("ask_reason", "check_eligibility")
+
+
+def test_a_question_a_rule_answers_in_words_starts_no_flow(pack: AgentPack) -> None:
+    session = session_in("refund", "ask_order_id").model_copy(update={"scenarios": []})
+    evidence = scored(refund=0.6)
+    answered = read_turn(session, pack, "refund_request", 0.6, evidence, {}, (), answer_score=0.9)
+    assert answered.start is None
+    flow = read_turn(session, pack, "refund_request", 0.6, evidence, {}, (), answer_score=0.7)
+    assert flow.start == "refund"

@@ -31,20 +31,30 @@ floor gives 0.821 and 0.021 at 0.5, 0.893 and 0.095 at 0.45.
 
 1. CANCEL — the canonical intent is one of ``dialogue.cancel_intents`` and no scenario lists
    it in ``entry_intents`` (then it is a START of that scenario, e.g. the pack's own cancel
-   flow).
+   flow), with confidence: ``intent_floor`` without a waiting step; with one, the same bar as
+   a switch (below): a "yes, go ahead" that resembles "never mind" confirms, it does not
+   cancel.
 2. With a waiting step (the current step of the most recent ACTIVE scenario is a QUESTION):
    CORRECTION when the message changed a value that an earlier step of that scenario
    collected (the step's own yes/no given in the same message is then retracted: "no, the
-   Plus plan" corrects, it does not decline); AFFIRM / DENY when the step is a confirmation
+   Plus plan" corrects, it does not decline; the scenario goes back to the step that
+   collected the field and the outputs of the tools bound after it are forgotten, so quotes
+   and checks are made again for the new value); AFFIRM / DENY when the step is a confirmation
    (it collects only BOOLEAN fields) and the message gave them (the sensor reads yes/no
    through :mod:`processors.phases.lexicon`, plus the pack's ``dialogue.affirm`` / ``deny``
    words); ANSWER when it gave any of the step's fields. A reply that answers switches only
-   for a scenario with ``score >= start_threshold + switch_margin``; one that does not answer
+   for a scenario with ``score >= start_threshold + switch_margin``, and never when it is
+   little more than the answer (at most two other words: "A-10023" matches every flow whose
+   examples name an order); one that does not answer
    switches with ``score >= start_threshold`` (SWITCH), else NO_ANSWER: the step keeps
    waiting (a "thanks" or "ok" does not end a flow). The waiting scenario is never its own
    switch target; a paused one can be (the customer goes back to it).
 3. Without a waiting step: NEW_TOPIC, with the start candidate if any (``intent_floor``
-   applies here only: a switch away from a waiting step needs the evidence score).
+   applies here only: a switch away from a waiting step needs the evidence score), unless
+   an applied rule that answers in words (``says_action_text``) scores at least
+   ``start_threshold`` and ``switch_margin`` above the candidate's retrieval score while the
+   message gives none of the candidate's fields: "what tariffs do you have?" is answered,
+   it does not start a switch.
 
 The values are the sensor's, whichever runs: the heuristic one reads yes/no and typed values
 as described in :mod:`processors.phases.sensor`; in ``llm`` mode the LLM sensor's candidate
@@ -59,6 +69,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from processors.phases.lexicon import ACKNOWLEDGE, AFFIRM, DENY, words
 from processors.retrieval.model import Retrieved
 from schemas.domain.customer_data import VariableType
 from schemas.domain.dialogue import DialogueReading, ReadingKind, ScenarioEvidence
@@ -84,18 +95,23 @@ ANSWERS = frozenset(
     {ReadingKind.ANSWER, ReadingKind.CORRECTION, ReadingKind.AFFIRM, ReadingKind.DENY}
 )
 MAX_FILLED = 2
+MAX_RESIDUAL_WORDS = 2
 
 
 @dataclass(frozen=True)
 class TurnReading:
     """The reading for the TurnRecord, the scenario to start (if any), the fields whose value
-    of this turn must be forgotten (a confirmation answered together with a correction), and
-    the intent the scenario walk may use."""
+    must be forgotten (a confirmation answered together with a correction, and what tools
+    computed after the corrected step: the caller drops those that a tool or this message
+    set), and the intent the scenario walk may use."""
 
     reading: DialogueReading
     start: str | None = None
     retract: frozenset[str] = field(default_factory=frozenset)
     walk_intent: str | None = None
+    rewind_to: str | None = None
+    """After a correction: the step that collected the corrected field; the scenario walks
+    on from there, so the steps after it (quotes, checks) are done again."""
 
 
 def is_informational(scenario: Scenario, pack: AgentPack) -> bool:
@@ -202,9 +218,13 @@ def read_turn(
     retrieved: Sequence[Retrieved],
     said: Mapping[str, object],
     changed: Collection[str],
+    answer_score: float = 0.0,
+    message: str = "",
 ) -> TurnReading:
     """The reading of the module docstring. ``said``: the values the message gave this turn
-    (field -> value, after P3); ``changed``: those of them that replaced a different value."""
+    (field -> value, after P3); ``changed``: those of them that replaced a different value;
+    ``answer_score``: the best score of an applied rule that answers by itself
+    (``says_action_text``)."""
     options = pack.agent.dialogue
     evidence = scenario_evidence(pack, intent, intent_confidence, retrieved, said, options)
     threshold = options.start_threshold
@@ -214,11 +234,20 @@ def read_turn(
         "evidence": evidence[:5],
     }
     entry = {i for s in pack.scenarios for i in s.entry_intents}
-    if intent is not None and intent in options.cancel_intents and intent not in entry:
-        return TurnReading(DialogueReading(kind=ReadingKind.CANCEL, **base), walk_intent=intent)
+    cancels = intent is not None and intent in options.cancel_intents and intent not in entry
+    cancel = TurnReading(DialogueReading(kind=ReadingKind.CANCEL, **base), walk_intent=intent)
     waiting = waiting_step(session, pack)
+    if waiting is None and cancels and intent_confidence >= options.intent_floor:
+        return cancel
     if waiting is None:
         best = start_candidate(evidence, threshold, intent_floor=options.intent_floor)
+        if (
+            best is not None
+            and not best.filled_fields
+            and answer_score >= threshold
+            and answer_score >= best.retrieval + options.switch_margin
+        ):
+            best = None  # a question the pack answers in words, better than any flow matches
         return TurnReading(
             DialogueReading(kind=ReadingKind.NEW_TOPIC, **base),
             start=best.scenario_id if best else None,
@@ -236,10 +265,13 @@ def read_turn(
     corrected = sorted(key for key in changed if key in earlier)
     given = [key for key in step.collects if key in said]
     retract: frozenset[str] = frozenset()
+    rewind_to = None
     if corrected:
         kind, fields_ = ReadingKind.CORRECTION, corrected
         if is_confirmation(step, pack):
             retract = frozenset(given)  # "no, the Plus plan": a correction, not a refusal
+        rewind_to = next(s.id for s in scenario.steps if set(s.collects) & set(corrected))
+        retract |= _outputs_after(scenario, rewind_to, pack)
     elif given and is_confirmation(step, pack):
         yes = all(said[key] is True for key in given)
         kind, fields_ = (ReadingKind.AFFIRM if yes else ReadingKind.DENY), given
@@ -248,8 +280,10 @@ def read_turn(
     else:
         kind, fields_ = ReadingKind.NO_ANSWER, []
     need = threshold + options.switch_margin if kind in ANSWERS else threshold
+    if cancels and intent_confidence >= need:
+        return cancel
     other = start_candidate(evidence, need, exclude={scenario.id})
-    if other is not None:
+    if other is not None and not (kind in ANSWERS and _only_the_answer(message, said, fields_)):
         reading = DialogueReading(kind=ReadingKind.SWITCH, **where, fields=fields_, **base)
         return TurnReading(reading, start=other.scenario_id, retract=retract, walk_intent=intent)
     affirmed = None
@@ -257,4 +291,39 @@ def read_turn(
         affirmed = kind is ReadingKind.AFFIRM
     reading = DialogueReading(kind=kind, **where, fields=fields_, affirmed=affirmed, **base)
     clear = kind not in ANSWERS or intent_confidence >= threshold
-    return TurnReading(reading, retract=retract, walk_intent=intent if clear else None)
+    return TurnReading(
+        reading, retract=retract, walk_intent=intent if clear else None, rewind_to=rewind_to
+    )
+
+
+def _only_the_answer(message: str, said: Mapping[str, object], keys: Sequence[str]) -> bool:
+    """Whether the message is little more than the answer: at most
+    :data:`MAX_RESIDUAL_WORDS` words left once the given values and yes/no/thanks words are
+    taken out ("A-10023", "it's the green one, thanks"). Such a reply matches whatever flow
+    mentions the same value, which is no evidence of another topic."""
+    taken = {w for key in keys for w in words(str(said.get(key, "")).replace("_", " "))}
+    known = {w for entry in (*AFFIRM, *DENY, *ACKNOWLEDGE) for w in words(entry)}
+    rest = [w for w in words(message) if w not in taken and w not in known]
+    return len(rest) <= MAX_RESIDUAL_WORDS
+
+
+def _outputs_after(scenario: Scenario, step_id: str, pack: AgentPack) -> frozenset[str]:
+    """Outputs of the tools bound to the steps reachable from ``step_id`` (itself excluded):
+    computed from the value a correction just replaced, so they are stale."""
+    outputs = {tool.id: tool.outputs for tool in pack.tools}
+    steps = {s.id: s for s in scenario.steps}
+    reachable: set[str] = set()
+    frontier = [t.to_step for t in scenario.transitions if t.from_step == step_id]
+    while frontier:
+        current = frontier.pop()
+        if current in reachable or current == step_id:
+            continue
+        reachable.add(current)
+        frontier += [t.to_step for t in scenario.transitions if t.from_step == current]
+    return frozenset(
+        name
+        for sid in reachable
+        if sid in steps
+        for binding in steps[sid].tool_bindings
+        for name in outputs.get(binding.tool_id, [])
+    )

@@ -182,6 +182,10 @@ def orchestrate(
             decisions.append(_decision(state[sid], ScenarioAction.CANCEL))
         return _result(session, state, order, decisions, now)
 
+    corrected = reading.reading.scenario_id
+    if reading.rewind_to is not None and corrected is not None and corrected in state:
+        # a correction: walk on again from the step that collected the corrected field
+        put(state[corrected].model_copy(update={"current_step_id": reading.rewind_to}))
     started = scenarios.get(reading.start or "")
     walked: set[str] = set()
     if (

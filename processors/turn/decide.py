@@ -8,10 +8,17 @@ mode; an LLM rule filter is the only call that can be slow here.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 
-from processors.phases.customer_data import customer_variables
-from processors.phases.dialogue import ANSWERS, TurnReading, read_turn
+from processors.phases.customer_data import apply_values, customer_variables
+from processors.phases.dialogue import (
+    ANSWERS,
+    TurnReading,
+    is_confirmation,
+    read_turn,
+    waiting_step,
+)
 from processors.phases.lexicon import affirmation
 from processors.phases.planning import plan_response
 from processors.phases.rule_selection import ScenarioScope, record_fires, select_rules_async
@@ -22,11 +29,12 @@ from processors.retrieval.model import Retrieved
 from processors.turn.deps import TurnDeps
 from processors.turn.retrieval_stage import selected
 from processors.turn.timing import timed
-from schemas.domain.customer_data import CustomerDataStore, VariableScope
+from schemas.domain.customer_data import CustomerDataStore, VariableScope, VariableSource
 from schemas.domain.errors import TurnError
 from schemas.domain.outcome import OutcomeCategory
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
+from schemas.domain.rules import AppliedRule
 from schemas.domain.scenario import ScenarioAction, ScenarioDecision
 from schemas.domain.session import ScenarioStatus, SessionState
 from schemas.domain.snapshot import FrustrationLevel
@@ -77,6 +85,28 @@ def new_case(
     return store.model_copy(update={"variables": kept})
 
 
+def _retracted(store: CustomerDataStore, keys: Collection[str], since: datetime) -> set[str]:
+    """Of ``keys``, the values a correction makes stale: CASE or SESSION values a tool
+    computed, or that this very message set (its yes/no to a confirmation); what the customer
+    said earlier and identity or business data stay."""
+    return {
+        key
+        for key in keys
+        if (entry := store.variables.get(key)) is not None
+        and entry.scope in (VariableScope.CASE, VariableScope.SESSION)
+        and (entry.source is VariableSource.TOOL or entry.last_updated_at >= since)
+    }
+
+
+def _set_since(store: CustomerDataStore, since: datetime) -> list[str]:
+    """Keys the customer's words set during this turn (P3 or the pack's yes/no words)."""
+    return [
+        key
+        for key, entry in store.variables.items()
+        if entry.source is VariableSource.USER and entry.last_updated_at >= since
+    ]
+
+
 def open_case_fields(session: SessionState, pack: AgentPack) -> set[str]:
     """Fields the scenarios open before this turn (ACTIVE or PAUSED) hold: what their steps
     collect and what their bound tools return."""
@@ -97,7 +127,35 @@ def open_case_fields(session: SessionState, pack: AgentPack) -> set[str]:
     return found
 
 
-def read_dialogue(context: TurnContext, pack: AgentPack, store: CustomerDataStore) -> TurnReading:
+def with_pack_yes_no(
+    context: TurnContext, pack: AgentPack, store: CustomerDataStore, now: datetime
+) -> CustomerDataStore:
+    """The store with the waiting confirmation's answer read with the pack's own
+    ``dialogue.affirm`` / ``deny`` words too (the sensor knows only the built-in lexicon);
+    a pack word decides where the built-in words say nothing or the opposite."""
+    if context.session is None:
+        return store
+    waiting = waiting_step(context.session, pack)
+    options = pack.agent.dialogue
+    if waiting is None or not is_confirmation(waiting[1], pack):
+        return store
+    if not options.affirm and not options.deny:
+        return store
+    said = affirmation(context.input.message, options.affirm, options.deny)
+    if said is None or said == affirmation(context.input.message):
+        return store
+    values = dict.fromkeys(waiting[1].collects, said)
+    return apply_values(
+        store, pack.fields, values, now, source=VariableSource.USER, confidence=0.8
+    ).store
+
+
+def read_dialogue(
+    context: TurnContext,
+    pack: AgentPack,
+    store: CustomerDataStore,
+    applied: Sequence[AppliedRule] = (),
+) -> TurnReading:
     """P6's dialogue reading for the context (``processors.phases.dialogue``): the fused
     confidence of the canonical intent and the values the message gave (after P3)."""
     if context.session is None or context.snapshot is None:
@@ -107,8 +165,14 @@ def read_dialogue(context: TurnContext, pack: AgentPack, store: CustomerDataStor
     )
     if label != context.canonical_intent:
         confidence = 0.0  # the join settled on another label: no confidence to claim for it
+    answering = {r.id for r in pack.rules if r.says_action_text and r.enabled}
+    answer_score = max(
+        (a.score for a in applied if a.rule_id in answering and a.via_relationship is None),
+        default=0.0,
+    )
     values = customer_variables(store)
-    said = {key: values[key] for key in context.snapshot.candidate_variables if key in values}
+    given = {*context.snapshot.candidate_variables, *_set_since(store, context.received_at)}
+    said = {key: values[key] for key in given if key in values}
     changed = [
         key
         for key in said
@@ -123,6 +187,8 @@ def read_dialogue(context: TurnContext, pack: AgentPack, store: CustomerDataStor
         _selected_of(context, RetrievalType.SCENARIOS),
         said,
         changed,
+        answer_score,
+        context.input.message,
     )
 
 
@@ -181,13 +247,12 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
             message=context.input.message,
         )
         session = record_fires(session, rules.applied, turn)
-    store = context.customer_data
-    reading = read_dialogue(context, pack, store)
-    if reading.retract:
+    store = with_pack_yes_no(context, pack, context.customer_data, now)
+    reading = read_dialogue(context, pack, store, rules.applied)
+    stale = _retracted(store, reading.retract, context.received_at)
+    if stale:
         store = store.model_copy(
-            update={
-                "variables": {k: v for k, v in store.variables.items() if k not in reading.retract}
-            }
+            update={"variables": {k: v for k, v in store.variables.items() if k not in stale}}
         )
     intent = context.canonical_intent
     if reading.reading.kind in ANSWERS and reading.walk_intent is None:
@@ -227,6 +292,7 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
                     )
             session = scenarios.session
             decisions = _merge_decisions(decisions, scenarios.decisions)
+            reading = replace(reading, rewind_to=None)  # once: later rounds walk on
         with timed(timings, Phase.TOOLS, deps.timer):
             due = bindings_due(pack, rules.applied if not calls else [], scenarios.decisions)
             due = [d for d in due if d.tool_id not in {c.tool for c in calls}]
