@@ -42,10 +42,17 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
     send.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     send.set_defaults(handler=_send)
 
-    subparsers.add_parser(
+    demo = subparsers.add_parser(
         "demo",
         help="local broker, example pack, a worker, and a scripted refund conversation",
-    ).set_defaults(handler=_demo)
+    )
+    demo.add_argument(
+        "--llm",
+        action="store_true",
+        help="the LLM phases in llm mode: TURNSTREAM_LLM_BASE_URL, else the local model "
+        "(turnstream llm serve; slow, and a 135M model answers poorly)",
+    )
+    demo.set_defaults(handler=_demo)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -98,7 +105,19 @@ def _send(args: argparse.Namespace) -> int:
     return asyncio.run(ask())
 
 
-def _demo(_args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace) -> int:
     from streams import demo
 
-    return demo.main(load_settings())
+    settings = load_settings()
+    if not args.llm:
+        return demo.main(settings)
+    from processors.llm_budget import turn_llm_budget
+    from streams.chat import llm_mode
+    from streams.local_llm import MODEL_ALIAS, ensure_local_llm
+
+    model = None if settings.llm_base_url else MODEL_ALIAS  # the local server's one model
+    with ensure_local_llm(settings) as base_url:
+        print(f"llm mode: the LLM phases use {base_url}", flush=True)
+        chosen = llm_mode(settings, base_url, model)
+        stall = max(chosen.turn_stall_s, turn_llm_budget(chosen).seconds + 5.0)
+        return demo.main(chosen.model_copy(update={"turn_stall_s": stall}))
