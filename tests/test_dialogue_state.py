@@ -21,16 +21,18 @@ from processors.phases.scenarios import expected_fields, orchestrate
 from processors.phases.sensor import mask_customer_data, sense
 from processors.phases.tools import bindings_due
 from processors.retrieval.model import Retrieved
-from processors.turn.decide import new_case, open_case_fields
+from processors.turn.decide import new_case, open_case_fields, with_pack_yes_no
 from schemas.domain.customer_data import CustomerDataStore, VariableSource
 from schemas.domain.dialogue import ReadingKind
 from schemas.domain.scenario import ContributionKind, ScenarioAction
 from schemas.domain.session import ActiveScenario, ScenarioStatus, SessionState
+from schemas.domain.turn_context import TurnContext
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.dialogue import DialogueOptions
 from schemas.pack.language import Intent
 from schemas.pack.scenarios import Scenario, Step, StepKind
 from schemas.pack.tools import SideEffect
+from tests.pipeline_support import customer_says
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 NOW = datetime(2026, 12, 7, 10, tzinfo=UTC)  # a Monday
@@ -374,3 +376,27 @@ def test_a_question_a_rule_answers_in_words_starts_no_flow(pack: AgentPack) -> N
     assert answered.start is None
     flow = read_turn(session, pack, "refund_request", 0.6, evidence, {}, (), answer_score=0.7)
     assert flow.start == "refund"
+
+
+def test_the_packs_own_yes_and_no_words_answer_a_confirmation(pack: AgentPack) -> None:
+    own = pack.model_copy(
+        update={
+            "agent": pack.agent.model_copy(
+                update={"dialogue": DialogueOptions(affirm=["make it so"], deny=["hold off"])}
+            )
+        }
+    )
+    session = session_in("refund", "confirm_refund", ["ask_order_id", "ask_reason"])
+    store = store_with(pack, order_id="A-10023")
+
+    def answer(text: str) -> object:
+        context = TurnContext(
+            input=customer_says("v1", text), received_at=NOW, session=session, customer_data=store
+        )
+        found = with_pack_yes_no(context, own, store, NOW)
+        return customer_variables(found).get("refund_confirmed")
+
+    assert answer("make it so") is True
+    assert answer("yes, but hold off until Friday") is False  # the pack's no wins
+    assert answer("what is the weather") is None
+    assert answer("yes") is None  # the sensor's own words: nothing to add here
