@@ -11,6 +11,7 @@ prefix stay on a configured cluster (they are small; delete ``<prefix>.*`` when 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import tempfile
 import uuid
@@ -166,17 +167,15 @@ async def broker_for(settings: Settings) -> AsyncIterator[Settings]:
     with tempfile.TemporaryDirectory(prefix="turnstream-pack-test-kafka-") as home:
         private = private_broker_settings(Path(home))
         broker = LocalKafka(private)
-        broker.up()
+        await asyncio.to_thread(broker.up)  # it blocks: starting a JVM and waiting for it
         try:
             yield private
         finally:
-            broker.down()
+            await asyncio.to_thread(broker.down)
 
 
 def main(pack_dir: Path, *, kafka: bool, only: Sequence[str] = ()) -> int:
     """The CLI's work: check the pack, play its tests, print the report; 1 on any failure."""
-    import asyncio
-
     from processors.pack import PackValidationError, Severity
     from streams.settings import load_settings
 
