@@ -106,7 +106,9 @@ async def play_through_kafka(
     pack = load_pack(pack_dir)
     suite = load_suite(pack_dir, pack)
     run_id = run_id or new_run_id()
-    with tempfile.TemporaryDirectory(prefix="turnstream-pack-test-") as data:
+    with tempfile.TemporaryDirectory(
+        prefix="turnstream-pack-test-", ignore_cleanup_errors=True
+    ) as data:
         run = _run_settings(settings, pack_dir, pack, Path(data), run_id)
         await ensure_topics(run)
         await publish_pack(run, pack)
@@ -164,7 +166,9 @@ async def broker_for(settings: Settings) -> AsyncIterator[Settings]:
         return
     from streams.local_kafka import LocalKafka, private_broker_settings
 
-    with tempfile.TemporaryDirectory(prefix="turnstream-pack-test-kafka-") as home:
+    with tempfile.TemporaryDirectory(
+        prefix="turnstream-pack-test-kafka-", ignore_cleanup_errors=True
+    ) as home:
         private = private_broker_settings(Path(home))
         broker = LocalKafka(private)
         await asyncio.to_thread(broker.up)  # it blocks: starting a JVM and waiting for it
