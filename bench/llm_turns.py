@@ -1,7 +1,7 @@
 """Turns in ``llm`` mode against an OpenAI-compatible server that answers after a fixed delay.
 
-    python bench/llm_turns.py [--delays 0.4,2.0] [--phases generation|all] [--sessions 300]
-                              [--turns 3] [--burst 200] [--partitions 12] [--json PATH]
+    python -m bench.llm_turns [--delays 0.4,2.0] [--phases generation|all] [--sessions 300]
+                                [--turns 3] [--burst 200] [--partitions 12] [--json PATH]
 
 Setup: a private local broker, one ``turnstream worker`` process (role ``all``, defaults
 otherwise: ``llm_stage_concurrency`` 256, ``llm_max_in_flight`` 256), the example pack, and,
@@ -208,7 +208,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "turns_per_session": args.turns,
         "burst": args.burst,
     }
-    broker.up()
+    await asyncio.to_thread(broker.up)
     try:
         with server.running():
             for mode in ["heuristic", *(f"llm@{d}" for d in args.delays)]:
@@ -237,7 +237,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     worker.stop()
     finally:
-        broker.down()
+        await asyncio.to_thread(broker.down)
     return results
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from typing import Any
 
 import pytest
@@ -13,8 +15,10 @@ from tests.fake_openai import (
     MODEL,
     DelayReply,
     FakeOpenAi,
+    JsonReply,
     RawReply,
     StatusReply,
+    llm_phase,
     server_fixture,
 )
 
@@ -95,3 +99,55 @@ async def test_a_schema_without_a_script_gets_the_default_or_a_500(
         await ask(port(server, retries=0))
     server.always(None, {"text": "default"})
     assert (await ask(port(server))).data == {"text": "default"}
+
+
+async def test_retries_wait_a_jittered_backoff_that_doubles(server: FakeOpenAi) -> None:
+    server.script("reply", StatusReply(500), StatusReply(500), {"text": "ok"})
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    llm = OpenAiLlm(
+        server.settings(**{"generation": llm_phase(retries=2)}),
+        backoff_s=1.0,
+        sleep=sleep,
+        rng=random.Random(7),
+    )
+    result = await ask(llm)
+    expected = random.Random(7)
+    assert result.attempts == 3
+    assert waits == [expected.uniform(0, 1.0), expected.uniform(0, 2.0)]
+    assert 0 <= waits[0] <= 1.0 and 0 <= waits[1] <= 2.0
+
+
+async def test_the_endpoint_bound_caps_the_requests_in_flight(server: FakeOpenAi) -> None:
+    server.always("reply", DelayReply(0.3, then=JsonReply({"text": "ok"})))
+    settings = server.settings(**{"generation": llm_phase()}).model_copy(
+        update={"llm_max_in_flight": 2}
+    )
+    llm = OpenAiLlm(settings, backoff_s=0)
+    results = await asyncio.gather(*(ask(llm) for _ in range(6)))
+    await llm.close()
+    assert [r.data for r in results] == [{"text": "ok"}] * 6
+    assert llm.in_flight_max == 2 and llm.in_flight == 0
+    assert len(server.requests) == 6
+
+
+async def test_the_calls_settings_set_model_max_tokens_and_timeout(server: FakeOpenAi) -> None:
+    server.script("reply", DelayReply(1.0), {"text": "ok"})
+    llm = OpenAiLlm(server.settings(), backoff_s=0)  # the process's generation: 10 s, 2 retries
+    given = llm_phase(timeout_s=0.2, retries=1).model_copy(
+        update={"model": "per-call", "max_tokens": 33}
+    )
+    result = await llm.complete_json(
+        phase=Phase.GENERATION,
+        system="sys",
+        user="hello",
+        schema_name="reply",
+        schema=SCHEMA,
+        settings=given,
+    )
+    await llm.close()
+    assert result.attempts == 2  # the first attempt was cut at 0.2 s, not 10 s
+    assert [(r["model"], r["max_tokens"]) for r in server.requests] == [("per-call", 33)] * 2
