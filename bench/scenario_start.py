@@ -1,6 +1,6 @@
 """Calibrate P6's ``dialogue.start_threshold`` on the fused scores a turn really sees.
 
-    python bench/scenario_start.py [--json PATH] [--set PATH] [--thresholds 0.3,0.35,...]
+    python -m bench.scenario_start [--json PATH] [--set PATH] [--thresholds 0.3,0.35,...]
 
 Each message of a labelled set (default ``bench/data/acme_retrieval_set.yaml``: 151
 messages, each labelled with the scenario that should start, or null) runs through the
@@ -12,8 +12,9 @@ that scenario would start (``right_start``), where another one would (``wrong_st
 where none would (``no_start``); over messages labelled null, the share where one would
 start anyway (``false_start``), with the pack's ``intent_floor`` (``--intent-floor`` tries
 another, or ``none``). It also prints the spread of the best evidence score for
-both groups. Only the pack's own ``dialogue.start_threshold`` is used by turns; this bench
-only reports, it changes nothing.
+both groups. P5 does not run, so the informational-rule gate of the reading (a rule that
+answers in words wins over a flow) is left out: the start counts are an upper bound. Only
+the pack's own ``dialogue.start_threshold`` is used by turns; this bench only reports.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ for a first topic, whose ``intent`` reaches ``intent_floor`` (the canonical inte
 an informational one gives way to an action scenario that is also a candidate (it never
 pre-empts the action the message asks for).
 
-Calibration (``python bench/scenario_start.py``, the 151 messages of
+Calibration (``python -m bench.scenario_start``, the 151 messages of
 ``bench/data/acme_retrieval_set.yaml`` through ``understand`` -> ``retrieve_one`` -> ``join``
 -> this reading): with ``start_threshold`` 0.5 and ``intent_floor`` 0.15 the labelled
 scenario starts for 56/56 messages and 8 of 95 messages that need none start one (0.084);
