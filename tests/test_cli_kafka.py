@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +52,9 @@ def silent_broker(tmp_path: Path) -> Iterator[tuple[LocalKafka, dict[str, str]]]
         ]
     )
     broker.pid_file.write_text(f"{stand_in.pid}\n")
+    deadline = time.monotonic() + 10.0  # right after exec, /proc/PID/cmdline can read empty
+    while not broker.status().running and time.monotonic() < deadline:
+        time.sleep(0.05)
     try:
         yield broker, env
     finally:
