@@ -211,14 +211,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.to_thread(broker.up)
     try:
         with server.running():
-            for mode in ["heuristic", *(f"llm@{d}" for d in args.delays)]:
+            heuristic = [] if args.no_heuristic else ["heuristic"]
+            for mode in [*heuristic, *(f"llm@{d}" for d in args.delays)]:
                 delay = float(mode.split("@")[1]) if "@" in mode else 0.0
                 server.delay = delay
                 settings = _settings(base, root / mode, server.url, args, phases, mode)
                 with quiet("aiokafka.consumer.fetcher"):
                     await ensure_topics(settings)
                     await publish_pack(settings, load_pack(EXAMPLE_PACK))
-                worker = WorkerProcess(settings, root / f"{mode}.log")
+                worker = WorkerProcess(settings, root / f"{mode}.log", env=_llm_env(settings))
                 worker.start()
                 try:
                     async with TurnClient(settings) as client:
@@ -286,6 +287,18 @@ def _settings(
     )
 
 
+def _llm_env(settings: Settings) -> dict[str, str]:
+    """What ``worker_env`` does not carry: the endpoint and the LLM phases' settings."""
+    env = {"TURNSTREAM_LLM_BASE_URL": settings.llm_base_url or ""}
+    for name in ("sensor", "rule_selection", "generation", "enforcement"):
+        phase: PhaseSettings = getattr(settings.phases, name)
+        for knob in ("mode", "model", "timeout_s", "retries"):
+            env[f"TURNSTREAM_PHASES__{name.upper()}__{knob.upper()}"] = str(getattr(phase, knob))
+    if not settings.llm_base_url:
+        del env["TURNSTREAM_LLM_BASE_URL"]
+    return env
+
+
 def _print(mode: str, figures: dict[str, Any]) -> None:
     for stage in ("unloaded", "closed", "burst"):
         f = figures[stage]
@@ -295,7 +308,7 @@ def _print(mode: str, figures: dict[str, Any]) -> None:
             f"{f['overhead_ms'].get('p50')} ms ({f.get('overhead_share_p50')}), retrieval in "
             f"time {f['retrieval_in_time_ratio']}"
         )
-    print(f"{mode:>10} llm_in_flight_max {figures['llm_in_flight_max']}")
+    print(f"{mode:>10} llm_in_flight_max {figures['llm_in_flight_max']}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-heuristic", action="store_true", help="skip the heuristic run")
     args = parser.parse_args(argv)
     args.delays = [float(d) for d in args.delays.split(",") if d]
     results = asyncio.run(bench(args))
