@@ -231,8 +231,8 @@ class SessionAgent:
         worker is working on is busy, not stalled: waiting on its model is bounded by its
         LLM budget, and driving it again would only multiply the calls sent to a provider
         that is already slow. Stages in another process heartbeat there; here a turn of
-        theirs counts from its admission. The request is published again, and the session agent
-        treats a request of the turn in flight as "drive it again". Effects stay once,
+        theirs counts from its admission. The request is published again, and the session
+        agent treats a request of the turn in flight as "drive it again". Effects stay once,
         because every later stage drops what it has already seen."""
         try:
             await self._resume_stalled()
