@@ -22,6 +22,7 @@ import builtins
 import contextlib
 import os
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
@@ -53,13 +54,18 @@ pytestmark = pytest.mark.timeout(120)
 
 
 class Tripwire:
-    """Records every call that would mean code is being run, loaded or opened."""
+    """Records every call that would mean code is being run, loaded or opened, by the thread
+    that armed it: other threads of the test process (a client or exporter an earlier test
+    left running) call the real function, since they do not run the expression."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.thread = threading.get_ident()
 
-    def _record(self, name: str) -> Callable[..., Any]:
+    def _record(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: object, **kwargs: object) -> Any:
+            if threading.get_ident() != self.thread:
+                return real(*args, **kwargs)
             self.calls.append(f"{name}{args!r:.80}")
             raise AssertionError(f"{name} called")
 
@@ -85,7 +91,8 @@ class Tripwire:
                 (os, "popen"),
                 (subprocess, "Popen"),
             ):
-                stack.enter_context(mock.patch.object(target, name, self._record(name)))
+                real = getattr(target, name)
+                stack.enter_context(mock.patch.object(target, name, self._record(name, real)))
             stack.enter_context(mock.patch.object(builtins, "compile", parse_only))
             yield self
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from processors.pack import load_pack
 from streams.cli import main
 from tests.test_pack_validate import BREAKAGES, EXAMPLE, copy_pack
 
@@ -14,7 +15,7 @@ def test_example_pack_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["pack", "validate", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith(f"{EXAMPLE}: ok: ")
-    assert "26 rules" in out[-1]
+    assert f"{len(load_pack(EXAMPLE).rules)} rules" in out[-1]
     assert "0 warnings" in out[-1]
 
 
