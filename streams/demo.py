@@ -33,7 +33,7 @@ from streams.pack_publisher import publish_pack
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
 from streams.turn_client import TurnClient
-from streams.worker import Worker
+from streams.worker import Worker, inside_a_command
 
 EXAMPLE_PACK = Path("acme-shop") / "support"
 """The example pack, under a packs root (``<root>/<tenant>/<agent>``)."""
@@ -123,7 +123,7 @@ async def run_demo(settings: Settings, pack: AgentPack) -> int:
     published = await publish_pack(settings, pack)
     how = "published" if published.published else "unchanged since the last run"
     print(f"pack {published.tenant}/{published.agent} v{published.version} {how}")
-    worker = Worker(settings)
+    worker = Worker(inside_a_command(settings))
     await worker.start()
     try:
         return await _converse(settings, published.tenant, published.agent)

@@ -101,7 +101,7 @@ async def play_through_kafka(
     from streams.pack_publisher import publish_pack
     from streams.topic_admin import ensure_topics
     from streams.turn_client import TurnClient
-    from streams.worker import Worker
+    from streams.worker import Worker, inside_a_command
 
     pack = load_pack(pack_dir)
     suite = load_suite(pack_dir, pack)
@@ -112,7 +112,7 @@ async def play_through_kafka(
         run = _run_settings(settings, pack_dir, pack, Path(data), run_id)
         await ensure_topics(run)
         await publish_pack(run, pack)
-        worker = Worker(run)
+        worker = Worker(inside_a_command(run))
         await worker.start()
         try:
             async with TurnClient(run, records=True) as client:

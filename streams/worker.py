@@ -181,6 +181,15 @@ class Worker:
         logger.info("worker (%s) stopped", self.role.value)
 
 
+def inside_a_command(settings: Settings) -> Settings:
+    """The settings of a worker that a command runs in its own process (demo, chat, pack
+    test): it serves no ops endpoint unless one is configured, since the default port belongs
+    to the ``turnstream worker`` processes of the host (a second one would only warn)."""
+    if "ops" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"ops": settings.ops.model_copy(update={"port": 0})})
+
+
 def freeze_startup_objects() -> None:
     """Move everything allocated while starting (the model, the libraries, the packs and their
     indexes: millions of objects) out of the garbage collector's reach. Each full collection
