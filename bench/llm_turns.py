@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.turns import Texts, Turn, closed_loop, quiet, summary, turn_input
-from processors.llm_budget import LLM_PHASES
+from processors.llm_budget import LLM_PHASES, turn_llm_budget
 from processors.pack import load_pack
 from schemas.domain.retrieval import RetrievalType
 from streams.local_kafka import LocalKafka, private_broker_settings
@@ -296,6 +296,8 @@ def _llm_env(settings: Settings) -> dict[str, str]:
             env[f"TURNSTREAM_PHASES__{name.upper()}__{knob.upper()}"] = str(getattr(phase, knob))
     if not settings.llm_base_url:
         del env["TURNSTREAM_LLM_BASE_URL"]
+    # over the worst-case turn budget, or the worker refuses to start
+    env["TURNSTREAM_TURN_STALL_S"] = str(turn_llm_budget(settings).seconds + 10.0)
     return env
 
 
