@@ -26,8 +26,8 @@ AREAS: tuple[str, ...] = (
     "streams.cli_pipeline",
     "streams.cli_chat",
     "streams.cli_analytics",
-    "streams.cli_llm",
     "streams.cli_status",
+    "streams.cli_llm",
 )
 """The sub-command modules, in the order ``--help`` lists their commands."""
 
