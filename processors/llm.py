@@ -24,7 +24,7 @@ from openai import AsyncOpenAI
 
 from schemas.domain.phase import Phase
 from schemas.domain.usage import TokenUsage
-from streams.settings import PhaseSettings, Settings
+from schemas.settings import PhaseSettings, Settings
 
 __all__ = ["LlmError", "LlmResult", "LlmTask", "OpenAiLlm", "call_budget_s", "strict_object"]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from processors.llm import call_budget_s
 from schemas.domain.phase import Phase
-from streams.settings import PhaseSettings, Settings, TaskMode
+from schemas.settings import PhaseSettings, Settings, TaskMode
 
 __all__ = ["LLM_PHASES", "TurnLlmBudget", "stall_problem", "turn_llm_budget"]
 

@@ -14,15 +14,11 @@ development and tests).
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_PYTHON_PREFIXES: tuple[str, ...] = ("processors.tools_builtin",)
-"""The tool modules that ship with turnstream (the example packs' tools)."""
-
-MODULE_PREFIX = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\.?$")
+from schemas.settings import DEFAULT_PYTHON_PREFIXES, ToolSettings, normal_prefix
 
 
 class ToolRefusedError(PermissionError):
@@ -33,17 +29,15 @@ class ToolImportError(ImportError):
     """An allowed tool path that does not resolve to a callable."""
 
 
-def normal_prefix(prefix: str) -> str:
-    """A prefix as the policy compares it: a dotted module name without a trailing dot."""
-    if not MODULE_PREFIX.match(prefix):
-        raise ValueError(f"{prefix!r} is not a dotted module name")
-    return prefix.rstrip(".")
-
-
 @dataclass(frozen=True)
 class ToolPolicy:
     python_prefixes: tuple[str, ...] = DEFAULT_PYTHON_PREFIXES
     allow_private_http: bool = False
+
+    @classmethod
+    def of(cls, tools: ToolSettings) -> ToolPolicy:
+        """The policy an operator configured (``TURNSTREAM_TOOLS__*``)."""
+        return cls(tuple(tools.python_allowed_prefixes), tools.allow_private_targets)
 
     def python_refusal(self, path: str) -> str | None:
         """Why ``module:function`` may not run here, or None when its module is allowed."""

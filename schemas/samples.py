@@ -19,6 +19,7 @@ from schemas.domain.customer_data import (
     VariableSource,
     VariableType,
 )
+from schemas.domain.dialogue import DialogueReading, ReadingKind, ScenarioEvidence
 from schemas.domain.enforcement import (
     EnforcementLane,
     EnforcementResult,
@@ -26,7 +27,6 @@ from schemas.domain.enforcement import (
     RuleJudgement,
     Violation,
 )
-from schemas.domain.dialogue import DialogueReading, ReadingKind, ScenarioEvidence
 from schemas.domain.errors import TurnError
 from schemas.domain.outcome import OutcomeCategory, Resolution, TurnOutcome
 from schemas.domain.phase import Phase

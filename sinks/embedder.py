@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from processors.embedding import CachedEmbedder, Vectors, normalize_rows
-from streams.settings import Settings, load_settings
+from schemas.settings import Settings
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 EmbedderBackend = Literal["torch", "onnx-int8"]
@@ -114,11 +114,11 @@ def default_embedder(
     under ``settings.cache_dir``. The two give different vectors and different ``model_id``s.
     """
     if backend is None:
-        settings = settings or load_settings()
+        settings = settings or Settings()
         backend = settings.embedder_backend
     if backend == "torch":
         return _default_embedder(cache_size, backend, None)
-    return _default_embedder(cache_size, backend, (settings or load_settings()).cache_dir)
+    return _default_embedder(cache_size, backend, (settings or Settings()).cache_dir)
 
 
 @functools.cache

@@ -366,9 +366,9 @@ def _slug(model_id: str) -> str:
 
 
 def _settings_cache_dir() -> Path:
-    from streams.settings import load_settings
+    from schemas.settings import Settings
 
-    return load_settings().cache_dir
+    return Settings().cache_dir
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ from qdrant_client import QdrantClient, models
 from processors.embedding import Vector, Vectors, normalize_rows
 from processors.retrieval.model import IndexItem, Scope, StoredDoc, VectorHit
 from schemas.domain.retrieval import RetrievalType
-from streams.settings import Settings
+from schemas.settings import Settings
 
 _POINT_NS = uuid.UUID("5d1f3c1e-8a52-4c0e-9b8e-6f1f7f2a0b11")
 _SAFE_PART = re.compile(r"[a-z0-9-]{1,48}")

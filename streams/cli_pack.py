@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from processors.tool_policy import ToolPolicy
 from streams.settings import load_settings
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
@@ -41,7 +42,7 @@ def _validate(args: argparse.Namespace) -> int:
     from schemas.pack import SECTION_KEYS
 
     pack_dir: Path = args.dir
-    report = inspect_pack(pack_dir, load_settings().tools.policy())
+    report = inspect_pack(pack_dir, ToolPolicy.of(load_settings().tools))
     for problem in report.problems:
         print(dataclasses.replace(problem, file=str(pack_dir / problem.file)))
     count = Counter(problem.severity for problem in report.problems)
@@ -75,7 +76,7 @@ def _load(args: argparse.Namespace) -> int:
         return 1
     settings = load_settings()
     try:
-        pack = load_pack(pack_dir, settings.tools.policy())
+        pack = load_pack(pack_dir, ToolPolicy.of(settings.tools))
         result = asyncio.run(publish_pack(settings, pack))
     except PublishError:
         print(f"{pack_dir}: not loaded, nothing published")

@@ -24,6 +24,7 @@ from processors.pack import load_pack
 from processors.pack.conversation_check import Observed
 from processors.pack.conversation_run import SuiteReport, format_report, play
 from processors.pack.conversations import load_suite
+from processors.tool_policy import ToolPolicy
 from schemas.domain.turn_input import TurnInput
 from schemas.events.turn_requested import TurnRequested
 from schemas.pack import AgentPack
@@ -58,7 +59,7 @@ async def play_in_process(
     store = VectorStore.memory(embedder.dim)
     lexicon = LexicalIndexes(store.documents)
     sync_pack(Indexer(store, embedder, lexicon), pack)
-    policy = settings.tools.policy()
+    policy = ToolPolicy.of(settings.tools)
     session = guarded_session(allow_private=policy.allow_private_http)
     http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
     executor = PackToolExecutor(PythonToolExecutor(pack_dir, policy), http)

@@ -131,7 +131,7 @@ def test_pack_validate_applies_the_settings_policy(
 
 
 def test_the_example_pack_passes_the_default_policy() -> None:
-    assert errors(validate_pack(EXAMPLE, Settings().tools.policy())) == []
+    assert errors(validate_pack(EXAMPLE, ToolPolicy.of(Settings().tools))) == []
 
 
 # -- at call time, in the worker's executors ----------------------------------------------

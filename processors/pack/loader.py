@@ -28,7 +28,7 @@ def _sorted(errors: list[PackError]) -> list[PackError]:
 
 def inspect_pack(pack_dir: str | Path, policy: ToolPolicy | None = None) -> PackReport:
     """Read and check the pack at ``pack_dir`` once; never raises for a bad pack. ``policy``:
-    the operator's tool policy (``Settings.tools.policy()``; default: the defaults)."""
+    the operator's tool policy (``ToolPolicy.of(settings.tools)``; default: the defaults)."""
     found = collect(Path(pack_dir))
     problems = _sorted(found.errors + check(found, policy or ToolPolicy()))
     failed = found.agent is None or any(p.severity is Severity.ERROR for p in problems)

@@ -50,7 +50,7 @@ from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule, RuleScope
 from schemas.pack.templates import TemplateKind
-from streams.settings import PhaseSettings
+from schemas.settings import PhaseSettings
 
 __all__ = [
     "DEFAULT_POLICY_FALLBACK",

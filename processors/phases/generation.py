@@ -58,7 +58,7 @@ from schemas.domain.scenario import ContributionKind
 from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule
-from streams.settings import PhaseSettings, TaskMode
+from schemas.settings import PhaseSettings, TaskMode
 
 __all__ = ["CHANNEL_LIMITS", "Generation", "format_for_channel", "generate", "render"]
 

@@ -48,7 +48,7 @@ from schemas.domain.session import RuleFires, ScenarioStatus, SessionState
 from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule, RuleScope
-from streams.settings import PhaseSettings, TaskMode
+from schemas.settings import PhaseSettings, TaskMode
 
 __all__ = [
     "FILTER_SCHEMA_NAME",

@@ -47,7 +47,7 @@ from schemas.domain.snapshot import (
 from schemas.domain.usage import TokenUsage
 from schemas.fields import json_text
 from schemas.pack.language import GlossaryTerm, Intent
-from streams.settings import PhaseSettings, TaskMode
+from schemas.settings import PhaseSettings, TaskMode
 
 __all__ = [
     "MAX_FACTS",

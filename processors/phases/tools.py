@@ -47,7 +47,7 @@ from schemas.pack.agent_pack import AgentPack
 from schemas.pack.common import ToolTiming
 from schemas.pack.fields import CustomerDataField
 from schemas.pack.tools import SideEffect, Tool
-from streams.settings import PhaseSettings
+from schemas.settings import PhaseSettings
 
 __all__ = [
     "DueBinding",

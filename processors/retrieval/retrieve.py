@@ -15,7 +15,7 @@ from processors.retrieval.ports import Reranker, VectorIndex
 from processors.retrieval.query import QueryFeatures
 from processors.retrieval.selection import StrategyParams, select_count
 from schemas.domain.retrieval import RetrievalType
-from streams.settings import RetrievalSettings, RetrievalTypeSettings
+from schemas.settings import RetrievalSettings, RetrievalTypeSettings
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from streams.settings import RetrievalTypeSettings, SelectionStrategy
+from schemas.settings import RetrievalTypeSettings, SelectionStrategy
 
 
 @dataclass(frozen=True)

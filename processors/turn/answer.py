@@ -23,7 +23,7 @@ from schemas.domain.phase import Phase
 from schemas.domain.turn_context import TurnContext
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.common import ToolTiming
-from streams.settings import TaskMode
+from schemas.settings import TaskMode
 
 AFTER_RESPONSE = frozenset({ToolTiming.AFTER})
 JUDGE_SLACK_S = 1.0

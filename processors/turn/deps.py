@@ -14,7 +14,7 @@ from processors.retrieval import LexicalIndexes
 from processors.retrieval.ports import Reranker, VectorIndex
 from schemas.domain.phase import Phase
 from schemas.pack.agent_pack import AgentPack
-from streams.settings import Settings
+from schemas.settings import Settings
 
 
 def utc_now() -> datetime:

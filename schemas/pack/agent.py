@@ -11,7 +11,7 @@ from schemas.domain.snapshot import LanguageTag
 from schemas.fields import Label
 from schemas.pack.common import Description, Slug
 from schemas.pack.dialogue import DialogueOptions
-from streams.settings import PhasesSettings, RetrievalSettings, Settings
+from schemas.settings import PhasesSettings, RetrievalSettings, Settings
 
 
 class AgentSettings(SchemaModel):

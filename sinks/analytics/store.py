@@ -21,10 +21,10 @@ from typing import Any, Protocol
 
 import clickhouse_connect
 
+from schemas.settings import Settings
 from sinks.analytics import tables
 from sinks.analytics.migrations import apply_migrations
 from sinks.analytics.rows import Row, RowBatch, redact_url
-from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -42,12 +42,12 @@ import aiohttp
 
 from schemas.events.webhook import DeliveryStatus, WebhookDelivery
 from schemas.pack.webhooks import WebhookSubscription
+from schemas.settings import WebhookSettings
 from sinks.analytics.rows import redact_url
 from sinks.webhooks import signing
 from sinks.webhooks.events import WebhookEvent
 from sinks.webhooks.secrets import secret_variable
 from sinks.webhooks.ssrf import TargetRefusedError, check_url
-from streams.settings import WebhookSettings
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from processors.phases.tools import PackToolExecutor, PythonToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
 from processors.retrieval.snapshot_index import SnapshotIndex
+from processors.tool_policy import ToolPolicy
 from processors.turn.deps import TurnDeps
 from schemas.domain.phase import Phase
 from schemas.pack.agent_pack import AgentPack
@@ -97,7 +98,7 @@ def pack_tools(
 ) -> Callable[[AgentPack], PackToolExecutor]:
     """Each pack's tool executor: its Python tools under the operator's tool policy, over
     its own folder of ``packs_dir``; its HTTP tools through the guarded ``session``."""
-    policy = settings.tools.policy()
+    policy = ToolPolicy.of(settings.tools)
     http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
 
     def tools(pack: AgentPack) -> PackToolExecutor:
