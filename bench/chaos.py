@@ -77,10 +77,10 @@ from schemas.domain.turn_input import Channel, TurnInput
 from schemas.domain.turn_record import TurnRecord
 from schemas.events.turn_response import ResponseStatus
 from streams.local_kafka import LocalKafka, private_broker_settings
-from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
+from streams.topics import MEMORY_GROUP, pipeline_group
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess, wait_for_groups
 
@@ -424,7 +424,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         await publish_pack(settings, load_pack(EXAMPLE_PACK))
         for worker in soak.workers:
             worker.start()
-        groups = [f"{settings.topic_prefix}.pipeline", memory_group(settings)]
+        groups = [pipeline_group(settings.topic_prefix), MEMORY_GROUP.name(settings.topic_prefix)]
         await wait_for_groups(settings.bootstrap_servers, groups, args.workers, soak.workers)
         print(f"{args.workers} worker(s) ready; load for {args.duration:.0f} s at <= {args.rate}/s")
         async with TurnClient(settings, records=True) as client:

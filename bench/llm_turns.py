@@ -44,10 +44,10 @@ from processors.llm_budget import LLM_PHASES, turn_llm_budget
 from processors.pack import load_pack
 from schemas.domain.retrieval import RetrievalType
 from streams.local_kafka import LocalKafka, private_broker_settings
-from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
 from streams.settings import EnforcementPhaseSettings, PhaseSettings, Settings, TaskMode
 from streams.topic_admin import ensure_topics
+from streams.topics import MEMORY_GROUP, pipeline_group
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess, wait_for_groups
 
@@ -223,7 +223,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 worker.start()
                 try:
                     async with TurnClient(settings) as client:
-                        groups = [f"{settings.topic_prefix}.pipeline", memory_group(settings)]
+                        groups = [
+                            pipeline_group(settings.topic_prefix),
+                            MEMORY_GROUP.name(settings.topic_prefix),
+                        ]
                         await wait_for_groups(settings.bootstrap_servers, groups, 1, [worker])
                         texts = Texts.load()
                         # the model and the JVM warm up on 20 turns, not counted

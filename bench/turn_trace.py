@@ -37,10 +37,10 @@ from processors.pack import load_pack
 from schemas.codec import CodecError, decode
 from streams.analytics_consumer import group_id as analytics_group
 from streams.local_kafka import LocalKafka, private_broker_settings
-from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics
+from streams.topics import MEMORY_GROUP, pipeline_group
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess, wait_for_groups
 
@@ -160,7 +160,7 @@ async def trace(args: argparse.Namespace) -> dict[str, Any]:
         await ensure_topics(settings)
         await publish_pack(settings, load_pack(EXAMPLE_PACK))
         worker.start()
-        groups = [f"{settings.topic_prefix}.pipeline", memory_group(settings)]
+        groups = [pipeline_group(settings.topic_prefix), MEMORY_GROUP.name(settings.topic_prefix)]
         groups.append(analytics_group(settings))
         await wait_for_groups(settings.bootstrap_servers, groups, 1, [worker])
         sent = await run_turns(settings, args)

@@ -134,11 +134,11 @@ from schemas.events.turn_response import ResponseStatus, TurnResponse
 from schemas.pack.agent_pack import AgentPack
 from streams.analytics_consumer import group_id as analytics_group
 from streams.local_kafka import LocalKafka, private_broker_settings
-from streams.memory_consumer import group_id as memory_group
 from streams.pack_publisher import publish_pack
 from streams.pipeline.runtime import one_intra_op_thread
 from streams.settings import Settings, load_settings
 from streams.topic_admin import ensure_topics
+from streams.topics import MEMORY_GROUP, pipeline_group
 from streams.turn_client import TurnClient
 from streams.worker import freeze_startup_objects
 from streams.worker_process import SET_BY_WORKER_ENV, WorkerProcess, rss_bytes, wait_for_groups
@@ -578,7 +578,7 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("phases P1-P10 (processors/phases)", ("processors/phases",)),
     ("turn glue (processors/turn)", ("processors/turn",)),
     ("pydantic (validation, model_copy)", ("pydantic",)),
-    ("memory ingestion", ("memory_consumer",)),
+    ("memory ingestion", ("sinks/memory_ingestion", "sink_consumer")),
     ("faust tables / streams", ("faust/", "mode/")),
     ("aiokafka client", ("aiokafka/",)),
     ("pipeline agents (streams/pipeline)", ("streams/pipeline",)),
@@ -741,7 +741,10 @@ async def stream_run(
                     "duplicates": sum(c - 1 for c in counts if c > 1),
                 }
 
-            groups = [f"{settings.topic_prefix}.pipeline", memory_group(settings)]
+            groups = [
+                pipeline_group(settings.topic_prefix),
+                MEMORY_GROUP.name(settings.topic_prefix),
+            ]
             if settings.analytics.enabled:
                 groups.append(analytics_group(settings))
             await wait_for_groups(settings.bootstrap_servers, groups, workers, procs)

@@ -1,7 +1,8 @@
 """The analytics consumer: completed turns, dead letters, webhook attempts and analytics
 events into ClickHouse, in its own consumer group, never on the response path.
 
-Records are decoded and turned into rows as they arrive and written in batches bounded by
+It is :class:`AnalyticsWriter` on the :class:`~streams.sink_consumer.SinkConsumer` loop:
+records are decoded and turned into rows as they arrive and written in batches bounded by
 size (``TURNSTREAM_ANALYTICS__BATCH_SIZE`` records) and time (``__FLUSH_INTERVAL_S`` after
 the batch's first record). The write runs in a worker thread (chdb and the clickhouse-connect
 client are synchronous). **Offsets are committed only after the batch is written**; when the
@@ -11,9 +12,10 @@ lost and the process does not crash. Rows are idempotent (``sinks.analytics.tabl
 batch written twice (a retry after a partial write, a replay after a crash or a rebalance)
 leaves one row per key after deduplication.
 
-A record that cannot become rows (undecodable, invalid) is logged and written to the
-``dead_letters`` table with its topic, partition and offset: a poison record never blocks
-the stream.
+A record that cannot become rows (undecodable, invalid) is a dead letter with its reason,
+written with the batch to the ``dead_letters`` table with its topic, partition and offset
+(not to the dead-letter topic, which this consumer reads): a poison record never blocks the
+stream.
 
 No customer address is stored (``sinks.analytics.privacy``): ``turns.session_key`` is a
 pseudonym keyed by ``TURNSTREAM_ANALYTICS__PSEUDONYM_KEY``, and texts are masked. With
@@ -26,21 +28,13 @@ own. A turn whose pack it does not know has its message and answer left out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from schemas.codec import CodecError, decode_as
+from schemas.codec import decode_as
 from schemas.events.analytics import AnalyticsEvent
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.dead_letter import DeadLetter
@@ -50,37 +44,22 @@ from sinks.analytics.privacy import Pseudonyms
 from sinks.analytics.query_server import QueryServer
 from sinks.analytics.rows import RowBatch
 from sinks.analytics.store import AnalyticsStore, EngineBusyError
-from streams.kafka_clients import consumer_kwargs
-from streams.pack_registry import PackRegistry, PackSnapshot
+from streams.pack_registry import PackLookup, PackRegistry
 from streams.settings import Settings
-from streams.topics import ANALYTICS_EVENTS, DEAD_LETTER, TURN_COMPLETED, WEBHOOK_DELIVERIES
+from streams.sink_consumer import SinkConsumer, SinkPolicy
+from streams.topics import (
+    ANALYTICS_EVENTS,
+    ANALYTICS_GROUP,
+    DEAD_LETTER,
+    TURN_COMPLETED,
+    WEBHOOK_DELIVERIES,
+)
 
 logger = logging.getLogger(__name__)
 
-StoreFactory = Callable[[], AnalyticsStore]
-
-
-@dataclass
-class AnalyticsStats:
-    """Counters for logs, tests and the bench."""
-
-    records: int = 0
-    rows: int = 0
-    batches: int = 0
-    write_failures: int = 0
-    poison: int = 0
-    commits: int = 0
-    commit_failures: int = 0
-    last_error: str | None = None
-    committed: dict[TopicPartition, int] = field(default_factory=dict)
-
 
 def group_id(settings: Settings) -> str:
-    return settings.analytics.group_id or f"{settings.topic_prefix}.analytics"
-
-
-class PackLookup(Protocol):
-    def get(self, tenant: str, agent: str) -> PackSnapshot | None: ...
+    return settings.analytics.group_id or ANALYTICS_GROUP.name(settings.topic_prefix)
 
 
 SensitiveFields = Callable[[str, str], frozenset[str] | None]
@@ -125,18 +104,82 @@ def _row_builders(
     }
 
 
-class _Batch:
-    def __init__(self) -> None:
-        self.rows = RowBatch()
-        self.records = 0
-        self.offsets: dict[TopicPartition, int] = {}
-        self.started: float | None = None
+class AnalyticsWriter:
+    """Records -> ClickHouse rows; opens the store (and the SQL endpoint) unless given one."""
 
-    def __bool__(self) -> bool:
-        return self.records > 0
+    def __init__(
+        self,
+        settings: Settings,
+        builders: dict[str, Callable[[bytes], RowBatch]],
+        store: AnalyticsStore | None,
+        *,
+        serve_queries: bool,
+    ) -> None:
+        self._settings = settings
+        self._builders = builders
+        self.store = store
+        self._owns_store = store is None
+        self._serve_queries = serve_queries
+        self.query_server: QueryServer | None = None
+        self.rows = 0
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._builders)
+
+    async def open(self) -> None:
+        if self.store is not None:
+            return
+        store = await asyncio.to_thread(AnalyticsStore.open, self._settings)
+        self.store = store
+        port = self._settings.analytics.query_port
+        if self._serve_queries and port:
+            server = QueryServer(store, port)
+            try:
+                await asyncio.to_thread(server.start)
+            except OSError as exc:
+                logger.error(
+                    "analytics: cannot serve SQL on port %d (%s); "
+                    "set TURNSTREAM_ANALYTICS__QUERY_PORT",
+                    port,
+                    exc,
+                )
+            else:
+                self.query_server = server
+
+    def decode(self, topic: str, value: bytes) -> RowBatch:
+        return self._builders[topic](value)
+
+    async def write(self, items: Sequence[RowBatch], dead: Sequence[DeadLetter]) -> None:
+        batch = rows.merge(items)
+        for letter in dead:
+            batch.extend(
+                rows.poison_rows(
+                    letter.source_topic,
+                    letter.partition,
+                    letter.offset,
+                    letter.key,
+                    letter.original,
+                    letter.reason,
+                    letter.detail,
+                    letter.at,
+                )
+            )
+        store = self.store
+        assert store is not None  # the loop opens it before consuming
+        await asyncio.to_thread(store.write, batch)
+        self.rows += len(batch)
+
+    async def close(self) -> None:
+        if self.query_server is not None:
+            await asyncio.to_thread(self.query_server.stop)
+            self.query_server = None
+        if self._owns_store and self.store is not None:
+            store, self.store = self.store, None
+            await asyncio.to_thread(store.close)
 
 
-class AnalyticsConsumer:
+class AnalyticsConsumer(SinkConsumer[RowBatch]):
     """``await start()`` / ``await stop()``. ``store`` injects an :class:`AnalyticsStore`
     (tests use one whose client fails); by default the consumer opens its own from the
     settings and, for the embedded engine, serves read-only SQL on the query port. ``packs``
@@ -151,37 +194,42 @@ class AnalyticsConsumer:
         serve_queries: bool = True,
         packs: PackLookup | None = None,
     ) -> None:
-        self._settings = settings
-        self._cfg = settings.analytics
-        self._store = store
-        self._owns_store = store is None
-        self._serve_queries = serve_queries and not settings.clickhouse_url
+        cfg = settings.analytics
         self._own_packs: PackRegistry | None = None
-        if packs is None and self._cfg.store_texts:
+        if packs is None and cfg.store_texts:
             packs = self._own_packs = PackRegistry(settings)
-        pseudonyms = Pseudonyms.from_key(self._cfg.pseudonym_key)
-        self._builders = _row_builders(settings, sensitive_fields(packs), pseudonyms)
-        self._consumer: AIOKafkaConsumer | None = None
-        self._query_server: QueryServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
-        self.stats = AnalyticsStats()
+        pseudonyms = Pseudonyms.from_key(cfg.pseudonym_key)
+        builders = _row_builders(settings, sensitive_fields(packs), pseudonyms)
+        self._analytics = AnalyticsWriter(
+            settings, builders, store, serve_queries=serve_queries and not settings.clickhouse_url
+        )
+        super().__init__(
+            settings,
+            name="analytics",
+            group=group_id(settings),
+            topics=self._analytics.topics,
+            writer=self._analytics,
+            policy=SinkPolicy(
+                batch_size=cfg.batch_size,
+                flush_interval_s=cfg.flush_interval_s,
+                retry_initial_s=cfg.retry_initial_s,
+                retry_max_s=cfg.retry_max_s,
+            ),
+        )
 
     @property
     def store(self) -> AnalyticsStore | None:
-        return self._store
+        return self._analytics.store
 
     @property
     def query_port(self) -> int | None:
-        return self._query_server.port if self._query_server is not None else None
+        server = self._analytics.query_server
+        return server.port if server is not None else None
 
     async def start(self) -> None:
-        if self._task is not None:
-            raise RuntimeError("AnalyticsConsumer already started")
-        self._stopping.clear()
-        if not self._cfg.pseudonym_key:
+        if not self.settings.analytics.pseudonym_key:
             # a server is shared by processes and outlives them: there it matters
-            level = logging.WARNING if self._settings.clickhouse_url else logging.INFO
+            level = logging.WARNING if self.settings.clickhouse_url else logging.INFO
             logger.log(
                 level,
                 "analytics: TURNSTREAM_ANALYTICS__PSEUDONYM_KEY is not set: session keys are "
@@ -191,212 +239,20 @@ class AnalyticsConsumer:
         if self._own_packs is not None:
             await self._own_packs.start()
         try:
-            if self._store is None:
-                try:
-                    await self._open_store()
-                except EngineBusyError:
-                    raise
-                except Exception as exc:  # a server down at start: retried by the run loop
-                    logger.warning("analytics: ClickHouse not available yet, retrying: %s", exc)
-            consumer = AIOKafkaConsumer(
-                *self._builders,
-                group_id=group_id(self._settings),
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=self._cfg.batch_size,
-                **consumer_kwargs(self._settings),
-            )
-            await consumer.start()
+            try:
+                await self._analytics.open()
+            except EngineBusyError:
+                raise
+            except Exception as exc:  # a server down at start: retried by the run loop
+                logger.warning("analytics: ClickHouse not available yet, retrying: %s", exc)
+            await super().start()
         except BaseException:
+            await self._analytics.close()
             if self._own_packs is not None:
                 await self._own_packs.stop()
             raise
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._run(consumer), name="analytics-consumer")
-        logger.info("analytics consumer started (group %s)", group_id(self._settings))
 
     async def stop(self) -> None:
-        self._stopping.set()
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(task), timeout=60)
-            except TimeoutError:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-            except Exception:
-                logger.exception("analytics consumer ended with an error")
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-        if self._query_server is not None:
-            await asyncio.to_thread(self._query_server.stop)
-            self._query_server = None
-        if self._owns_store and self._store is not None:
-            store, self._store = self._store, None
-            await asyncio.to_thread(store.close)
+        await super().stop()
         if self._own_packs is not None:
             await self._own_packs.stop()
-
-    async def _open_store(self) -> None:
-        store = await asyncio.to_thread(AnalyticsStore.open, self._settings)
-        self._store = store
-        if self._serve_queries and self._cfg.query_port:
-            server = QueryServer(store, self._cfg.query_port)
-            try:
-                await asyncio.to_thread(server.start)
-            except OSError as exc:
-                logger.error(
-                    "analytics: cannot serve SQL on port %d (%s); "
-                    "set TURNSTREAM_ANALYTICS__QUERY_PORT",
-                    self._cfg.query_port,
-                    exc,
-                )
-            else:
-                self._query_server = server
-
-    # -- the loop ------------------------------------------------------------------------
-
-    def _backoff(self, failures: int) -> float:
-        ceiling = min(self._cfg.retry_max_s, self._cfg.retry_initial_s * 2.0 ** (failures - 1))
-        return ceiling * random.uniform(0.5, 1.0)
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, or return early when stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-
-    async def _ensure_store(self) -> AnalyticsStore | None:
-        failures = 0
-        while self._store is None and not self._stopping.is_set():
-            try:
-                await self._open_store()
-            except Exception as exc:
-                failures += 1
-                self.stats.last_error = str(exc)
-                delay = self._backoff(failures)
-                logger.warning(
-                    "analytics: opening ClickHouse failed (retry in %.1f s): %s", delay, exc
-                )
-                await self._pause(delay)
-        return self._store
-
-    async def _run(self, consumer: AIOKafkaConsumer) -> None:
-        if await self._ensure_store() is None:
-            return
-        batch = _Batch()
-        interval = self._cfg.flush_interval_s
-        while not self._stopping.is_set():
-            if batch.started is None:
-                wait_s = interval
-            else:
-                wait_s = max(0.0, batch.started + interval - time.monotonic())
-            try:
-                fetched = await consumer.getmany(
-                    timeout_ms=int(wait_s * 1000),
-                    max_records=max(1, self._cfg.batch_size - batch.records),
-                )
-            except KafkaError as exc:
-                logger.warning("analytics: fetch failed, retrying: %s", exc)
-                await self._pause(1.0)
-                continue
-            for tp, records in fetched.items():
-                for record in records:
-                    self._add(batch, tp, record)
-            due = batch.started is not None and time.monotonic() >= batch.started + interval
-            if batch and (batch.records >= self._cfg.batch_size or due):
-                await self._flush(consumer, batch, retry=True)
-                batch = _Batch()
-        if batch:
-            await self._flush(consumer, batch, retry=False)
-
-    def _add(self, batch: _Batch, tp: TopicPartition, record: Any) -> None:
-        if batch.started is None:
-            batch.started = time.monotonic()
-        batch.records += 1
-        batch.offsets[tp] = record.offset
-        self.stats.records += 1
-        if record.value is None:
-            return
-        try:
-            batch.rows.extend(self._builders[record.topic](record.value))
-        except (CodecError, ValidationError, ValueError, KeyError) as exc:
-            reason = f"codec.{exc.reason}" if isinstance(exc, CodecError) else "analytics.invalid"
-            self._poison(batch, record, reason, exc)
-        except Exception as exc:
-            logger.exception(
-                "analytics: building rows failed for %s@%d", record.topic, record.offset
-            )
-            self._poison(batch, record, "analytics.row_builder_failed", exc)
-
-    def _poison(self, batch: _Batch, record: Any, reason: str, exc: Exception) -> None:
-        self.stats.poison += 1
-        logger.warning(
-            "analytics: %s[%d]@%d skipped (%s): %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-            exc,
-        )
-        at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp else None
-        batch.rows.extend(
-            rows.poison_rows(
-                record.topic,
-                record.partition,
-                record.offset,
-                record.key,
-                record.value,
-                reason,
-                str(exc),
-                at or datetime.now(UTC),
-            )
-        )
-
-    async def _flush(self, consumer: AIOKafkaConsumer, batch: _Batch, *, retry: bool) -> None:
-        """Write the batch (retrying until it is written or the consumer stops), then commit."""
-        store = self._store
-        assert store is not None
-        failures = 0
-        while True:
-            try:
-                await asyncio.to_thread(store.write, batch.rows)
-                break
-            except Exception as exc:
-                failures += 1
-                self.stats.write_failures += 1
-                self.stats.last_error = str(exc)
-                if not retry or self._stopping.is_set():
-                    logger.warning(
-                        "analytics: batch of %d records not written at stop (%s); "
-                        "not committed, it will be consumed again",
-                        batch.records,
-                        exc,
-                    )
-                    return
-                delay = self._backoff(failures)
-                logger.warning(
-                    "analytics: writing %d rows failed (attempt %d, retry in %.1f s): %s",
-                    len(batch.rows),
-                    failures,
-                    delay,
-                    exc,
-                )
-                await self._pause(delay)
-        self.stats.batches += 1
-        self.stats.rows += len(batch.rows)
-        await self._commit(consumer, batch.offsets)
-
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        assigned = consumer.assignment()
-        todo = {tp: offset + 1 for tp, offset in offsets.items() if tp in assigned}
-        if not todo:
-            return
-        try:
-            await consumer.commit(todo)
-        except KafkaError as exc:  # a rebalance: the new owner re-reads, rows deduplicate
-            self.stats.commit_failures += 1
-            logger.warning("analytics: commit failed, records will be re-read: %s", exc)
-            return
-        self.stats.commits += 1
-        self.stats.committed.update(todo)

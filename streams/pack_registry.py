@@ -20,7 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -61,6 +61,12 @@ class PackSnapshot:
     version: int
     content_hash: str
     pack: AgentPack
+
+
+class PackLookup(Protocol):
+    """What the sinks need of the registry: the current pack of a tenant's agent."""
+
+    def get(self, tenant: str, agent: str) -> PackSnapshot | None: ...
 
 
 @dataclass(frozen=True)

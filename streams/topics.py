@@ -225,6 +225,27 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class GroupSpec:
+    """One consumer group of ours: ``<prefix>.<suffix>``."""
+
+    suffix: str
+    doc: str
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}.{self.suffix}"
+
+
+ANALYTICS_GROUP = GroupSpec("analytics", "ClickHouse analytics (TURNSTREAM_ANALYTICS__GROUP_ID)")
+WEBHOOKS_GROUP = GroupSpec("webhooks", "Webhook deliveries (TURNSTREAM_WEBHOOKS__GROUP_ID)")
+MEMORY_GROUP = GroupSpec("memory-ingestion", "Memory ingestion into the vector store")
+
+
+def pipeline_group(prefix: str, role: Role = Role.ALL) -> str:
+    """The consumer group of a role's Faust app: its app id (``streams.roles``)."""
+    return f"{prefix}.{app_suffix(role)}"
+
+
 def session_key(tenant_id: str, channel: str, channel_id: str) -> bytes:
     """The record key of every per-turn topic (see the module docstring); the same text as
     :attr:`schemas.domain.turn_input.TurnInput.session_key`."""

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -40,21 +40,17 @@ from sinks.webhooks.delivery import Deliverer, DeliveryJob, Dispatcher, RetryPol
 from sinks.webhooks.events import events_from_turn
 from streams import metrics
 from streams.kafka_clients import consumer_kwargs, producer_kwargs
-from streams.pack_registry import PackSnapshot
+from streams.pack_registry import PackLookup
 from streams.settings import Settings
-from streams.topics import TURN_COMPLETED, WEBHOOK_DEAD_LETTER, WEBHOOK_DELIVERIES
+from streams.topics import TURN_COMPLETED, WEBHOOK_DEAD_LETTER, WEBHOOK_DELIVERIES, WEBHOOKS_GROUP
 
 logger = logging.getLogger(__name__)
 
 COMMIT_EVERY_S = 1.0
 
 
-class PackLookup(Protocol):
-    def get(self, tenant: str, agent: str) -> PackSnapshot | None: ...
-
-
 def group_id(settings: Settings) -> str:
-    return settings.webhooks.group_id or f"{settings.topic_prefix}.webhooks"
+    return settings.webhooks.group_id or WEBHOOKS_GROUP.name(settings.topic_prefix)
 
 
 class OffsetTracker:

@@ -18,14 +18,15 @@ from processors.llm_budget import stall_problem
 from streams.analytics_consumer import AnalyticsConsumer
 from streams.analytics_services import Service, analytics_services
 from streams.kafka_ready import wait_until_serving
-from streams.memory_consumer import MemoryConsumer
 from streams.pipeline.base import Pipeline
 from streams.pipeline.runtime import PipelineRuntime
 from streams.pipeline.topology import Topology, build_topology
 from streams.pipeline.wiring import register
-from streams.roles import PIPELINE_ROLES, Role, app_suffix, runs
+from streams.roles import PIPELINE_ROLES, Role, runs
 from streams.settings import Settings, SettingsError
+from streams.sink_catalog import SINKS, SinkContext
 from streams.topic_admin import TopicReport, ensure_topics
+from streams.topics import pipeline_group
 from streams.webhook_consumer import WebhookConsumer
 from streams.worker_ops import WorkerOps
 
@@ -138,22 +139,21 @@ class Worker:
     async def _coordinator_ready(self) -> None:
         """Wait for the group coordinator (all of ``__consumer_offsets``, so every group of
         this worker): else each first JoinGroup logs GroupCoordinatorNotAvailable at ERROR."""
-        group = f"{self.settings.topic_prefix}.{app_suffix(self.role)}"
+        group = pipeline_group(self.settings.topic_prefix, self.role)
         waiting = await wait_until_serving(self.settings.bootstrap_servers, group=group)
         if waiting:
             logger.warning("starting while Kafka is not ready: %s", "; ".join(waiting[:3]))
 
     def _side_services(self) -> list[Service]:
         services: list[Service] = []
-        if runs(self.role, Role.RETRIEVAL):
-            services.append(
-                MemoryConsumer(
-                    self.settings,
-                    self.runtime.indexer,
-                    self.runtime.deps.embedder,
-                    self.runtime.in_model_thread,
-                )
-            )
+        runtime = self.runtime
+        ctx = SinkContext(
+            self.settings,
+            indexer=lambda: runtime.indexer,
+            embedder=lambda: runtime.deps.embedder,
+            run_in_model_thread=runtime.in_model_thread,
+        )
+        services += [sink.consumer(ctx) for sink in SINKS if runs(self.role, sink.role)]
         extra = analytics_services(self.settings, self.runtime.registry)
         if self.role is Role.ALL:
             services += extra

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
-from streams import analytics_consumer, memory_consumer, metrics, tracing, webhook_consumer
+from streams import metrics, tracing, webhook_consumer
 from streams.consumer_lag import LagMonitor
 from streams.ops_server import OpsServer, Readiness
-from streams.roles import app_suffix
+from streams.sink_consumer import SinkConsumer
+from streams.topics import pipeline_group
 
 if TYPE_CHECKING:
     from streams.pipeline.base import Pipeline
@@ -85,12 +86,10 @@ class WorkerOps:
         worker, settings = self.worker, self.worker.settings
         groups = []
         if worker.runs_pipeline:
-            groups.append(f"{settings.topic_prefix}.{app_suffix(worker.role)}")
+            groups.append(pipeline_group(settings.topic_prefix, worker.role))
         for service in worker.services:
-            if isinstance(service, memory_consumer.MemoryConsumer):
-                groups.append(memory_consumer.group_id(settings))
-            elif isinstance(service, analytics_consumer.AnalyticsConsumer):
-                groups.append(analytics_consumer.group_id(settings))
+            if isinstance(service, SinkConsumer):  # memory ingestion, analytics
+                groups.append(service.group)
             elif isinstance(service, webhook_consumer.WebhookConsumer):
                 groups.append(webhook_consumer.group_id(settings))
         return groups
