@@ -28,6 +28,7 @@ AREAS: tuple[str, ...] = (
     "streams.cli_analytics",
     "streams.cli_status",
     "streams.cli_llm",
+    "streams.cli_replay",
 )
 """The sub-command modules, in the order ``--help`` lists their commands."""
 

@@ -1,0 +1,128 @@
+"""Replay of 1,000 recorded turns against the pack that recorded them (issue 18: < 30 s).
+
+Recording: the pack's conversation tests (``<pack>/tests/*.yaml``), each played again and
+again as a new visitor and session until ``--turns`` turns ran, through the in-process turn runner with
+the pack's real tools; the turns are written to an export file (``--no-mask``) and read back.
+Measured: reading the export, and ``streams.replay_run.replay_pack`` (model load, pack
+indexing and every turn) over those turns. The recording itself is not part of the figure.
+The number of changed turns is printed too: it must be 0 (the determinism check).
+
+    python bench/replay.py [--turns 1000] [--json bench/results/replay.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from processors.pack import load_pack
+from processors.pack.conversations import load_suite
+from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+from processors.replay.recording import RecordedTurn, recorded_turn
+from processors.replay.report import summarize
+from processors.retrieval import Indexer, LexicalIndexes
+from processors.retrieval.pack_items import sync_pack
+from processors.tool_policy import ToolPolicy
+from processors.turn.deps import TurnDeps
+from processors.turn.in_process import MemoryState, run_turn
+from schemas.domain.turn_input import TurnInput
+from schemas.events.turn_requested import TurnRequested
+from sinks.embedder import default_embedder
+from sinks.vector_store import VectorStore
+from streams.replay_run import replay_pack
+from streams.replay_source import read_export, write_export
+from streams.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+async def record(pack_dir: Path, settings: Settings, turns: int) -> list[RecordedTurn]:
+    """``turns`` turns of the pack's test conversations, run in process with real tools."""
+    pack = load_pack(pack_dir)
+    suite = load_suite(pack_dir, pack)
+    if not suite.conversations:
+        raise SystemExit(f"{pack_dir}: no conversation tests to record")
+    embedder = default_embedder(settings=settings)
+    store = VectorStore.memory(embedder.dim)
+    lexicon = LexicalIndexes(store.documents)
+    sync_pack(Indexer(store, embedder, lexicon), pack)
+    executor = PackToolExecutor(PythonToolExecutor(pack_dir, ToolPolicy.of(settings.tools)))
+    deps = TurnDeps(embedder, store, lexicon, lambda _p: executor, settings)
+    state = MemoryState()
+    state.add_pack(pack)
+    recorded: list[RecordedTurn] = []
+    round_ = 0
+    try:
+        while len(recorded) < turns:
+            round_ += 1
+            for n, loaded in enumerate(suite.conversations):
+                channel_id = f"bench-{round_}-{n}"
+                for turn in loaded.conversation.turns:
+                    if len(recorded) >= turns:
+                        return recorded
+                    given = TurnInput(
+                        tenant_id=pack.agent.tenant_id,
+                        agent_id=pack.agent.agent_id,
+                        channel=loaded.conversation.channel,
+                        channel_id=channel_id,
+                        customer_id=loaded.conversation.customer_id,
+                        session_id=channel_id,
+                        message=turn.say,
+                    )
+                    request = TurnRequested(
+                        turn_id=f"turn-{uuid.uuid4().hex}", input=given, sent_at=datetime.now(UTC)
+                    )
+                    _response, got = await run_turn(request, state, deps)
+                    recorded.append(recorded_turn(request, got))
+    finally:
+        store.close()
+    return recorded
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pack", type=Path, default=REPO / "packs" / "acme-shop" / "support")
+    parser.add_argument("--turns", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    settings = load_settings()
+    started = time.perf_counter()
+    turns = await record(args.pack, settings, args.turns)
+    record_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "turns.jsonl"
+        write_export(turns, export, None, mask=False)
+        size = export.stat().st_size
+        started = time.perf_counter()
+        read = read_export(export)
+        read_s = time.perf_counter() - started
+        started = time.perf_counter()
+        run = await replay_pack(read.turns, args.pack, settings)
+        replay_s = time.perf_counter() - started
+    summary = summarize(run)
+    figures = {
+        "turns": summary.turns,
+        "conversations": summary.conversations,
+        "changed_turns": summary.changed_turns,
+        "export_bytes": size,
+        "record_s": round(record_s, 2),
+        "read_export_s": round(read_s, 3),
+        "replay_s": round(replay_s, 2),
+        "total_s": round(read_s + replay_s, 2),
+        "turns_per_s": round(summary.turns / replay_s, 1),
+        "target_s": 30,
+    }
+    for key, value in figures.items():
+        print(f"{key:>16}: {value}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,56 @@
+"""Run a replay: the turn runner's real dependencies (the embedder, Qdrant in memory, the
+pack's indexes) around :func:`processors.replay.run.replay`, as ``turnstream pack test``
+builds them for its in-process runs, with the tools and the clock the replay pins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from processors.replay.recording import RecordedTurn
+from processors.replay.run import ReplayRun
+from streams.settings import Settings
+
+
+async def replay_pack(
+    turns: Sequence[RecordedTurn], pack_dir: Path, settings: Settings, *, live_llm: bool = False
+) -> ReplayRun:
+    """Every turn of ``turns`` against the pack in ``pack_dir``. LLM phases call the model
+    of ``settings`` only with ``live_llm`` (else they run their heuristics)."""
+    from processors.llm import LlmTask, OpenAiLlm
+    from processors.llm_budget import LLM_PHASES
+    from processors.pack import load_pack
+    from processors.replay.embeddings import PrefetchedEmbedder
+    from processors.replay.run import replay
+    from processors.replay.tools import RecordedTools
+    from processors.retrieval import Indexer, LexicalIndexes
+    from processors.retrieval.pack_items import sync_pack
+    from processors.turn.deps import TurnDeps
+    from schemas.domain.phase import Phase
+    from sinks.embedder import default_embedder
+    from sinks.vector_store import VectorStore
+
+    pack = load_pack(pack_dir)
+    embedder = PrefetchedEmbedder(default_embedder(settings=settings))
+    store = VectorStore.memory(embedder.dim)
+    lexicon = LexicalIndexes(store.documents)
+    sync_pack(Indexer(store, embedder.inner, lexicon), pack)
+    embedder.prefetch(t.request.input.message for t in turns)
+    llm: dict[Phase, LlmTask] = {}
+    if live_llm:
+        if not settings.llm_base_url:
+            raise ValueError("--live-llm needs TURNSTREAM_LLM_BASE_URL (the model's endpoint)")
+        llm = dict.fromkeys(LLM_PHASES, OpenAiLlm(settings))
+    unused = RecordedTools.of(())  # replaced by the replay's own executor
+    deps = TurnDeps(
+        embedder=embedder,
+        vectors=store,
+        lexicon=lexicon,
+        tools=lambda _pack: unused,
+        settings=settings,
+        llm=llm,
+    )
+    try:
+        return await replay(turns, pack, deps)
+    finally:
+        store.close()
