@@ -14,23 +14,26 @@ there to the agent. Compare with ``bench/hop_latency.py`` (aiokafka alone).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/faust_hop.py`: import `bench.*` from the repository
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import json
-import shutil
-import tempfile
 import time
 import uuid
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import aiokafka.consumer.fetcher as aiokafka_fetcher
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from turns import summary
 
-from streams.local_kafka import LocalKafka, private_broker_settings
+from bench.harness.figures import summary
+from bench.harness.pipeline import private_cluster
 from streams.pipeline.topology import RAW, build_app
 from streams.roles import Role
 
@@ -68,17 +71,14 @@ class Stamps:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="turnstream-faust-hop-"))
-    base = private_broker_settings(root)
-    broker = LocalKafka(base)
-    await asyncio.to_thread(broker.up)
-    prefix = f"hop{uuid.uuid4().hex[:8]}"
-    settings = base.model_copy(update={"topic_prefix": prefix, "partitions": args.partitions})
-    names = [f"{prefix}.chain{i}" for i in range(args.hops + 1)]
-    stamps = Stamps()
-    stamps.install()
-    parts: dict[str, list[float]] = defaultdict(list)
-    try:
+    async with private_cluster("faust-hop") as cluster:
+        prefix = f"hop{uuid.uuid4().hex[:8]}"
+        update = {"topic_prefix": prefix, "partitions": args.partitions}
+        settings = cluster.base.model_copy(update=update)
+        names = [f"{prefix}.chain{i}" for i in range(args.hops + 1)]
+        stamps = Stamps()
+        stamps.install()
+        parts: dict[str, list[float]] = defaultdict(list)
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
         await admin.start()
         await admin.create_topics([NewTopic(n, args.partitions, 1) for n in names])
@@ -94,9 +94,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(SETTLE_S)  # the group forms
         e2e = await ping(settings.bootstrap_servers, names, args.turns)
         await app.stop()
-    finally:
-        await asyncio.to_thread(broker.down)
-        shutil.rmtree(root, ignore_errors=True)
     measured = e2e[WARM:]
     p50 = summary(measured)["p50"]
     result = {

@@ -18,31 +18,29 @@ and groups the records by turn id. Prints and writes:
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python bench/turn_trace.py`: import `bench.*` from the repository
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import json
-import shutil
-import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
-from turns import EXAMPLE_PACK, REPO, Texts, summary, turn_input
 
-from processors.pack import load_pack
+from bench.harness.figures import summary
+from bench.harness.load import Texts, turn_input
+from bench.harness.pipeline import pipeline_settings, prepare, private_cluster, wait_ready
 from schemas.codec import CodecError, decode
-from streams.analytics_consumer import group_id as analytics_group
-from streams.local_kafka import LocalKafka, private_broker_settings
-from streams.pack_publisher import publish_pack
 from streams.settings import Settings
-from streams.topic_admin import ensure_topics
-from streams.topics import MEMORY_GROUP, pipeline_group
 from streams.turn_client import TurnClient
-from streams.worker_process import WorkerProcess, wait_for_groups
+from streams.worker_process import WorkerProcess
 
 TRACED = ("turn.", "retrieval.", "table.")
 WARM_TURNS = 10
@@ -144,32 +142,20 @@ def report(
 
 
 async def trace(args: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="turnstream-trace-"))
-    base = private_broker_settings(root)
-    broker = LocalKafka(base)
-    await asyncio.to_thread(broker.up)
-    settings = base.model_copy(
-        update={
-            "topic_prefix": f"trace{uuid.uuid4().hex[:8]}",
-            "packs_dir": REPO / "packs",
-            "webhooks": base.webhooks.model_copy(update={"enabled": False}),
-        }
-    )
-    worker = WorkerProcess(settings.model_copy(update={"data_dir": root / "w0"}), root / "w0.log")
-    try:
-        await ensure_topics(settings)
-        await publish_pack(settings, load_pack(EXAMPLE_PACK))
-        worker.start()
-        groups = [pipeline_group(settings.topic_prefix), MEMORY_GROUP.name(settings.topic_prefix)]
-        groups.append(analytics_group(settings))
-        await wait_for_groups(settings.bootstrap_servers, groups, 1, [worker])
-        sent = await run_turns(settings, args)
-        records, counts = await read_records(settings, set(sent))
-        return report(sent, records, counts, args.slowest)
-    finally:
-        worker.stop()
-        await asyncio.to_thread(broker.down)
-        shutil.rmtree(root, ignore_errors=True)
+    async with private_cluster("trace") as cluster:
+        settings = pipeline_settings(cluster.base, "trace")
+        worker = WorkerProcess(
+            settings.model_copy(update={"data_dir": cluster.root / "w0"}), cluster.root / "w0.log"
+        )
+        try:
+            await prepare(settings)
+            worker.start()
+            await wait_ready(settings, [worker])
+            sent = await run_turns(settings, args)
+            records, counts = await read_records(settings, set(sent))
+            return report(sent, records, counts, args.slowest)
+        finally:
+            worker.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

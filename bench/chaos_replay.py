@@ -1,0 +1,84 @@
+"""The chaos soak's state check (bench/chaos.py): every conversation replayed in-process with
+the same turn ids, and the state each streamed turn started from compared with the replay's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.chaos_soak import Conversation
+from bench.harness.inprocess import in_process_deps
+from schemas.domain.turn_context import TurnContext
+from schemas.domain.turn_record import TurnRecord
+
+
+def state_view(context: TurnContext) -> dict[str, Any]:
+    """What a turn starts from, without timestamps: the part a replay must reproduce."""
+    session = context.session
+    data = context.customer_data
+    return {
+        "turn_count": session.turn_count if session else 0,
+        "last_turn_id": session.last_turn_id if session else None,
+        "messages": [(m.role.value, m.text, m.turn_id) for m in session.recent_messages]
+        if session
+        else [],
+        "scenarios": [s.model_dump(mode="json") for s in session.scenarios] if session else [],
+        "rule_fires": {k: (v.fire_count, v.last_fired_turn) for k, v in session.rule_fires.items()}
+        if session
+        else {},
+        "session_variables": {k: v.value for k, v in session.variables.items()} if session else {},
+        "customer_data": {k: v.value for k, v in data.variables.items()} if data else {},
+    }
+
+
+def differences(streamed: dict[str, Any], replayed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: {"streamed": streamed[key], "replayed": replayed[key]}
+        for key in streamed
+        if streamed[key] != replayed[key]
+    }
+
+
+async def replay(
+    conversations: list[Conversation], records: dict[str, TurnRecord]
+) -> dict[str, Any]:
+    """Each conversation again through ``run_turn`` with the same turn ids; compare states."""
+    from processors.turn.in_process import MemoryState, run_turn
+    from schemas.events.turn_requested import TurnRequested
+
+    pack, deps = in_process_deps()
+    compared = mismatched_turns = answers_differ = skipped = 0
+    mismatched_sessions: list[dict[str, Any]] = []
+    for conversation in conversations:
+        if not conversation.turn_ids:
+            continue
+        if any(t not in records for t in conversation.turn_ids):
+            skipped += 1  # a lost turn: counted in `lost`, nothing to compare it with
+            continue
+        state = MemoryState()
+        state.add_pack(pack)
+        first: dict[str, Any] | None = None
+        for turn_id in conversation.turn_ids:
+            streamed = records[turn_id]
+            request = TurnRequested(
+                turn_id=turn_id, input=streamed.context.input, sent_at=datetime.now(UTC)
+            )
+            _, replayed = await run_turn(request, state, deps)
+            compared += 1
+            diff = differences(state_view(streamed.context), state_view(replayed.context))
+            if streamed.context.response_text != replayed.context.response_text:
+                answers_differ += 1
+            if diff:
+                mismatched_turns += 1
+                if first is None:
+                    first = {"channel_id": conversation.channel_id, "turn_id": turn_id, **diff}
+        if first is not None:
+            mismatched_sessions.append(first)
+    return {
+        "state_mismatches": len(mismatched_sessions),
+        "state_compared_sessions": sum(1 for c in conversations if c.turn_ids) - skipped,
+        "state_compared_turns": compared,
+        "state_mismatched_turns": mismatched_turns,
+        "answers_differ": answers_differ,
+        "mismatch_examples": mismatched_sessions[:5],
+    }

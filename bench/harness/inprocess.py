@@ -1,0 +1,146 @@
+"""The pipeline's processors in this process (no Kafka): the turns bench's baseline and the
+chaos soak's state replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.harness.load import (
+    Texts,
+    Turn,
+    closed_loop,
+    latency_report,
+    open_loop_fifo,
+    throughput,
+    turn_input,
+)
+from bench.harness.pipeline import EXAMPLE_PACK
+from bench.harness.procwatch import Watch
+from bench.harness.report import print_closed, print_open, print_unloaded
+from processors.pack import load_pack
+from processors.turn.deps import TurnDeps
+from schemas.pack.agent_pack import AgentPack
+from streams.pipeline.runtime import one_intra_op_thread
+from streams.settings import load_settings
+from streams.worker import freeze_startup_objects
+
+
+def in_process_deps() -> tuple[AgentPack, TurnDeps]:
+    """The example pack and the ports ``run_turn`` needs: the real embedder, Qdrant in
+    memory, the pack's own tools, this process's settings (the baseline and the soak's
+    replay)."""
+    from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+    from processors.retrieval import Indexer, LexicalIndexes
+    from processors.retrieval.pack_items import sync_pack
+    from sinks.embedder import default_embedder
+    from sinks.vector_store import VectorStore
+
+    pack = load_pack(EXAMPLE_PACK)
+    embedder = default_embedder()
+    store = VectorStore.memory(embedder.dim)
+    lexicon = LexicalIndexes(store.documents)
+    sync_pack(Indexer(store, embedder, lexicon), pack)
+    deps = TurnDeps(
+        embedder=embedder,
+        vectors=store,
+        lexicon=lexicon,
+        tools=lambda _pack: PackToolExecutor(PythonToolExecutor(EXAMPLE_PACK)),
+        settings=load_settings(),
+    )
+    return pack, deps
+
+
+async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The same texts through ``run_turn``: the processors without Kafka."""
+    from processors.turn.in_process import MemoryState, run_turn
+    from schemas.events.turn_requested import TurnRequested
+    from streams.turn_client import new_turn_id
+
+    t0 = time.monotonic()
+    one_intra_op_thread()  # the worker's torch setting: like for like
+    pack, deps = in_process_deps()
+    state = MemoryState()
+    state.add_pack(pack)
+    texts = Texts.load(distinct=not args.repeat_texts)
+    regenerated = Counter[bool]()
+
+    async def ask(channel_id: str, message: str, deadline: float) -> Turn:
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        request = TurnRequested(
+            turn_id=new_turn_id(), input=turn_input(channel_id, message), sent_at=datetime.now(UTC)
+        )
+        response, record = await run_turn(request, state, deps)
+        answered = loop.time()
+        turn = Turn(
+            request.turn_id,
+            e2e_ms=(answered - t) * 1000,
+            response=response,
+            answered_at=answered,
+        )
+        regenerated[len(record.context.enforcement) > 1] += 1
+        return turn
+
+    result: dict[str, Any] = {}
+    await closed_loop(ask, texts, 4, max(1, args.warmup // 4), "warm", 60.0)
+    freeze_startup_objects()  # as the worker does after its start: like for like
+    result["setup_s"] = round(time.monotonic() - t0, 1)
+    watch = Watch({"bench": os.getpid()})
+    stage: dict[str, Any] = {}
+    with watch.stage("unloaded", stage):
+        turns = [
+            await ask(f"unloaded-{i % args.active_sessions}", texts.next(), math.inf)
+            for i in range(args.unloaded_turns)
+        ]
+    stage["turns"] = len(turns)
+    stage.update(latency_report(turns, transport=False))
+    result["unloaded"] = stage
+    print_unloaded("[in-process] unloaded", stage)
+    if args.rate > 0:
+        t_open = asyncio.get_running_loop().time()
+        stage = {}
+        with watch.stage("open_loop", stage):
+            turns = await open_loop_fifo(
+                ask,
+                texts,
+                args.rate,
+                args.duration,
+                args.active_sessions,
+                "open",
+                args.baseline_servers,
+                args.drain,
+            )
+        answered = [t.answered_at for t in turns if t.answered_at is not None]
+        served = len(answered) / (max(answered) - t_open) if answered else 0.0
+        stage |= {
+            "rate_per_s": args.rate,
+            "duration_s": args.duration,
+            "servers": args.baseline_servers,
+            "sent": len(turns),
+            "served_turns_per_s": round(served, 2),
+            "overloaded": served < 0.95 * args.rate,
+        }
+        stage.update(latency_report(turns, transport=False))
+        stage["queue_wait_ms"] = stage.pop("send_lag_ms")
+        result["open_loop"] = stage
+        print_open("[in-process] open loop", stage)
+    if args.sessions > 0 and args.turns > 0:
+        stage = {"sessions": args.sessions, "turns_per_session": args.turns}
+        with watch.stage("closed_loop", stage):
+            turns, elapsed = await closed_loop(
+                ask, texts, args.sessions, args.turns, "closed", 60.0, args.closed_max_s
+            )
+        stage.update(throughput(turns, elapsed))
+        stage.update(latency_report(turns, transport=False))
+        result["closed_loop"] = stage
+        print_closed("[in-process] closed loop", stage)
+    total = sum(regenerated.values())
+    result["regenerated_share"] = round(regenerated[True] / total, 4) if total else 0.0
+    return result

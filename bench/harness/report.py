@@ -1,0 +1,132 @@
+"""The printed lines of bench/turns.py and its streaming / in-process ratios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _p(stats: dict[str, float], digits: int = 1) -> str:
+    if not stats.get("count"):
+        return "n/a"
+    return "/".join(f"{stats[k]:.{digits}f}" for k in ("p50", "p95", "p99"))
+
+
+def print_open(title: str, stage: dict[str, Any]) -> None:
+    wait_key = "send_lag_ms" if "send_lag_ms" in stage else "queue_wait_ms"
+    wait = wait_key.removesuffix("_ms").replace("_", " ")
+    line = (
+        f"{title}: {stage['sent']} turns at {stage['rate_per_s']:g}/s  "
+        f"e2e p50/p95/p99 {_p(stage['e2e_ms'])} ms  {wait} p99 "
+        f"{stage[wait_key].get('p99', 0):.1f} ms  errors {stage['errors']}"
+    )
+    if stage.get("overloaded"):
+        line += f"\n    overloaded: served {stage['served_turns_per_s']:g} turns/s"
+    if stage["unanswered"]:
+        line += f"\n    {stage['unanswered']} turns unanswered: percentiles cover answered turns"
+    if "transport_overhead_ms_per_hop" in stage:
+        line += (
+            f"\n    phases (critical path) p50 {stage['phase_sum_ms'].get('p50', 0):.1f} ms  "
+            f"overhead/hop p50 {stage['transport_overhead_ms_per_hop'].get('p50', 0):.2f} ms  "
+            f"lost {stage['lost']} dup {stage['duplicates']}"
+        )
+    line += f"\n    cpu cores {stage.get('cpu_cores')}"
+    phases = stage["phases_ms"]
+    line += "\n    " + "  ".join(f"{k} {v['p50']:.1f}/{v['p99']:.1f}" for k, v in phases.items())
+    print(line, flush=True)
+
+
+def print_unloaded(title: str, stage: dict[str, Any]) -> None:
+    line = f"{title}: {stage['turns']} turns one at a time  p50/p95/p99 {_p(stage['e2e_ms'])} ms"
+    if "transport_overhead_ms_per_hop" in stage:
+        line += (
+            f"\n    phases (critical path) p50 {stage['phase_sum_ms'].get('p50', 0):.1f} ms  "
+            f"overhead/hop p50 {stage['transport_overhead_ms_per_hop'].get('p50', 0):.2f} ms  "
+            f"lost {stage['lost']} dup {stage['duplicates']}"
+        )
+    line += f"\n    cpu cores {stage.get('cpu_cores')}"
+    print(line, flush=True)
+
+
+def print_closed(title: str, stage: dict[str, Any]) -> None:
+    line = (
+        f"{title}: {stage['sessions']} sessions x {stage['turns_per_session']} turns  "
+        f"{stage['turns_per_s']:.1f} turns/s (steady {stage.get('steady_turns_per_s', 0):.1f})  "
+        f"e2e p50/p95/p99 {_p(stage['e2e_ms'])} ms"
+    )
+    if "lost" in stage:
+        line += f"  lost {stage['lost']} dup {stage['duplicates']}"
+    line += f"\n    cpu cores {stage.get('cpu_cores')}"
+    print(line, flush=True)
+
+
+def print_profile(profile: dict[str, Any]) -> None:
+    if "error" in profile:
+        print(f"profile failed: {profile['error']}")
+        return
+    print(
+        f"profile of worker 0: {profile['cpu_cores']:.2f} cores busy over {profile['seconds']} s "
+        f"({profile['samples']} samples)"
+    )
+    for title in ("threads", "components", "self_top"):
+        print(f"  {title} (cores, share of the worker's CPU):")
+        for row in profile[title][:12]:
+            print(f"    {row['cores']:5.2f}  {row['share'] * 100:5.1f}%  {row['name']}")
+    print("  model thread, by the call it runs (share of its samples):")
+    for row in profile["model_thread_calls"]:
+        print(f"    {row['share'] * 100:5.1f}%  {row['name']}")
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    print("\nsummary")
+    for run in result["streaming"]:
+        closed, opened = run.get("closed_loop", {}), run.get("open_loop", {})
+        rss = max((v.get("max", 0.0) for v in run["rss_mb"].values()), default=0.0)
+        rss_open = max((v.get("open_loop", 0.0) for v in run["rss_mb"].values()), default=0.0)
+        hop = opened.get("transport_overhead_ms_per_hop", {}).get("p50", 0.0)
+        print(
+            f"  streaming, {run['workers']} worker(s): "
+            f"{closed.get('turns_per_s', 0):.1f} turns/s closed loop; "
+            f"e2e p50/p95/p99 {_p(opened.get('e2e_ms', {}))} ms "
+            f"at {opened.get('rate_per_s', 0):g}/s; overhead/hop p50 {hop:.2f} ms; "
+            f"worker RSS max {rss:.0f} MB "
+            f"({rss_open:.0f} MB with {opened.get('active_sessions', 0)} sessions)"
+        )
+    base = result.get("baseline")
+    if base:
+        print(
+            f"  in-process: {base.get('closed_loop', {}).get('turns_per_s', 0):.1f} turns/s "
+            f"closed loop; p50/p95/p99 {_p(base.get('open_loop', {}).get('e2e_ms', {}))} ms "
+            "open loop"
+        )
+    for key, value in result["ratios"].items():
+        print(f"  ratio {key}: {value}")
+
+
+def ratios(result: dict[str, Any]) -> dict[str, Any]:
+    base = result.get("baseline") or {}
+    out: dict[str, Any] = {}
+    for run in result["streaming"]:
+        key = f"workers_{run['workers']}"
+        entry: dict[str, float] = {}
+        s_open, b_open = run.get("open_loop"), base.get("open_loop")
+        if s_open and b_open and b_open["e2e_ms"].get("p50"):
+            entry["latency_p50"] = round(s_open["e2e_ms"]["p50"] / b_open["e2e_ms"]["p50"], 2)
+            entry["latency_p99"] = round(s_open["e2e_ms"]["p99"] / b_open["e2e_ms"]["p99"], 2)
+        s_idle, b_idle = run.get("unloaded"), base.get("unloaded")
+        if s_open and b_idle and b_idle["e2e_ms"].get("p50"):
+            entry["latency_p50_vs_unloaded"] = round(
+                s_open["e2e_ms"]["p50"] / b_idle["e2e_ms"]["p50"], 2
+            )
+        if s_idle and b_idle and b_idle["e2e_ms"].get("p50") and s_idle["e2e_ms"].get("p50"):
+            entry["unloaded_latency_p50"] = round(
+                s_idle["e2e_ms"]["p50"] / b_idle["e2e_ms"]["p50"], 2
+            )
+        s_closed, b_closed = run.get("closed_loop"), base.get("closed_loop")
+        if s_closed and b_closed and b_closed["turns_per_s"]:
+            entry["throughput"] = round(s_closed["turns_per_s"] / b_closed["turns_per_s"], 2)
+        out[key] = entry
+    runs = {r["workers"]: r for r in result["streaming"]}
+    if 1 in runs and 2 in runs and "closed_loop" in runs[1] and "closed_loop" in runs[2]:
+        one = runs[1]["closed_loop"]["turns_per_s"]
+        out["scale_2_over_1_workers"] = round(runs[2]["closed_loop"]["turns_per_s"] / one, 2)
+    return out
