@@ -44,6 +44,11 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         " 'any' for every kind)",
     )
     run.add_argument("--live-llm", action="store_true", help="call the LLM in llm-mode phases")
+    run.add_argument(
+        "--call-read-tools",
+        action="store_true",
+        help="call READ tools the recording lacks (default: report them, call nothing)",
+    )
     run.add_argument("--limit", type=int, default=20, help="changed conversations to print")
     run.set_defaults(handler=_run)
 
@@ -130,7 +135,15 @@ def _run(args: argparse.Namespace) -> int:
             f"no recorded turn of {pack.agent.tenant_id}/{pack.agent.agent_id}",
             "check the source and range",
         )
-    run = asyncio.run(replay_pack(turns, args.pack, settings, live_llm=args.live_llm))
+    run = asyncio.run(
+        replay_pack(
+            turns,
+            args.pack,
+            settings,
+            live_llm=args.live_llm,
+            call_read_tools=args.call_read_tools,
+        )
+    )
     header = ReplayHeader(source=source, pack=str(args.pack), masked_texts=masked)
     for line in table(run, header, limit=args.limit):
         print(line)

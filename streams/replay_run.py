@@ -13,10 +13,17 @@ from streams.settings import Settings
 
 
 async def replay_pack(
-    turns: Sequence[RecordedTurn], pack_dir: Path, settings: Settings, *, live_llm: bool = False
+    turns: Sequence[RecordedTurn],
+    pack_dir: Path,
+    settings: Settings,
+    *,
+    live_llm: bool = False,
+    call_read_tools: bool = False,
 ) -> ReplayRun:
     """Every turn of ``turns`` against the pack in ``pack_dir``. LLM phases call the model
-    of ``settings`` only with ``live_llm`` (else they run their heuristics)."""
+    of ``settings`` only with ``live_llm`` (else they run their heuristics); READ tools the
+    recording lacks are called for real only with ``call_read_tools`` (the pack's own tools
+    under the operator's tool policy, HTTP behind the SSRF guard)."""
     from processors.llm import LlmTask, OpenAiLlm
     from processors.llm_budget import LLM_PHASES
     from processors.pack import load_pack
@@ -50,7 +57,21 @@ async def replay_pack(
         settings=settings,
         llm=llm,
     )
+    session = None
+    live = None
+    if call_read_tools:
+        from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+        from processors.tool_policy import ToolPolicy
+        from sinks.http_tools import HttpToolExecutor
+        from sinks.outbound_http import guarded_session
+
+        policy = ToolPolicy.of(settings.tools)
+        session = guarded_session(allow_private=policy.allow_private_http)
+        http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
+        live = PackToolExecutor(PythonToolExecutor(pack_dir, policy), http)
     try:
-        return await replay(turns, pack, deps)
+        return await replay(turns, pack, deps, live_tools=live)
     finally:
         store.close()
+        if session is not None:
+            await session.close()

@@ -25,10 +25,11 @@ from schemas.samples import turn_record
 from streams.replay_source import mask_turn, read_export, write_export
 
 
-def _tool(tool_id: str) -> Tool:
+def _tool(tool_id: str, side_effect: str = "READ") -> Tool:
     return Tool.model_validate(
         {
             "id": tool_id,
+            "side_effect": side_effect,
             "description": "a tool",
             "input_schema": {"type": "object", "properties": {"order": {"type": "string"}}},
             "output_schema": {"type": "object"},
@@ -77,6 +78,25 @@ async def test_a_call_the_recording_lacks_is_refused_and_listed_not_made() -> No
     with pytest.raises(NotRecordedError):
         await tools.call(_tool("lookup_order"), {"order": "A-2"})
     assert tools.missing == [("lookup_order", '{"order":"A-2"}')]
+
+
+class _Live:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def call(self, tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(tool.id)
+        return {"live": True}
+
+
+async def test_with_a_live_executor_only_read_tools_the_recording_lacks_are_called() -> None:
+    live = _Live()
+    tools = RecordedTools.of([], live=live)
+    assert await tools.call(_tool("lookup_order"), {"order": "A-3"}) == {"live": True}
+    with pytest.raises(NotRecordedError):
+        await tools.call(_tool("create_refund", "NON_IDEMPOTENT_WRITE"), {"order": "A-3"})
+    assert live.calls == ["lookup_order"]
+    assert tools.missing == [("create_refund", '{"order":"A-3"}')]
 
 
 async def test_a_recorded_failure_fails_again() -> None:

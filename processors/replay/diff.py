@@ -63,8 +63,12 @@ def _steps(context: TurnContext) -> set[str]:
     return found
 
 
-def _violations(context: TurnContext) -> set[str]:
-    return {f"{v.rule_id} ({v.lane.value})" for e in context.enforcement for v in e.violations}
+def _violations(context: TurnContext) -> Counter[str]:
+    """Violations over all attempts, counted: a rule the recording broke once (then
+    regenerated clean) and the replay breaks on every attempt is a new violation."""
+    return Counter(
+        f"{v.rule_id} ({v.lane.value})" for e in context.enforcement for v in e.violations
+    )
 
 
 def _fallback(context: TurnContext) -> bool:
@@ -167,9 +171,11 @@ def _enforcement_changes(
 ) -> None:
     before, after = _violations(recorded), _violations(replayed)
     if after - before:
-        changes.append(Change(ChangeKind.NEW_VIOLATION, "", _show(after - before)))
+        changes.append(Change(ChangeKind.NEW_VIOLATION, "", _show((after - before).elements())))
     if before - after:
-        changes.append(Change(ChangeKind.RESOLVED_VIOLATION, _show(before - after), ""))
+        changes.append(
+            Change(ChangeKind.RESOLVED_VIOLATION, _show((before - after).elements()), "")
+        )
     if _fallback(replayed) and not _fallback(recorded):
         changes.append(Change(ChangeKind.NEW_FALLBACK, "no fallback", "fallback template"))
     if _fallback(recorded) and not _fallback(replayed):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from processors.phases.tools import ToolExecutor
 from processors.replay.diff import Change, ChangeKind, compare
 from processors.replay.recording import RecordedTurn, conversations, in_run_order, used_llm
 from processors.replay.tools import CallKey, RecordedTools
@@ -89,14 +90,18 @@ async def replay(
     base: TurnDeps,
     *,
     pack_version: int | None = None,
+    live_tools: ToolExecutor | None = None,
 ) -> ReplayRun:
     """Every turn of ``turns`` through ``pack`` in recorded order, compared with its record.
-    A turn that raises is reported (``replay_error``) and the run goes on."""
+    A turn that raises is reported (``replay_error``) and the run goes on. ``live_tools``
+    calls READ tools the recording lacks (see :mod:`processors.replay.tools`)."""
     grouped = conversations(turns)
     conversation_of = {t.record.turn_id: i for i, c in enumerate(grouped) for t in c}
     results = [ConversationResult(c[0].conversation) for c in grouped]
     ordered = in_run_order(turns)
-    tools = RecordedTools.of(call for t in ordered for call in t.record.context.tool_calls)
+    tools = RecordedTools.of(
+        (call for t in ordered for call in t.record.context.tool_calls), live=live_tools
+    )
     calls_by_conversation = [
         [call for t in c for call in t.record.context.tool_calls] for c in grouped
     ]

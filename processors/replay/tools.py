@@ -5,7 +5,9 @@ calls the same turn recorded, then among those of its conversation, then among a
 calls (a candidate pack may call a tool a turn earlier or later than the recording did). A
 recorded failure fails again (with the recorded error). A call nothing recorded is refused
 (no retry, ``ToolCall(success=False)``) and listed in :attr:`RecordedTools.missing`, so the
-report shows it instead of a tool having been called for real.
+report shows it instead of a tool having been called for real, unless a ``live`` executor
+is given: then a READ tool the recording lacks is called through it (``--call-read-tools``);
+writes never are.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from processors.phases.tools import ToolExecutor
 from processors.tool_policy import ToolRefusedError
 from schemas.domain.tools import ToolCall
-from schemas.pack.tools import Tool
+from schemas.pack.tools import SideEffect, Tool
 
 CallKey = tuple[str, str]
 
@@ -57,10 +60,12 @@ class RecordedTools:
     conversation: dict[CallKey, ToolCall] = field(default_factory=dict)
     turn: dict[CallKey, ToolCall] = field(default_factory=dict)
     missing: list[CallKey] = field(default_factory=list)
+    live: ToolExecutor | None = None
+    """Calls READ tools the recording lacks (None: refuse them)."""
 
     @classmethod
-    def of(cls, calls: Iterable[ToolCall]) -> RecordedTools:
-        return cls(_index(calls))
+    def of(cls, calls: Iterable[ToolCall], live: ToolExecutor | None = None) -> RecordedTools:
+        return cls(_index(calls), live=live)
 
     def for_conversation(self, calls: Iterable[ToolCall]) -> None:
         self.conversation = _index(calls)
@@ -72,6 +77,8 @@ class RecordedTools:
     async def call(self, tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
         key = (tool.id, canonical_input(arguments))
         found = self.turn.get(key) or self.conversation.get(key) or self.everything.get(key)
+        if found is None and self.live is not None and tool.side_effect is SideEffect.READ:
+            return await self.live.call(tool, arguments)
         if found is None:
             self.missing.append(key)
             raise NotRecordedError(f"no recorded call of {tool.id} with input {key[1]}")
