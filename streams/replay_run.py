@@ -1,6 +1,7 @@
-"""Run a replay: the turn runner's real dependencies (the embedder, Qdrant in memory, the
-pack's indexes) around :func:`processors.replay.run.replay`, as ``turnstream pack test``
-builds them for its in-process runs, with the tools and the clock the replay pins."""
+"""Run a replay: the turn runner's real dependencies (the embedder, Qdrant in memory behind
+the snapshot index the worker searches, the pack's indexes) around
+:func:`processors.replay.run.replay`, as ``turnstream pack test`` builds them for its
+in-process runs, with the tools and the clock the replay pins."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ async def replay_pack(
     from processors.replay.tools import RecordedTools
     from processors.retrieval import Indexer, LexicalIndexes
     from processors.retrieval.pack_items import sync_pack
+    from processors.retrieval.snapshot_index import SnapshotIndex
     from processors.turn.deps import TurnDeps
     from schemas.domain.phase import Phase
     from sinks.embedder import default_embedder
@@ -40,8 +42,9 @@ async def replay_pack(
     pack = load_pack(pack_dir)
     embedder = PrefetchedEmbedder(default_embedder(settings=settings))
     store = VectorStore.memory(embedder.dim)
+    vectors = SnapshotIndex(store)  # the pack's scopes as one matrix, as the worker searches
     lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(store, embedder.inner, lexicon), pack)
+    sync_pack(Indexer(vectors, embedder.inner, lexicon), pack)
     embedder.prefetch(t.request.input.message for t in turns)
     llm: dict[Phase, LlmTask] = {}
     if live_llm:
@@ -51,7 +54,7 @@ async def replay_pack(
     unused = RecordedTools.of(())  # replaced by the replay's own executor
     deps = TurnDeps(
         embedder=embedder,
-        vectors=store,
+        vectors=vectors,
         lexicon=lexicon,
         tools=lambda _pack: unused,
         settings=settings,

@@ -47,7 +47,9 @@ class Change:
 
 
 def _show(items: Iterable[str]) -> str:
-    listed = sorted(items)
+    """Sorted, comma-separated, a repeated item once with its count (``x3``)."""
+    counted = Counter(items)
+    listed = [f"{k} x{n}" if n > 1 else k for k, n in sorted(counted.items())]
     return ", ".join(listed) if listed else "-"
 
 
