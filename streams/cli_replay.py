@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from streams.replay_source import ReadResult, TopicRange
+    from streams.settings import Settings
 
 Subparsers = argparse._SubParsersAction  # argparse has no public name for it
 
@@ -94,6 +95,18 @@ def _report_skipped(found: ReadResult) -> None:
         print(f"skipped: {found.undecodable} messages that do not decode")
 
 
+def _read(settings: Settings, tenant: str, agent: str, span: TopicRange) -> ReadResult:
+    import asyncio
+
+    from streams.cli_errors import CliError
+    from streams.replay_source import read_topics
+
+    try:
+        return asyncio.run(read_topics(settings, tenant, agent, span))
+    except LookupError as exc:
+        raise CliError(str(exc), "set TURNSTREAM_TOPIC_PREFIX to the workers' prefix") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     import asyncio
     import json
@@ -103,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
     from processors.replay.report import ReplayHeader, as_json, failing, parse_kinds, table
     from streams.cli_errors import CliError
     from streams.replay_run import replay_pack
-    from streams.replay_source import read_export, read_topics
+    from streams.replay_source import read_export
     from streams.settings import load_settings
 
     try:
@@ -113,13 +126,15 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings()
     pack = load_pack(args.pack)
     if args.from_export is not None:
+        if not args.from_export.is_file():
+            raise CliError(f"no export file {args.from_export}", "write one: replay export FILE")
         found = read_export(args.from_export)
         source = str(args.from_export)
         masked = bool(found.masked)
     else:
         span = _span(args)
         tenant, agent = pack.agent.tenant_id, pack.agent.agent_id
-        found = asyncio.run(read_topics(settings, tenant, agent, span))
+        found = _read(settings, tenant, agent, span)
         source = f"topics {settings.topic_prefix}.turn.* at {settings.bootstrap_servers}"
         masked = False
     _report_skipped(found)
@@ -164,10 +179,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import asyncio
 
     from streams.cli_errors import CliError
-    from streams.replay_source import read_topics, write_export
+    from streams.replay_source import write_export
     from streams.settings import load_settings
 
     sensitive: frozenset[str] | None = None
@@ -186,7 +200,7 @@ def _export(args: argparse.Namespace) -> int:
             "only addresses, emails, cards and phone numbers are masked"
         )
     settings = load_settings()
-    found = asyncio.run(read_topics(settings, tenant, agent, _span(args)))
+    found = _read(settings, tenant, agent, _span(args))
     _report_skipped(found)
     count = write_export(found.turns, args.file, sensitive, mask=not args.no_mask)
     how = "texts as recorded" if args.no_mask else "texts masked as analytics masks them"

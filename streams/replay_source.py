@@ -126,11 +126,11 @@ async def _read_topic(
     from streams.kafka_clients import consumer_kwargs
 
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         return await _read_assigned(consumer, topic, since, span)
     finally:
-        await consumer.stop()
+        await consumer.stop()  # also after a failed start: it closes the client
 
 
 async def _read_assigned(
