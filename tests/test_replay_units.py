@@ -141,9 +141,10 @@ def test_an_unrecorded_call_is_reported_as_such_not_as_a_new_call() -> None:
     before = _context(tool_calls=[])
     after = _context()
     key = ("orders.lookup", '{"order":"A-1009"}')
-    kinds = {c.kind for c in compare(before, after, [key])}
-    assert ChangeKind.UNRECORDED_TOOL_CALL in kinds
-    assert ChangeKind.NEW_TOOL_CALL in kinds  # the other (recorded) call is new in this turn
+    changes = {c.kind: c for c in compare(before, after, [key])}
+    assert changes[ChangeKind.UNRECORDED_TOOL_CALL].after == 'orders.lookup({"order":"A-1009"})'
+    # the other call is new in this turn but was recorded: a new call, not an unrecorded one
+    assert changes[ChangeKind.NEW_TOOL_CALL].after == 'refunds.eligibility({"order":"A-1009"})'
 
 
 def test_the_word_diff_marks_removed_and_added_words() -> None:
