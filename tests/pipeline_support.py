@@ -1,54 +1,54 @@
 """Helpers for the pipeline's integration tests: a worker on the session's broker, in this
-process or in a subprocess, under a topic prefix of its own."""
+process or in a subprocess, under a topic prefix of its own. The set-up is the benches'
+(``bench.harness.pipeline``)."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from processors.pack import load_pack
+from bench.harness import pipeline as harness
+from bench.harness.pipeline import AGENT, EXAMPLE_PACK, REPO, TENANT, prepare
 from schemas.domain.turn_input import Channel, TurnInput
 from streams import worker_process
-from streams.pack_publisher import publish_pack
 from streams.settings import Settings
-from streams.topic_admin import ensure_topics
 from streams.worker import Worker
 from streams.worker_process import worker_env
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_PACK = REPO / "packs" / "acme-shop" / "support"
-TENANT, AGENT = "acme-shop", "support"
+__all__ = [
+    "AGENT",
+    "EXAMPLE_PACK",
+    "REPO",
+    "TENANT",
+    "WorkerProcess",
+    "customer_says",
+    "pipeline_settings",
+    "prepare",
+    "running_worker",
+    "settings_env",
+    "settle",
+]
 
 
 def pipeline_settings(base: Settings, data_dir: Path, **overrides: Any) -> Settings:
-    """The session broker's settings with a fresh topic prefix and data dir."""
-    values: dict[str, Any] = {
-        "topic_prefix": f"t{uuid.uuid4().hex[:10]}",
-        "data_dir": data_dir,
-        "packs_dir": REPO / "packs",
-        "partitions": 4,
-        "analytics": base.analytics.model_copy(update={"enabled": False, "query_port": 0}),
-        "webhooks": base.webhooks.model_copy(update={"enabled": False}),
-        "ops": base.ops.model_copy(update={"port": 0}),  # tests that want it pick a port
-    }
+    """The session broker's settings with a fresh topic prefix and data dir (the benches'
+    :func:`bench.harness.pipeline.pipeline_settings`: 4 partitions, analytics off, no ops
+    port unless a test picks one)."""
+    settings = harness.pipeline_settings(
+        base, "t", partitions=4, analytics=False, data_dir=data_dir
+    )
+    values: dict[str, Any] = {"ops": base.ops.model_copy(update={"port": 0})}
     values.update(overrides)
-    return base.model_copy(update=values)
+    return settings.model_copy(update=values)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a subprocess the same settings (and no other
     ``TURNSTREAM_*`` variable of the test run)."""
     return worker_env(settings, inherit=False)
-
-
-async def prepare(settings: Settings, pack_dir: Path = EXAMPLE_PACK) -> None:
-    """Topics of the prefix, and the example pack published."""
-    await ensure_topics(settings)
-    await publish_pack(settings, load_pack(pack_dir))
 
 
 @asynccontextmanager
