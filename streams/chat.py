@@ -38,7 +38,7 @@ from streams.settings import Settings, TaskMode
 if TYPE_CHECKING:
     from schemas.events.turn_response import TurnResponse
     from streams.turn_client import TurnClient
-    from streams.worker import Worker, inside_a_command
+    from streams.worker import Worker
 
 T = TypeVar("T")
 
@@ -173,7 +173,7 @@ class ChatSession:
 
 
 async def _start_worker(settings: Settings) -> Worker:
-    from streams.worker import Worker
+    from streams.worker import Worker, inside_a_command
 
     print("starting a worker in this process (model and packs) ...", flush=True)
     worker = Worker(inside_a_command(settings))
