@@ -22,74 +22,37 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.first_turn import FirstTurns
 from bench.retrieval import DEFAULT_SET, load_set, percentile
 from processors.embedding import CachedEmbedder
 from processors.pack import load_pack
 from processors.phases.dialogue import start_candidate
-from processors.phases.tools import PackToolExecutor, PythonToolExecutor
-from processors.retrieval import Indexer, LexicalIndexes
-from processors.retrieval.pack_items import sync_pack
 from processors.turn.decide import read_dialogue
-from processors.turn.deps import TurnDeps
-from processors.turn.in_process import MemoryState
-from processors.turn.retrieval_stage import join, query_features, retrieval_requests, retrieve_one
-from processors.turn.understand import coalesce, understand
-from schemas.domain.turn_input import Channel, TurnInput
-from schemas.events.turn_requested import TurnRequested
 from sinks.embedder import default_embedder
-from sinks.vector_store import VectorStore
 from streams.settings import load_settings
 
+CUSTOMER = "C-1001"
+"""The example pack's logged-in demo customer (data/shop.json), as in the labelled set."""
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
 async def evidence_of(messages: list[str], pack_dir: Path) -> list[list[Any]]:
-    """The scenario evidence of a first turn for each message (best first)."""
+    """The scenario evidence of a first turn for each message (best first), through the
+    production path of a first turn (``bench.first_turn``)."""
     pack = load_pack(pack_dir)
-    embedder = CachedEmbedder(default_embedder())
-    store = VectorStore.memory(embedder.dim)
-    lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(store, embedder, lexicon), pack)
-    deps = TurnDeps(
-        embedder=embedder,
-        vectors=store,
-        lexicon=lexicon,
-        tools=lambda p: PackToolExecutor(PythonToolExecutor(pack_dir)),
-        settings=load_settings(),
-    )
+    turns = FirstTurns(CachedEmbedder(default_embedder()), load_settings())
+    turns.use(pack)
     found = []
-    for index, text in enumerate(messages):
-        state = MemoryState()
-        state.add_pack(pack)
-        request = TurnRequested(
-            turn_id=f"b{index}",
-            input=TurnInput(
-                tenant_id=pack.agent.tenant_id,
-                agent_id=pack.agent.agent_id,
-                channel=Channel.WEBCHAT,
-                channel_id=f"bench-{index}",
-                customer_id="C-1001",
-                message=text,
-            ),
-            sent_at=datetime.now(UTC),
-        )
-        understood = await understand(
-            request.turn_id, coalesce(request, [], deps.clock()), state.ports(request), deps
-        )
-        vector = embedder.embed([understood.query])[0]
-        features = query_features(understood.query, vector)
-        requests = retrieval_requests(
-            request.turn_id, request.input.session_key, understood.context, features, deps, 60.0
-        )
-        results = [retrieve_one(r, pack, deps) for r in requests]
-        context = join(understood.context, results, pack)
-        assert context.customer_data is not None
-        found.append(read_dialogue(context, pack, context.customer_data).reading.evidence)
-    store.close()
+    try:
+        for text in messages:
+            context = (await turns.turn(text, customer_id=CUSTOMER)).context
+            assert context.customer_data is not None
+            found.append(read_dialogue(context, pack, context.customer_data).reading.evidence)
+    finally:
+        turns.close()
     return found
 
 
