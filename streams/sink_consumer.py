@@ -35,8 +35,9 @@ from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from schemas.codec import CodecError, encode
-from schemas.events.dead_letter import MAX_ORIGINAL_BYTES, DeadLetter
+from schemas.events.dead_letter import DeadLetter
 from streams.kafka_clients import consumer_kwargs, producer_kwargs
+from streams.pipeline.rejects import RawRecord, letter_for
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -119,22 +120,17 @@ def poison_reason(exc: Exception, sink: str) -> str:
 
 
 def dead_letter_of(record: Any, reason: str, detail: str) -> DeadLetter:
-    """The dead letter of a consumed record (an oversized original is truncated, and says so)."""
-    original: bytes = record.value
-    if len(original) > MAX_ORIGINAL_BYTES:
-        original = original[:MAX_ORIGINAL_BYTES]
-        detail = f"{detail} (original truncated to {MAX_ORIGINAL_BYTES} bytes)"
+    """The dead letter of a consumed aiokafka record, dated by the record's timestamp."""
     at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp else None
-    return DeadLetter(
-        source_topic=record.topic,
+    raw = RawRecord(
+        topic=record.topic,
         partition=record.partition,
         offset=record.offset,
         key=record.key,
-        reason=reason,
-        detail=detail[:4000],
-        original=original,
-        at=at or datetime.now(UTC),
+        value=record.value,
+        headers={},
     )
+    return letter_for(raw, reason, detail, at)
 
 
 class SinkConsumer(Generic[T]):

@@ -41,13 +41,16 @@ class RawRecord:
     headers: dict[str, bytes]
 
 
-def dead_letter(record: RawRecord, reason: str, detail: str) -> bytes:
-    """The encoded DeadLetter for ``record``; an oversized original is truncated, and says so."""
+def letter_for(
+    record: RawRecord, reason: str, detail: str, at: datetime | None = None
+) -> DeadLetter:
+    """The DeadLetter of ``record`` (at ``at``, else now); an oversized original is truncated,
+    and says so. Pipeline stages and sink consumers both build theirs here."""
     original = record.value
     if len(original) > MAX_ORIGINAL_BYTES:
         original = original[:MAX_ORIGINAL_BYTES]
         detail = f"{detail} (original truncated to {MAX_ORIGINAL_BYTES} bytes)"
-    letter = DeadLetter(
+    return DeadLetter(
         source_topic=record.topic,
         partition=record.partition,
         offset=record.offset,
@@ -55,8 +58,13 @@ def dead_letter(record: RawRecord, reason: str, detail: str) -> bytes:
         reason=reason,
         detail=detail[:4000],
         original=original,
-        at=datetime.now(UTC),
+        at=at or datetime.now(UTC),
     )
+
+
+def dead_letter(record: RawRecord, reason: str, detail: str) -> bytes:
+    """The encoded DeadLetter for ``record``, logged."""
+    letter = letter_for(record, reason, detail)
     logger.warning(
         "dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
     )
