@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+from processors.tool_policy import ToolPolicy
 from schemas.fields import json_text
 from schemas.pack.tools import HttpMethod, Tool
 from sinks.webhooks.ssrf import TargetRefusedError, check_url
@@ -61,3 +64,13 @@ class HttpToolExecutor:
         if not isinstance(result, dict):
             raise TypeError(f"tool {tool.id} answered {type(result).__name__}, not an object")
         return result
+
+
+def pack_tool_executor(
+    folder: Path, policy: ToolPolicy, session: aiohttp.ClientSession
+) -> PackToolExecutor:
+    """A pack's tool executor: its Python tools from ``folder`` under the operator's policy,
+    its HTTP tools through the guarded ``session``. The worker, ``pack test`` and ``replay``
+    all build theirs here."""
+    http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
+    return PackToolExecutor(PythonToolExecutor(folder, policy), http)

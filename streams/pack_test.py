@@ -43,13 +43,12 @@ async def play_in_process(
     pack_dir: Path, settings: Settings, *, only: Sequence[str] = (), run_id: str | None = None
 ) -> SuiteReport:
     """The pack's conversations through ``run_turn``, one process, no broker."""
-    from processors.phases.tools import PackToolExecutor, PythonToolExecutor
     from processors.retrieval import Indexer, LexicalIndexes
     from processors.retrieval.pack_items import sync_pack
     from processors.turn.deps import TurnDeps
     from processors.turn.in_process import MemoryState, run_turn
     from sinks.embedder import default_embedder
-    from sinks.http_tools import HttpToolExecutor
+    from sinks.http_tools import pack_tool_executor
     from sinks.outbound_http import guarded_session
     from sinks.vector_store import VectorStore
 
@@ -61,8 +60,7 @@ async def play_in_process(
     sync_pack(Indexer(store, embedder, lexicon), pack)
     policy = ToolPolicy.of(settings.tools)
     session = guarded_session(allow_private=policy.allow_private_http)
-    http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
-    executor = PackToolExecutor(PythonToolExecutor(pack_dir, policy), http)
+    executor = pack_tool_executor(pack_dir, policy, session)
     deps = TurnDeps(
         embedder=embedder,
         vectors=store,

@@ -63,15 +63,13 @@ async def replay_pack(
     session = None
     live = None
     if call_read_tools:
-        from processors.phases.tools import PackToolExecutor, PythonToolExecutor
         from processors.tool_policy import ToolPolicy
-        from sinks.http_tools import HttpToolExecutor
+        from sinks.http_tools import pack_tool_executor
         from sinks.outbound_http import guarded_session
 
         policy = ToolPolicy.of(settings.tools)
         session = guarded_session(allow_private=policy.allow_private_http)
-        http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
-        live = PackToolExecutor(PythonToolExecutor(pack_dir, policy), http)
+        live = pack_tool_executor(pack_dir, policy, session)
     try:
         return await replay(turns, pack, deps, live_tools=live)
     finally:

@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 import aiohttp
 
 from processors.llm import LlmTask, OpenAiLlm
-from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+from processors.phases.tools import PackToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
 from processors.retrieval.snapshot_index import SnapshotIndex
@@ -28,7 +28,7 @@ from processors.turn.deps import TurnDeps
 from schemas.domain.phase import Phase
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
-from sinks.http_tools import HttpToolExecutor
+from sinks.http_tools import pack_tool_executor
 from sinks.outbound_http import guarded_session
 from sinks.vector_store import VectorStore
 from streams.metrics import metered
@@ -99,11 +99,10 @@ def pack_tools(
     """Each pack's tool executor: its Python tools under the operator's tool policy, over
     its own folder of ``packs_dir``; its HTTP tools through the guarded ``session``."""
     policy = ToolPolicy.of(settings.tools)
-    http = HttpToolExecutor(session, allow_private=policy.allow_private_http)
 
     def tools(pack: AgentPack) -> PackToolExecutor:
         folder = settings.packs_dir / pack.agent.tenant_id / pack.agent.agent_id
-        return PackToolExecutor(PythonToolExecutor(folder, policy), http)
+        return pack_tool_executor(folder, policy, session)
 
     return tools
 
