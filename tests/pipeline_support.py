@@ -5,8 +5,9 @@ process or in a subprocess, under a topic prefix of its own. The set-up is the b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,29 @@ def customer_says(channel_id: str, message: str, customer_id: str | None = None)
 async def settle(seconds: float) -> None:
     """Give late duplicates a chance to show up before counting."""
     await asyncio.sleep(seconds)
+
+
+class Redrives(logging.Handler):
+    """The watchdog's and the session agent's lines for a turn driven again."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "driving turn" in text or "stalled since" in text:
+            self.lines.append(text)
+
+
+@contextmanager
+def watching_redrives() -> Iterator[Redrives]:
+    """Collect every re-drive of a turn that the session agent logs while inside."""
+    handler = Redrives()
+    watched = logging.getLogger("streams.pipeline.session_agent")
+    watched.addHandler(handler)
+    watched.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        watched.removeHandler(handler)

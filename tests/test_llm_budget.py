@@ -5,7 +5,6 @@ answered by the heuristics, and is not driven again by the stall watchdog on the
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 import uuid
@@ -24,7 +23,13 @@ from streams.settings import EnforcementPhaseSettings, PhaseSettings, Settings, 
 from streams.turn_client import TurnClient
 from streams.worker import Worker
 from tests.fake_openai import MODEL, DelayReply, FakeOpenAi, JsonReply, fake_openai_server
-from tests.pipeline_support import customer_says, pipeline_settings, prepare, running_worker
+from tests.pipeline_support import (
+    customer_says,
+    pipeline_settings,
+    prepare,
+    running_worker,
+    watching_redrives,
+)
 from tests.test_security_helpers import EXAMPLE, Turns
 
 PACK_MODEL = "pack-model"
@@ -146,17 +151,6 @@ def test_a_worker_refuses_a_stall_limit_under_the_turn_budget() -> None:
     assert stall_problem(settings.model_copy(update={"turn_stall_s": budget + 1})) is None
 
 
-class _Redrives(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if "driving turn" in text or "stalled since" in text:
-            self.lines.append(text)
-
-
 @pytest.mark.integration
 async def test_through_kafka_a_turn_waiting_on_a_dead_model_is_not_driven_again(
     server: FakeOpenAi, kafka_settings: Settings, tmp_path: Path
@@ -168,11 +162,7 @@ async def test_through_kafka_a_turn_waiting_on_a_dead_model_is_not_driven_again(
     budget = turn_llm_budget(settings)
     stall_over_budget = settings.model_copy(update={"turn_stall_s": budget.seconds + 0.5})
     server.always(None, DelayReply(5.0))
-    watched = logging.getLogger("streams.pipeline.session_agent")
-    redrives = _Redrives()
-    watched.addHandler(redrives)
-    watched.setLevel(logging.INFO)
-    try:
+    with watching_redrives() as redrives:
         await prepare(stall_over_budget, _pack_with(tmp_path / "pack", "phases: {}\n"))
         async with (
             running_worker(stall_over_budget),
@@ -181,8 +171,6 @@ async def test_through_kafka_a_turn_waiting_on_a_dead_model_is_not_driven_again(
             turn_id = await client.send(customer_says(f"dead-{uuid.uuid4().hex[:6]}", REFUND))
             response = await client.response(turn_id, timeout=120)
             record = await client.record(turn_id)
-    finally:
-        watched.removeHandler(redrives)
     assert response.status is ResponseStatus.OK and response.text
     assert len(server.requests) == budget.calls == 8
     assert_heuristic_fallbacks(record)

@@ -10,7 +10,6 @@ by the heuristics with the fallback recorded.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import socket
 import uuid
@@ -27,10 +26,12 @@ from streams.settings import EnforcementPhaseSettings, PhaseSettings, Settings, 
 from streams.turn_client import TurnClient
 from tests.pipeline_support import (
     EXAMPLE_PACK,
+    Redrives,
     customer_says,
     pipeline_settings,
     prepare,
     running_worker,
+    watching_redrives,
 )
 
 pytest.importorskip("xllamacpp", reason="needs the local-llm extra (see .ci/run)")
@@ -45,19 +46,6 @@ LLM_PHASES = (Phase.SENSOR, Phase.RULE_SELECTION, Phase.GENERATION, Phase.ENFORC
 MESSAGE = "where is my order A-10024?"
 
 
-class Redrives(logging.Handler):
-    """The watchdog's and the session agent's lines for a turn driven again."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if "driving turn" in text or "stalled since" in text:
-            self.lines.append(text)
-
-
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -67,14 +55,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def redrives() -> Iterator[Redrives]:
-    handler = Redrives()
-    watched = logging.getLogger("streams.pipeline.session_agent")
-    watched.addHandler(handler)
-    watched.setLevel(logging.INFO)
-    try:
+    with watching_redrives() as handler:
         yield handler
-    finally:
-        watched.removeHandler(handler)
 
 
 @pytest.fixture(scope="module")
