@@ -25,7 +25,7 @@ async def replay_pack(
     of ``settings`` only with ``live_llm`` (else they run their heuristics); READ tools the
     recording lacks are called for real only with ``call_read_tools`` (the pack's own tools
     under the operator's tool policy, HTTP behind the SSRF guard)."""
-    from processors.llm import LlmTask, OpenAiLlm
+    from processors.llm import LlmTask
     from processors.llm_budget import LLM_PHASES
     from processors.pack import load_pack
     from processors.replay.embeddings import PrefetchedEmbedder
@@ -37,6 +37,7 @@ async def replay_pack(
     from processors.turn.deps import TurnDeps
     from schemas.domain.phase import Phase
     from sinks.embedder import default_embedder
+    from sinks.llm_openai import OpenAiLlm
     from sinks.vector_store import VectorStore
 
     pack = load_pack(pack_dir)

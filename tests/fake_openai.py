@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from processors.llm import OpenAiLlm
 from schemas.domain.phase import Phase
+from sinks.llm_openai import OpenAiLlm
 from streams.settings import PhaseSettings, PhasesSettings, Settings, TaskMode
 
 __all__ = [

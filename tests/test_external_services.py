@@ -36,11 +36,12 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from faust.transport.drivers.aiokafka import server_list
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from processors.llm import OpenAiLlm, strict_object
+from processors.llm import strict_object
 from processors.retrieval.model import Scope
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
 from sinks.analytics.store import AnalyticsStore, location, open_client
+from sinks.llm_openai import OpenAiLlm
 from sinks.vector_store import VectorStore
 from streams.cli import main
 from streams.kafka_clients import consumer_kwargs, producer_kwargs

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from processors.llm import OpenAiLlm
 from processors.llm_budget import LLM_PHASES, stall_problem, turn_llm_budget
 from schemas.domain.enforcement import JudgeVerdict
 from schemas.domain.phase import Phase
 from schemas.domain.turn_record import TurnRecord
 from schemas.events.turn_response import ResponseStatus
+from sinks.llm_openai import OpenAiLlm
 from streams.settings import EnforcementPhaseSettings, PhaseSettings, Settings, TaskMode
 from streams.turn_client import TurnClient
 from streams.worker import Worker

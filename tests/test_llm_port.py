@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from processors.llm import LlmError, OpenAiLlm
+from processors.llm import LlmError
 from schemas.domain.phase import Phase
+from sinks.llm_openai import OpenAiLlm
 from tests.fake_openai import (
     MODEL,
     DelayReply,

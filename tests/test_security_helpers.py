@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.embedding import CachedEmbedder
-from processors.llm import LlmTask, OpenAiLlm
+from processors.llm import LlmTask
 from processors.pack import load_pack
 from processors.phases.enforcement import check_rule_expression
 from processors.phases.tools import PackToolExecutor, PythonToolExecutor, ToolExecutor
@@ -33,6 +33,7 @@ from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
+from sinks.llm_openai import OpenAiLlm
 from sinks.vector_store import Layout, VectorStore
 from streams.settings import EnforcementPhaseSettings, Settings, load_settings
 from tests.fake_openai import FakeOpenAi, llm_phase

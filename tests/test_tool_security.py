@@ -52,7 +52,7 @@ def errors(problems: list[PackError]) -> list[tuple[str, int, str]]:
 
 
 @pytest.mark.parametrize(
-    "path", ["os:system", "this:s", "subprocess:run", "processors.llm:OpenAiLlm"]
+    "path", ["os:system", "this:s", "subprocess:run", "sinks.llm_openai:OpenAiLlm"]
 )
 def test_a_python_tool_outside_the_allowed_modules_is_refused_at_its_line(
     path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

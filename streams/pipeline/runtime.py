@@ -18,7 +18,7 @@ from typing import ParamSpec, TypeVar
 
 import aiohttp
 
-from processors.llm import LlmTask, OpenAiLlm
+from processors.llm import LlmTask
 from processors.phases.tools import PackToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
@@ -29,6 +29,7 @@ from schemas.domain.phase import Phase
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
 from sinks.http_tools import pack_tool_executor
+from sinks.llm_openai import OpenAiLlm
 from sinks.outbound_http import guarded_session
 from sinks.vector_store import VectorStore
 from streams.metrics import metered
