@@ -28,6 +28,7 @@ from schemas.domain.enforcement import (
     Violation,
 )
 from schemas.domain.errors import TurnError
+from schemas.domain.llm_call import LlmCall
 from schemas.domain.outcome import OutcomeCategory, Resolution, TurnOutcome
 from schemas.domain.phase import Phase
 from schemas.domain.plan import PlannedTemplate, ResponsePlan, ResponseType
@@ -338,6 +339,30 @@ def turn_context() -> TurnContext:
                 prompt_tokens=1234,
                 completion_tokens=87,
             )
+        ],
+        llm_calls=[
+            LlmCall(
+                phase=Phase.GENERATION,
+                task="answer",
+                key="5f2b" * 16,
+                model="gpt-4o-mini",
+                output=json_text({"answer": "Your order ships tomorrow."}),
+                attempts=2,
+                usage=[
+                    TokenUsage(
+                        phase=Phase.GENERATION,
+                        model="gpt-4o-mini",
+                        prompt_tokens=1234,
+                        completion_tokens=87,
+                    )
+                ],
+            ),
+            LlmCall(
+                phase=Phase.SENSOR,
+                task="snapshot",
+                key="9c1d" * 16,
+                error="sensor: APITimeoutError after 3 attempts",
+            ),
         ],
         timings_ms={"identification": 3.2, "retrieval.embedding": 11.0, "generation": 640.5},
         errors=[TurnError(phase=Phase.TOOLS, code="tool_timeout", message="refunds.eligibility")],

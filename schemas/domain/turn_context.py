@@ -11,6 +11,7 @@ from schemas.domain.customer_data import CustomerDataStore
 from schemas.domain.dialogue import DialogueReading
 from schemas.domain.enforcement import EnforcementResult
 from schemas.domain.errors import TurnError
+from schemas.domain.llm_call import MAX_LLM_CALLS, LlmCall
 from schemas.domain.outcome import TurnOutcome
 from schemas.domain.plan import ResponsePlan
 from schemas.domain.retrieval import RetrievalGap, RetrievalSelection
@@ -57,6 +58,10 @@ class TurnContext(SchemaModel):
     outcome: TurnOutcome | None = None
     enforcement: list[EnforcementResult] = Field(default_factory=list)
     token_usage: list[TokenUsage] = Field(default_factory=list)
+    llm_calls: Annotated[list[LlmCall], Field(max_length=MAX_LLM_CALLS)] = Field(
+        default_factory=list
+    )
+    """What each LLM call of the turn returned, for replays (``llm`` mode only)."""
     timings_ms: dict[TimingKey, Millis] = Field(default_factory=dict)
     errors: list[TurnError] = Field(default_factory=list)
 
