@@ -13,24 +13,28 @@ one ``{"request": ..., "record": ...}`` per turn
 (:meth:`processors.replay.recording.RecordedTurn.to_json`). By default the export masks
 the texts the way analytics masks them (:mod:`sinks.analytics.privacy`: the pack's
 sensitive values, the channel address, emails, cards, phone numbers) in the message, the
-answer, tool errors and violation details. It does not mask structured values (customer
-data, tool inputs and outputs): the replay needs them, so a masked export is less
+answer, tool errors, violation details, and every string of the recorded LLM outputs and
+errors (a generated answer, a judge's reason). It does not mask structured values
+(customer data, tool inputs and outputs): the replay needs them, so a masked export is less
 revealing, not anonymous. A replay of masked messages can differ where the mask hid a value
-the pack reads (an email the customer typed); ``--no-mask`` keeps texts as recorded.
+the pack reads (an email the customer typed), and an LLM call whose prompt held a masked
+text is not found in the recording any more; ``--no-mask`` keeps texts as recorded.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from processors.replay.recording import RecordedTurn, recorded_turn
+from schemas.domain.llm_call import LlmCall
 from schemas.domain.turn_record import TurnRecord
 from schemas.events.turn_requested import TurnRequested
+from schemas.fields import json_text
 from streams.settings import Settings
 
 if TYPE_CHECKING:
@@ -219,9 +223,29 @@ def mask_turn(turn: RecordedTurn, sensitive_fields: Collection[str] | None) -> R
                 )
                 for e in ctx.enforcement
             ],
+            "llm_calls": [_masked_call(c, mask) for c in ctx.llm_calls],
         }
     )
     return RecordedTurn(request, turn.record.model_copy(update={"context": context}))
+
+
+def _masked_call(call: LlmCall, mask: Callable[[str], str]) -> LlmCall:
+    if call.output is not None:
+        return call.model_copy(
+            update={"output": json_text(_mask_strings(json.loads(call.output), mask))}
+        )
+    return call.model_copy(update={"error": mask(call.error)}) if call.error else call
+
+
+def _mask_strings(value: Any, mask: Callable[[str], str]) -> Any:
+    """Every string inside a JSON value masked; keys and other values as they are."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, list):
+        return [_mask_strings(v, mask) for v in value]
+    if isinstance(value, dict):
+        return {k: _mask_strings(v, mask) for k, v in value.items()}
+    return value
 
 
 def write_export(

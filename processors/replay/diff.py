@@ -1,8 +1,9 @@
 """Compare a replayed turn's record with the recorded one, field by field, as named kinds.
 
 What is compared is what a pack decides: intent, scenario transitions and steps, applied
-rules (ids, not scores), tool calls (tool and canonical input), response type, enforcement
-verdicts and remediation, outcome, answer text. What is left out is what a replay cannot
+rules (ids, not scores), tool calls (tool and canonical input), LLM calls (asked what the
+recording lacks, or answered otherwise than recorded), response type, enforcement verdicts
+and remediation, outcome, answer text. What is left out is what a replay cannot
 reproduce or a pack does not decide: timings, tool latencies, token usage, retrieval scores,
 the pack version number.
 """
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from processors.replay.tools import call_key
+from schemas.domain.llm_call import LlmCall
 from schemas.domain.turn_context import TurnContext
 
 
@@ -28,6 +30,8 @@ class ChangeKind(StrEnum):
     LOST_TOOL_CALL = "lost_tool_call"
     UNRECORDED_TOOL_CALL = "unrecorded_tool_call"
     TOOL_RESULT = "tool_result"
+    UNRECORDED_LLM_CALL = "unrecorded_llm_call"
+    LLM_OUTPUT = "llm_output"
     RESPONSE_TYPE = "response_type"
     NEW_VIOLATION = "new_violation"
     RESOLVED_VIOLATION = "resolved_violation"
@@ -98,10 +102,14 @@ def _set_change(kind: ChangeKind, before: set[str], after: set[str], changes: li
 
 
 def compare(
-    recorded: TurnContext, replayed: TurnContext, unrecorded: Iterable[tuple[str, str]] = ()
+    recorded: TurnContext,
+    replayed: TurnContext,
+    unrecorded: Iterable[tuple[str, str]] = (),
+    unrecorded_llm: Iterable[str] = (),
 ) -> list[Change]:
     """The changes from ``recorded`` to ``replayed``; empty when the pack decided the same.
-    ``unrecorded`` are the tool calls the replay wanted and the recording lacked."""
+    ``unrecorded`` are the tool calls the replay wanted and the recording lacked;
+    ``unrecorded_llm`` the LLM calls (``phase/task (key)``, answered by the heuristic)."""
     changes: list[Change] = []
     if recorded.canonical_intent != replayed.canonical_intent:
         changes.append(
@@ -120,6 +128,7 @@ def compare(
     if before_rules - after_rules:
         changes.append(Change(ChangeKind.RULE_REMOVED, _show(before_rules - after_rules), ""))
     _tool_changes(recorded, replayed, list(unrecorded), changes)
+    _llm_changes(recorded, replayed, list(unrecorded_llm), changes)
     if _response_type(recorded) != _response_type(replayed):
         changes.append(
             Change(ChangeKind.RESPONSE_TYPE, _response_type(recorded), _response_type(replayed))
@@ -162,6 +171,42 @@ def _tool_changes(
     ]
     if flipped:
         changes.append(Change(ChangeKind.TOOL_RESULT, "", _show(flipped)))
+
+
+def _llm_changes(
+    recorded: TurnContext, replayed: TurnContext, unrecorded: list[str], changes: list[Change]
+) -> None:
+    """Calls the recording lacks, and calls asked the same whose answer differs (a live
+    model answering otherwise than it did; a recorded answer never differs)."""
+    if unrecorded:
+        changes.append(Change(ChangeKind.UNRECORDED_LLM_CALL, "", _show(unrecorded)))
+    before: dict[str, list[str]] = {}
+    for call in recorded.llm_calls:
+        before.setdefault(call.key, []).append(_answer(call))
+    differing: list[tuple[str, str, str]] = []
+    for call in replayed.llm_calls:
+        answers = before.get(call.key)
+        if not answers:
+            continue
+        was = answers.pop(0) if len(answers) > 1 else answers[0]
+        if _answer(call) != was:
+            differing.append((f"{call.phase.value}/{call.task}", was, _answer(call)))
+    if differing:
+        changes.append(
+            Change(
+                ChangeKind.LLM_OUTPUT,
+                "; ".join(f"{name}: {_clip(was)}" for name, was, _now in differing),
+                "; ".join(f"{name}: {_clip(now)}" for name, _was, now in differing),
+            )
+        )
+
+
+def _answer(call: LlmCall) -> str:
+    return call.output if call.output is not None else f"error: {call.error}"
+
+
+def _clip(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _calls(counted: Counter[tuple[str, str]]) -> str:

@@ -75,5 +75,5 @@ def in_run_order(turns: Sequence[RecordedTurn]) -> list[RecordedTurn]:
 
 
 def used_llm(turns: Iterable[RecordedTurn]) -> bool:
-    """Whether any recorded turn spent LLM tokens (its phases ran in ``llm`` mode)."""
-    return any(t.record.context.token_usage for t in turns)
+    """Whether any recorded turn asked an LLM (spent tokens, or recorded a call)."""
+    return any(t.record.context.token_usage or t.record.context.llm_calls for t in turns)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from processors.llm import call_budget_s
+from processors.llm_calls import recording, with_calls
 from processors.phases.enforcement import Decision, LlmRuleJudge, enforce
 from processors.phases.generation import generate
 from processors.phases.tools import bindings_due, customer_values, run_tools
@@ -66,6 +67,7 @@ async def generate_answer(context: TurnContext, pack: AgentPack, deps: TurnDeps)
         [OutcomeCategory.SYSTEM_ERROR] if any(not c.success for c in context.tool_calls) else []
     )
     timings = dict(context.timings_ms)
+    llm = recording(deps.llm_for(Phase.GENERATION))
     with timed(timings, Phase.GENERATION, deps.timer):
         result = await generate(
             context.plan,
@@ -75,7 +77,7 @@ async def generate_answer(context: TurnContext, pack: AgentPack, deps: TurnDeps)
             channel=context.input.channel.value,
             categories=categories,
             hints=_hints(context),
-            llm=deps.llm_for(Phase.GENERATION),
+            llm=llm,
             settings=phase,
         )
     errors = list(context.errors)
@@ -88,6 +90,7 @@ async def generate_answer(context: TurnContext, pack: AgentPack, deps: TurnDeps)
             "response_text": result.text,
             "outcome": result.outcome,
             "token_usage": [*context.token_usage, *result.usage],
+            "llm_calls": with_calls(context.llm_calls, llm),
             "timings_ms": timings,
             "errors": errors,
         }
@@ -101,7 +104,7 @@ async def check_answer(
     if context.plan is None or context.response_text is None or context.outcome is None:
         raise ValueError("enforcement needs a generated context")
     phase = deps.settings_for(pack).phases.enforcement
-    llm = deps.llm_for(Phase.ENFORCEMENT)
+    llm = recording(deps.llm_for(Phase.ENFORCEMENT))
     judge = LlmRuleJudge(llm, phase) if llm is not None and phase.mode is TaskMode.LLM else None
     timings = dict(context.timings_ms)
     with timed(timings, Phase.ENFORCEMENT, deps.timer):
@@ -125,6 +128,7 @@ async def check_answer(
                 "outcome": checked.outcome,
                 "enforcement": [*context.enforcement, checked.result],
                 "token_usage": [*context.token_usage, *checked.usage],
+                "llm_calls": with_calls(context.llm_calls, llm),
                 "timings_ms": timings,
             }
         ),

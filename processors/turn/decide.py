@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from processors.llm_calls import recording, with_calls
 from processors.phases.customer_data import apply_values, customer_variables
 from processors.phases.dialogue import (
     ANSWERS,
@@ -236,6 +237,7 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
     timings = dict(context.timings_ms)
     session = context.session
     turn = session.turn_count + 1
+    llm = recording(deps.llm_for(Phase.RULE_SELECTION))
     with timed(timings, Phase.RULE_SELECTION, deps.timer):
         rules = await select_rules_async(
             _selected_of(context, RetrievalType.RULES),
@@ -243,7 +245,7 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
             session,
             ScenarioScope.of(session),
             settings.phases.rule_selection,
-            deps.llm_for(Phase.RULE_SELECTION),
+            llm,
             message=context.input.message,
         )
         session = record_fires(session, rules.applied, turn)
@@ -331,6 +333,7 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
         update={
             "errors": errors,
             "token_usage": [*context.token_usage, *rules.usage],
+            "llm_calls": with_calls(context.llm_calls, llm),
             "session": session,
             "customer_data": store,
             "applied_rules": rules.applied,

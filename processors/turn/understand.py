@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from processors.llm_calls import recording, with_calls
 from processors.phases.customer_data import update_customer_data
 from processors.phases.identification import IdentificationPorts, identify
 from processors.phases.scenarios import expected_fields
@@ -78,6 +79,7 @@ async def understand(
         store = with_gateway_identity(
             with_session_variables(found.customer_data, session), context.input, pack, now
         )
+    llm = recording(deps.llm_for(Phase.SENSOR))
     with timed(timings, Phase.SENSOR, deps.timer):
         sensed = await run_sensor(
             context.input.message,
@@ -88,7 +90,7 @@ async def understand(
             expected_fields=expected_fields(session, pack),
             default_language=pack.agent.default_language,
             mode=deps.settings_for(pack).phases.sensor.mode,
-            llm=deps.llm_for(Phase.SENSOR),
+            llm=llm,
             settings=deps.settings_for(pack).phases.sensor,
         )
         snapshot = sensed.snapshot
@@ -110,6 +112,7 @@ async def understand(
             "customer_data": update.store,
             "snapshot": snapshot,
             "token_usage": [*context.token_usage, *sensed.usage],
+            "llm_calls": with_calls(context.llm_calls, llm),
             "timings_ms": timings,
             "errors": errors,
         }
