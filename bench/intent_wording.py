@@ -28,6 +28,8 @@ SETS = {
     "acme_labelled": ROOT / "bench" / "data" / "acme_retrieval_set.yaml",
     "acme_unseen": ROOT / "bench" / "data" / "acme_unseen_wordings.yaml",
     "brightwatt_unseen": ROOT / "bench" / "data" / "brightwatt_unseen_wordings.yaml",
+    "acme_unseen_2": ROOT / "bench" / "data" / "acme_unseen_wordings_2.yaml",
+    "brightwatt_unseen_2": ROOT / "bench" / "data" / "brightwatt_unseen_wordings_2.yaml",
 }
 
 

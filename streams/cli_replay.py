@@ -111,9 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from processors.pack import load_pack
     from processors.replay.html import render
     from processors.replay.report import ReplayHeader, as_json, failing, parse_kinds, table
+    from sinks.pack_files import load_pack
     from streams.cli_errors import CliError
     from streams.replay_run import replay_pack
     from streams.replay_source import read_export
@@ -187,7 +187,7 @@ def _export(args: argparse.Namespace) -> int:
     sensitive: frozenset[str] | None = None
     tenant, agent = args.tenant, args.agent
     if args.pack is not None:
-        from processors.pack import load_pack
+        from sinks.pack_files import load_pack
 
         pack = load_pack(args.pack)
         sensitive = frozenset(f.key for f in pack.fields if f.sensitive)

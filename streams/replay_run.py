@@ -27,7 +27,6 @@ async def replay_pack(
     under the operator's tool policy, HTTP behind the SSRF guard)."""
     from processors.llm import LlmTask
     from processors.llm_budget import LLM_PHASES
-    from processors.pack import load_pack
     from processors.replay.embeddings import PrefetchedEmbedder
     from processors.replay.run import replay
     from processors.replay.tools import RecordedTools
@@ -38,6 +37,7 @@ async def replay_pack(
     from schemas.domain.phase import Phase
     from sinks.embedder import default_embedder
     from sinks.llm_openai import OpenAiLlm
+    from sinks.pack_files import load_pack
     from sinks.vector_store import VectorStore
 
     pack = load_pack(pack_dir)

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from bench.retrieval import ROOT, LabelledSet, evaluate, load_set
-from processors.pack import load_pack
 from schemas.pack import AgentPack
+from sinks.pack_files import load_pack
 from streams.settings import RetrievalSettings
 
 NEAR_COPY_RATIO = 0.9
@@ -77,6 +77,8 @@ def test_no_message_copies_an_example_phrase(labelled: LabelledSet, pack: AgentP
 UNSEEN = {
     "acme": ROOT / "bench" / "data" / "acme_unseen_wordings.yaml",
     "brightwatt": ROOT / "bench" / "data" / "brightwatt_unseen_wordings.yaml",
+    "acme_2": ROOT / "bench" / "data" / "acme_unseen_wordings_2.yaml",
+    "brightwatt_2": ROOT / "bench" / "data" / "brightwatt_unseen_wordings_2.yaml",
 }
 
 

@@ -17,6 +17,7 @@ from processors.phases.scenarios import expected_fields
 from processors.phases.sensor import mask_customer_data
 from processors.phases.sensor_llm import run_sensor
 from processors.retrieval.query import query_text
+from processors.retrieval.query_wording import pack_vocabulary, reword
 from processors.turn.deps import TurnDeps
 from processors.turn.session_vars import with_gateway_identity, with_session_variables
 from processors.turn.timing import timed
@@ -65,7 +66,8 @@ async def understand(
 ) -> Understanding:
     """P1-P3 and the query text; raises :class:`UnknownAgentError` from the pack port.
 
-    The P4.1 query is the customer's message alone: adding the sensor's situation facts was
+    The P4.1 query is the customer's message alone, its typos and foreign words mended
+    (``processors.retrieval.query_wording``): adding the sensor's situation facts was
     measured to lower rule recall (0.875 -> 0.843 in the top 5) and intent accuracy on the
     labelled retrieval set (bench/retrieval.py)."""
     now = deps.clock()
@@ -117,5 +119,5 @@ async def understand(
             "errors": errors,
         }
     )
-    query = query_text(context.input.message)
+    query = query_text(reword(context.input.message, pack_vocabulary(pack)).text)
     return Understanding(context, pack, query)
