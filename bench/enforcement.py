@@ -18,12 +18,12 @@ import statistics
 import time
 from pathlib import Path
 
-from processors.pack import load_pack
 from processors.phases.enforcement import constraints_to_check, enforce
 from schemas.domain.outcome import Resolution, TurnOutcome
 from schemas.domain.plan import ResponsePlan, ResponseType
 from schemas.domain.rules import AppliedRule, RuleVerdict
 from schemas.pack.agent_pack import AgentPack
+from sinks.pack_files import load_pack
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 ANSWER_TEXT = "I can refund 40 USD for order A-10023 today; it should arrive by 2026-12-03."

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from processors.embedding import Embedder
-from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+from processors.phases.tools import PackToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
 from processors.turn.deps import TurnDeps
@@ -34,6 +34,7 @@ from schemas.domain.turn_context import TurnContext
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.events.turn_requested import TurnRequested
 from schemas.pack import AgentPack
+from sinks.python_tools import PythonToolExecutor
 from sinks.vector_store import VectorStore
 from streams.settings import Settings
 

@@ -43,7 +43,6 @@ from typing import Any
 from bench.first_turn import FirstTurns
 from bench.retrieval import DEFAULT_SET, load_set
 from processors.embedding import Embedder
-from processors.pack import load_pack
 from processors.retrieval import (
     HybridParams,
     Scope,
@@ -54,6 +53,7 @@ from processors.retrieval import (
 from schemas.domain.retrieval import RetrievalType
 from schemas.pack import AgentPack
 from sinks.embedder import default_embedder
+from sinks.pack_files import load_pack
 from streams.settings import RetrievalSettings, load_settings
 
 POOLS = (1, 2, 3, 4, 5)

@@ -41,8 +41,8 @@ from typing import Any
 
 from bench.turns import Texts, Turn, closed_loop, quiet, summary, turn_input
 from processors.llm_budget import LLM_PHASES, turn_llm_budget
-from processors.pack import load_pack
 from schemas.domain.retrieval import RetrievalType
+from sinks.pack_files import load_pack
 from streams.local_kafka import LocalKafka, private_broker_settings
 from streams.pack_publisher import publish_pack
 from streams.settings import EnforcementPhaseSettings, PhaseSettings, Settings, TaskMode

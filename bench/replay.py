@@ -31,9 +31,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from processors.pack import load_pack
 from processors.pack.conversations import load_suite
-from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+from processors.phases.tools import PackToolExecutor
 from processors.replay.recording import RecordedTurn, recorded_turn
 from processors.replay.report import summarize
 from processors.retrieval import Indexer, LexicalIndexes
@@ -44,6 +43,8 @@ from processors.turn.in_process import MemoryState, run_turn
 from schemas.domain.turn_input import TurnInput
 from schemas.events.turn_requested import TurnRequested
 from sinks.embedder import default_embedder
+from sinks.pack_files import PackFiles, load_pack
+from sinks.python_tools import PythonToolExecutor
 from sinks.vector_store import VectorStore
 from streams.replay_run import replay_pack
 from streams.replay_source import read_export, write_export
@@ -60,7 +61,7 @@ CLI = [
 async def record(pack_dir: Path, settings: Settings, turns: int) -> list[RecordedTurn]:
     """``turns`` turns of the pack's test conversations, run in process with real tools."""
     pack = load_pack(pack_dir)
-    suite = load_suite(pack_dir, pack)
+    suite = load_suite(PackFiles(pack_dir), pack)
     if not suite.conversations:
         raise SystemExit(f"{pack_dir}: no conversation tests to record")
     embedder = default_embedder(settings=settings)

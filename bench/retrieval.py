@@ -52,11 +52,11 @@ import yaml
 
 from bench.first_turn import BENCH_CUSTOMER, FirstTurns
 from processors.embedding import Embedder
-from processors.pack import load_pack
 from processors.retrieval import RetrievalType
 from processors.retrieval.intent import SENSOR_INTENT_WEIGHT
 from schemas.pack import AgentPack
 from sinks.embedder import EmbedderBackend, default_embedder
+from sinks.pack_files import load_pack
 from streams.settings import RetrievalSettings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,10 +28,10 @@ from typing import Any
 from bench.first_turn import FirstTurns
 from bench.retrieval import DEFAULT_SET, load_set, percentile
 from processors.embedding import CachedEmbedder
-from processors.pack import load_pack
 from processors.phases.dialogue import start_candidate
 from processors.turn.decide import read_dialogue
 from sinks.embedder import default_embedder
+from sinks.pack_files import load_pack
 from streams.settings import load_settings
 
 CUSTOMER = "C-1001"

@@ -5,7 +5,8 @@ A pack is tenant-written, and a Python tool runs inside the shared worker, so it
 the *operator* has allowed: ``implementation.python`` must be a module under one of
 ``python_prefixes`` (``TURNSTREAM_TOOLS__PYTHON_ALLOWED_PREFIXES``; default
 :data:`DEFAULT_PYTHON_PREFIXES`, the built-in tool modules). A prefix is a package: ``a.b``
-allows ``a.b`` and ``a.b.c``, never ``a.bc``. A refused module is never imported, so naming
+allows ``a.b`` and ``a.b.c``, never ``a.bc``. A refused module is never imported (the import
+is :func:`sinks.python_tools.import_tool`'s, after this policy said yes), so naming
 ``os:system`` or ``this`` runs nothing. HTTP tools follow the outbound policy of
 :mod:`processors.url_guard` unless ``allow_private_http`` (an operator opt-in for
 development and tests).
@@ -13,10 +14,8 @@ development and tests).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from schemas.settings import DEFAULT_PYTHON_PREFIXES, ToolSettings, normal_prefix
 
@@ -27,6 +26,12 @@ class ToolRefusedError(PermissionError):
 
 class ToolImportError(ImportError):
     """An allowed tool path that does not resolve to a callable."""
+
+
+ToolResolver = Callable[[str], object]
+"""Resolves an allowed ``module:function`` to its callable, raising :class:`ToolImportError`
+when it does not resolve (``sinks.python_tools.import_tool`` under a policy): the port the
+pack validator checks Python tools through."""
 
 
 @dataclass(frozen=True)
@@ -50,21 +55,3 @@ class ToolPolicy:
             f"module {module!r} is not under an allowed tool prefix ({allowed}); "
             "the operator sets TURNSTREAM_TOOLS__PYTHON_ALLOWED_PREFIXES"
         )
-
-    def resolve_python(self, path: str) -> Callable[..., Any]:
-        """The function ``module:function`` names: :class:`ToolRefusedError` before any import
-        when the module is not allowed, :class:`ToolImportError` when it does not resolve."""
-        refusal = self.python_refusal(path)
-        if refusal is not None:
-            raise ToolRefusedError(refusal)
-        module_name, _, name = path.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:  # a module's import may raise anything
-            raise ToolImportError(f"cannot import {module_name!r}: {exc}") from exc
-        function = getattr(module, name, None)
-        if function is None:
-            raise ToolImportError(f"module {module_name!r} has no {name!r}")
-        if not callable(function):
-            raise ToolImportError(f"{path} is not callable")
-        return function  # type: ignore[no-any-return]

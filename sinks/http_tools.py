@@ -15,10 +15,11 @@ from typing import Any
 
 import aiohttp
 
-from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+from processors.phases.tools import PackToolExecutor
 from processors.tool_policy import ToolPolicy
 from schemas.fields import json_text
 from schemas.pack.tools import HttpMethod, Tool
+from sinks.python_tools import PythonToolExecutor
 from sinks.webhooks.ssrf import TargetRefusedError, check_url
 
 MAX_RESPONSE_BYTES = 1024 * 1024

@@ -38,8 +38,9 @@ def _add_validate(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from processors.pack import Severity, inspect_pack
+    from processors.pack import Severity
     from schemas.pack import SECTION_KEYS
+    from sinks.pack_files import inspect_pack
 
     pack_dir: Path = args.dir
     report = inspect_pack(pack_dir, ToolPolicy.of(load_settings().tools))
@@ -67,7 +68,7 @@ def _add_load(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def _load(args: argparse.Namespace) -> int:
-    from processors.pack import load_pack
+    from sinks.pack_files import load_pack
     from streams.pack_publisher import PublishError, publish_pack
 
     pack_dir: Path = args.dir

@@ -22,11 +22,11 @@ import time
 import uuid
 from pathlib import Path
 
-from processors.pack import load_pack
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.domain.turn_record import TurnRecord
 from schemas.events.turn_response import TurnResponse
 from schemas.pack import AgentPack
+from sinks.pack_files import load_pack
 from streams.cli_errors import CliError
 from streams.local_kafka import LocalKafka
 from streams.pack_publisher import publish_pack

@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from processors.pack import load_pack
 from processors.pack.conversation_check import Observed
 from processors.pack.conversation_run import SuiteReport, format_report, play
 from processors.pack.conversations import load_suite
@@ -28,6 +27,7 @@ from processors.tool_policy import ToolPolicy
 from schemas.domain.turn_input import TurnInput
 from schemas.events.turn_requested import TurnRequested
 from schemas.pack import AgentPack
+from sinks.pack_files import PackFiles, load_pack
 from streams.settings import Settings
 
 RESPONSE_TIMEOUT_S = 120.0
@@ -53,7 +53,7 @@ async def play_in_process(
     from sinks.vector_store import VectorStore
 
     pack = load_pack(pack_dir)
-    suite = load_suite(pack_dir, pack)
+    suite = load_suite(PackFiles(pack_dir), pack)
     embedder = default_embedder(settings=settings)
     store = VectorStore.memory(embedder.dim)
     lexicon = LexicalIndexes(store.documents)
@@ -103,7 +103,7 @@ async def play_through_kafka(
     from streams.worker import Worker, inside_a_command
 
     pack = load_pack(pack_dir)
-    suite = load_suite(pack_dir, pack)
+    suite = load_suite(PackFiles(pack_dir), pack)
     run_id = run_id or new_run_id()
     with tempfile.TemporaryDirectory(
         prefix="turnstream-pack-test-", ignore_cleanup_errors=True

@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from processors.pack import load_pack
 from schemas.codec import encode
 from schemas.domain.customer_data import (
     CustomerDataStore,
@@ -36,6 +35,7 @@ from schemas.fields import json_text
 from sinks.analytics import rows, tables
 from sinks.analytics.privacy import Pseudonyms
 from sinks.analytics.store import AnalyticsStore
+from sinks.pack_files import load_pack
 from streams.analytics_consumer import AnalyticsConsumer, group_id
 from streams.kafka_clients import consumer_kwargs
 from streams.pack_publisher import publish_pack

@@ -40,7 +40,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from processors.pack import load_pack
+from sinks.pack_files import load_pack
 from streams.roles import ROLES, Role
 from streams.settings import CONFIG_FILE_ENV, ENV_PREFIX, Settings, SettingsError, load_settings
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack, validate_pack
 from processors.pack.errors import Severity
 from processors.phases.generation import generate
 from processors.phases.planning import plan_response
@@ -16,6 +15,7 @@ from schemas.domain.rules import AppliedRule, RuleVerdict
 from schemas.domain.scenario import ContributionKind, ScenarioContribution
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.fields import CustomerDataField
+from sinks.pack_files import load_pack, validate_pack
 from streams.settings import TaskMode
 from tests.test_pack_validate import copy_pack, errors_of
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from processors.expression_vars import amount_names, amount_variables
-from processors.pack import load_pack
 from processors.phases.customer_data import coerce_value, update_customer_data
 from processors.phases.dates import find_date, resolve_date
 from processors.phases.enforcement import enforce
@@ -23,6 +22,7 @@ from schemas.domain.plan import ResponsePlan, ResponseType
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.fields import CustomerDataField, DateOrder
 from schemas.pack.rules import Rule
+from sinks.pack_files import load_pack
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 NOW = datetime(2026, 12, 7, 15, tzinfo=UTC)  # a Monday

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.customer_data import (
     apply_values,
     customer_variables,
@@ -32,6 +31,7 @@ from schemas.pack.dialogue import DialogueOptions
 from schemas.pack.language import Intent
 from schemas.pack.scenarios import Scenario, Step, StepKind
 from schemas.pack.tools import SideEffect
+from sinks.pack_files import load_pack
 from tests.pipeline_support import customer_says
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases import enforcement
 from processors.phases.enforcement import Decision, constraints_to_check, enforce
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule
+from sinks.pack_files import load_pack
 from tests.test_phase_p10_enforcement import ANSWER, OPEN, PACK_DIR, STANDARD
 
 

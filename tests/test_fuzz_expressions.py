@@ -43,9 +43,9 @@ from processors.expressions import (
     evaluate,
     parse,
 )
-from processors.pack import load_pack
 from processors.phases.enforcement import check_rule_expression
 from schemas.pack.rules import Rule
+from sinks.pack_files import load_pack
 from tests.test_pack_validate import EXAMPLE
 
 pytestmark = pytest.mark.timeout(120)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
+from sinks.pack_files import load_pack
 from streams.cli import main
 from tests.test_pack_validate import BREAKAGES, EXAMPLE, copy_pack
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from processors.pack import load_pack, validate_pack
 from processors.pack.conversations import load_suite
+from sinks.pack_files import PackFiles, load_pack, validate_pack
 
 FORMAT = Path(__file__).resolve().parents[1] / "packs" / "FORMAT.md"
 FILE_BLOCK = re.compile(r"^```yaml (\S+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -23,5 +23,5 @@ def test_the_documented_pack_is_valid(tmp_path: Path) -> None:
     assert validate_pack(pack_dir) == []
     pack = load_pack(pack_dir)
     assert [s.id for s in pack.scenarios] == ["track_order"]
-    suite = load_suite(pack_dir, pack)  # the documented conversation test reads cleanly
+    suite = load_suite(PackFiles(pack_dir), pack)  # the documented conversation test reads cleanly
     assert (suite.errors, len(suite.conversations)) == ((), 1)

@@ -11,8 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.pack import PackError, validate_pack
+from processors.pack import PackError
 from processors.pack.collect import AGENT_FILE, SECTION_FILES
+from sinks.pack_files import validate_pack
 from tests.test_pack_validate import EXAMPLE
 
 FILES = [AGENT_FILE, *SECTION_FILES, "scenarios/refund.yaml", "data/shop.json"]

@@ -16,10 +16,11 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from processors.pack import PackValidationError, load_pack
+from processors.pack import PackValidationError
 from schemas.codec import encode
 from schemas.events.pack_published import PackPublished
 from schemas.pack import AgentPack
+from sinks.pack_files import load_pack
 from streams.cli import main
 from streams.kafka_clients import producer_kwargs
 from streams.pack_publisher import publish_pack

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from processors.pack import Severity, check_pack, load_pack, validate_pack
+from processors.pack import Severity, check_pack
 from schemas.pack import (
     AgentPack,
     AgentSettings,
@@ -18,6 +18,7 @@ from schemas.pack import (
     Tool,
     WebhookSubscription,
 )
+from sinks.pack_files import load_pack, validate_pack
 from streams.settings import Settings, TaskMode
 from tests.test_pack_validate import EXAMPLE, copy_pack
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.pack.conversation_check import Observed, check_turn
 from processors.pack.conversation_run import SuiteReport, format_report, play
 from processors.pack.conversations import load_suite
@@ -20,6 +19,7 @@ from schemas import samples
 from schemas.domain.turn_input import TurnInput
 from schemas.events.turn_response import ResponseStatus, TurnResponse
 from schemas.pack.conversations import TurnExpectation
+from sinks.pack_files import PackFiles, load_pack
 from streams import pack_test
 from streams.cli import main
 
@@ -130,7 +130,7 @@ def test_a_typo_in_a_test_is_reported_at_its_line_not_run(tmp_path: Path) -> Non
         "      - say: hi\n"
         "        expect: {intnt: greeting}\n",
     )
-    suite = load_suite(pack_dir, load_pack(pack_dir))
+    suite = load_suite(PackFiles(pack_dir), load_pack(pack_dir))
     assert suite.conversations == ()
     assert [(e.file, e.line, e.code) for e in suite.errors] == [
         ("tests/t.yaml", 5, "unknown_reference"),
@@ -149,7 +149,7 @@ def test_a_failing_expectation_prints_a_diff_and_fails_the_run(tmp_path: Path) -
         "      - say: hi again\n"
         "        expect: {intent: greeting, says: [Welcome]}\n",
     )
-    suite = load_suite(pack_dir, load_pack(pack_dir))
+    suite = load_suite(PackFiles(pack_dir), load_pack(pack_dir))
     said: list[TurnInput] = []
 
     async def say(given: TurnInput) -> Observed:
@@ -214,6 +214,6 @@ def test_cli_refuses_a_pack_that_does_not_validate(
 
 @pytest.mark.parametrize("pack_dir", PACKS, ids=lambda p: p.parent.name)
 def test_example_pack_suites_read_cleanly(pack_dir: Path) -> None:
-    suite = load_suite(pack_dir, load_pack(pack_dir))
+    suite = load_suite(PackFiles(pack_dir), load_pack(pack_dir))
     assert suite.errors == ()
     assert len(suite.conversations) >= 5

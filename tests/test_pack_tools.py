@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from processors.pack import load_pack
 from processors.tools_builtin import acme_shop
+from sinks.pack_files import load_pack
 from tests.test_pack_validate import EXAMPLE
 
 CONFIG = {"data_file": "data/shop.json", "today": "2025-06-01"}

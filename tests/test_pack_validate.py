@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import PackError, PackValidationError, Severity, load_pack, validate_pack
+from processors.pack import PackError, PackValidationError, Severity
+from sinks.pack_files import load_pack, validate_pack
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 

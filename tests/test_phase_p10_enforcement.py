@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.enforcement import Decision, constraints_to_check, enforce
 from processors.phases.generation import generate
 from processors.phases.planning import plan_response
@@ -18,6 +17,7 @@ from schemas.domain.rules import AppliedRule, RuleVerdict
 from schemas.domain.scenario import ContributionKind, ScenarioContribution
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Rule
+from sinks.pack_files import load_pack
 from streams.settings import TaskMode
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"

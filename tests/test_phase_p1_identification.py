@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.identification import (
     AsyncIdentificationPorts,
     IdentificationPorts,
@@ -24,6 +23,7 @@ from schemas.domain.session import ActiveScenario, ScenarioStatus, SessionState
 from schemas.domain.turn_context import TurnContext
 from schemas.domain.turn_input import Channel, TurnInput
 from schemas.pack.agent_pack import AgentPack
+from sinks.pack_files import load_pack
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.sensor import CustomerDataMask, mask_customer_data, sense
 from processors.phases.sensor_llm import SCHEMA_NAME, SensorOutcome, run_sensor
 from schemas.domain.customer_data import (
@@ -25,6 +24,7 @@ from schemas.domain.snapshot import FrustrationLevel
 from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
 from sinks.llm_openai import OpenAiLlm
+from sinks.pack_files import load_pack
 from streams.settings import TaskMode
 from tests.fake_openai import (
     MODEL,

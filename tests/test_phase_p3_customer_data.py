@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.customer_data import (
     CoercionError,
     apply_values,
@@ -25,6 +24,7 @@ from schemas.domain.customer_data import (
 from schemas.domain.snapshot import CandidateVariable, FrustrationLevel, SituationalSnapshot
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.fields import CustomerDataField
+from sinks.pack_files import load_pack
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 NOW = datetime(2024, 5, 1, tzinfo=UTC)

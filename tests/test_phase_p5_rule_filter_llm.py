@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.rule_selection import (
     FILTER_SCHEMA_NAME,
     RuleSelection,
@@ -22,6 +21,7 @@ from schemas.domain.rules import RelationshipKind, RuleVerdict
 from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
 from sinks.llm_openai import OpenAiLlm
+from sinks.pack_files import load_pack
 from streams.settings import PhaseSettings, TaskMode
 from tests.fake_openai import (
     MODEL,

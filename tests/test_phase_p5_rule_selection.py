@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.rule_selection import (
     RuleSelection,
     ScenarioScope,
@@ -21,6 +20,7 @@ from schemas.domain.rules import RelationshipKind, RuleVerdict
 from schemas.domain.session import ActiveScenario, RuleFires, ScenarioStatus, SessionState
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.rules import Relationship, Rule
+from sinks.pack_files import load_pack
 from streams.settings import PhaseSettings, TaskMode
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"

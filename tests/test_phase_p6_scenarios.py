@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.customer_data import apply_values, update_customer_data
 from processors.phases.scenarios import expected_fields, orchestrate
 from processors.phases.sensor import mask_customer_data, sense
@@ -15,6 +14,7 @@ from schemas.domain.customer_data import CustomerDataStore, VariableSource
 from schemas.domain.scenario import ContributionKind, ScenarioAction
 from schemas.domain.session import ScenarioStatus, SessionState
 from schemas.pack.agent_pack import AgentPack
+from sinks.pack_files import load_pack
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 NOW = datetime(2024, 5, 1, tzinfo=UTC)

@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.tools import (
     DueBinding,
-    PythonToolExecutor,
     bindings_due,
     run_tools,
 )
@@ -25,6 +23,8 @@ from schemas.fields import json_text
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.common import ToolTiming
 from schemas.pack.tools import Tool, ToolImplementation
+from sinks.pack_files import load_pack
+from sinks.python_tools import PythonToolExecutor
 from streams.settings import ToolsPhaseSettings
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"

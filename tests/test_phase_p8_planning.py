@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from processors.pack import load_pack
 from processors.phases.planning import plan_response, response_type
 from schemas.domain.outcome import OutcomeCategory
 from schemas.domain.plan import ResponseType
 from schemas.domain.rules import AppliedRule, RuleVerdict
 from schemas.domain.scenario import ContributionKind, ScenarioContribution
 from schemas.pack.agent_pack import AgentPack
+from sinks.pack_files import load_pack
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 

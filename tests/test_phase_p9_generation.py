@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from processors.llm import LlmError, LlmResult
-from processors.pack import load_pack
 from processors.phases.generation import format_for_channel, generate, render
 from schemas.domain.outcome import OutcomeCategory, Resolution
 from schemas.domain.phase import Phase
@@ -17,6 +16,7 @@ from schemas.domain.plan import PlannedTemplate, ResponsePlan, ResponseType
 from schemas.domain.scenario import ContributionKind, ScenarioContribution
 from schemas.domain.usage import TokenUsage
 from schemas.pack.agent_pack import AgentPack
+from sinks.pack_files import load_pack
 from streams.settings import TaskMode
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 import yaml
 
-from processors.pack import load_pack
 from processors.pack.conversations import load_suite
 from processors.replay.diff import ChangeKind
 from processors.replay.html import render
@@ -29,6 +28,7 @@ from processors.replay.recording import RecordedTurn
 from processors.replay.report import ReplayHeader, summarize
 from processors.replay.run import ReplayRun, TurnResult
 from schemas.domain.turn_input import TurnInput
+from sinks.pack_files import PackFiles, load_pack
 from streams.replay_run import replay_pack
 from streams.replay_source import TopicRange, read_topics
 from streams.settings import Settings
@@ -60,7 +60,7 @@ async def recorded(recording_settings: Settings) -> AsyncIterator[list[RecordedT
     settings = recording_settings
     await prepare(settings)
     pack = load_pack(EXAMPLE_PACK)
-    suite = load_suite(EXAMPLE_PACK, pack)
+    suite = load_suite(PackFiles(EXAMPLE_PACK), pack)
     sent = 0
     async with running_worker(settings), TurnClient(settings, records=True) as client:
         for copy in range(COPIES):

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from processors.embedding import Vectors, normalize_rows
-from processors.pack import load_pack
 from processors.retrieval.fusion import Candidate, FusionMethod, HybridParams, fuse
 from processors.retrieval.intent import canonical_intent, merge_intent
 from processors.retrieval.model import Retrieved
 from processors.retrieval.rerank import EmbeddingReranker, split_sentences
 from schemas.pack import AgentPack
+from sinks.pack_files import load_pack
 
 EXAMPLE_PACK = "packs/acme-shop/support"
 

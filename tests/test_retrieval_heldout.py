@@ -14,9 +14,9 @@ from bench.intent_heldout import (
     without_descriptions,
 )
 from bench.retrieval import load_set
-from processors.pack import load_pack
 from schemas.pack import AgentPack, AgentSettings, Intent
 from sinks.embedder import default_embedder
+from sinks.pack_files import load_pack
 from tests.test_retrieval_indexer import HashEmbedder
 
 DEFAULT = Config(pool_top_n=3, lexical_weight=0.3)

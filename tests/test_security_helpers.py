@@ -18,9 +18,8 @@ from typing import Any
 
 from processors.embedding import CachedEmbedder
 from processors.llm import LlmTask
-from processors.pack import load_pack
 from processors.phases.enforcement import check_rule_expression
-from processors.phases.tools import PackToolExecutor, PythonToolExecutor, ToolExecutor
+from processors.phases.tools import PackToolExecutor, ToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
 from processors.turn.answer import turn_variables
@@ -34,6 +33,8 @@ from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
 from sinks.embedder import default_embedder
 from sinks.llm_openai import OpenAiLlm
+from sinks.pack_files import load_pack
+from sinks.python_tools import PythonToolExecutor
 from sinks.vector_store import Layout, VectorStore
 from streams.settings import EnforcementPhaseSettings, Settings, load_settings
 from tests.fake_openai import FakeOpenAi, llm_phase

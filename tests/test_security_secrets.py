@@ -16,7 +16,6 @@ from collections.abc import Collection, Iterable, Iterator
 import aiohttp
 import pytest
 
-from processors.pack import load_pack
 from schemas.codec import encode
 from schemas.domain.turn_input import Channel
 from schemas.domain.turn_record import TurnRecord
@@ -28,6 +27,7 @@ from sinks.analytics.privacy import Pseudonyms
 from sinks.analytics.rows import completed_turn_rows, webhook_delivery_rows
 from sinks.llm_openai import OpenAiLlm
 from sinks.memory_ingestion import memory_text
+from sinks.pack_files import load_pack
 from sinks.webhooks.delivery import Deliverer, DeliveryJob, RetryPolicy
 from sinks.webhooks.events import events_from_turn
 from sinks.webhooks.ssrf import GuardedResolver

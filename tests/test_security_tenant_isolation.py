@@ -25,7 +25,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from processors.pack import load_pack
 from processors.retrieval.model import Scope
 from schemas.domain.retrieval import RetrievalType
 from schemas.domain.turn_input import Channel, TurnInput
@@ -36,6 +35,7 @@ from sinks.analytics.rows import completed_turn_rows, merge, webhook_delivery_ro
 from sinks.analytics.store import AnalyticsStore
 from sinks.analytics.views import REPORT
 from sinks.memory_ingestion import memory_item
+from sinks.pack_files import load_pack
 from sinks.vector_store import Layout
 from sinks.webhooks.delivery import Deliverer, DeliveryJob, RetryPolicy
 from sinks.webhooks.events import events_from_turn

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from processors.pack import PackError, Severity, load_pack, validate_pack
+from processors.pack import PackError, Severity
 from processors.phases.tools import DueBinding, run_tools
 from processors.tool_policy import ToolPolicy
 from schemas.domain.customer_data import VariableEntry, VariableScope, VariableSource, VariableType
@@ -23,6 +23,7 @@ from schemas.pack.agent_pack import AgentPack
 from schemas.pack.common import ToolTiming
 from schemas.pack.tools import HttpImplementation, ToolImplementation
 from sinks.outbound_http import guarded_session
+from sinks.pack_files import load_pack, validate_pack
 from streams.cli import main
 from streams.pipeline.runtime import pack_tools
 from streams.settings import Settings, ToolSettings, ToolsPhaseSettings

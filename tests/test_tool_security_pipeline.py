@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from processors.pack import Severity, load_pack, validate_pack
+from processors.pack import Severity
 from processors.tool_policy import ToolPolicy
 from schemas.events.turn_response import ResponseStatus
+from sinks.pack_files import load_pack, validate_pack
 from streams.pack_publisher import publish_pack
 from streams.settings import Settings
 from streams.topic_admin import ensure_topics

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from processors.embedding import Vectors, normalize_rows
-from processors.pack import load_pack
 from processors.turn.decide import new_case
 from processors.turn.retrieval_stage import failed_result, join, timeout_result
 from schemas.domain.customer_data import (
@@ -24,6 +23,7 @@ from schemas.domain.customer_data import (
 from schemas.domain.retrieval import GapReason, RetrievalSelection, RetrievalType, SelectionStrategy
 from schemas.domain.turn_context import TurnContext
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
+from sinks.pack_files import load_pack
 from streams.pipeline.embed_batcher import EmbedBatcher
 from tests.pipeline_support import EXAMPLE_PACK, customer_says
 

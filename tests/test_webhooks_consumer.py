@@ -17,12 +17,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from processors.pack import load_pack
 from schemas.codec import decode_as
 from schemas.domain.plan import ResponseType
 from schemas.events.webhook import DeliveryStatus, WebhookDelivery
 from schemas.pack.webhooks import WebhookSubscription
 from sinks.analytics.store import AnalyticsStore
+from sinks.pack_files import load_pack
 from sinks.webhooks.signing import delivery_id
 from streams.analytics_consumer import AnalyticsConsumer
 from streams.kafka_clients import consumer_kwargs

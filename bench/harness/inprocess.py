@@ -24,9 +24,9 @@ from bench.harness.load import (
 from bench.harness.pipeline import EXAMPLE_PACK
 from bench.harness.procwatch import Watch
 from bench.harness.report import print_closed, print_open, print_unloaded
-from processors.pack import load_pack
 from processors.turn.deps import TurnDeps
 from schemas.pack.agent_pack import AgentPack
+from sinks.pack_files import load_pack
 from streams.pipeline.runtime import one_intra_op_thread
 from streams.settings import load_settings
 from streams.worker import freeze_startup_objects
@@ -36,10 +36,11 @@ def in_process_deps() -> tuple[AgentPack, TurnDeps]:
     """The example pack and the ports ``run_turn`` needs: the real embedder, Qdrant in
     memory, the pack's own tools, this process's settings (the baseline and the soak's
     replay)."""
-    from processors.phases.tools import PackToolExecutor, PythonToolExecutor
+    from processors.phases.tools import PackToolExecutor
     from processors.retrieval import Indexer, LexicalIndexes
     from processors.retrieval.pack_items import sync_pack
     from sinks.embedder import default_embedder
+    from sinks.python_tools import PythonToolExecutor
     from sinks.vector_store import VectorStore
 
     pack = load_pack(EXAMPLE_PACK)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processors.pack import load_pack
 from schemas.domain.retrieval import RetrievalType
+from sinks.pack_files import load_pack
 from streams.analytics_consumer import group_id as analytics_group
 from streams.local_kafka import LocalKafka, private_broker_settings
 from streams.pack_publisher import publish_pack

@@ -26,7 +26,7 @@ from processors.pack.collect import ID_KEYS, Collected, Origin, item_model
 from processors.pack.errors import PackError, Severity
 from processors.pack.graph import cycles, reachable
 from processors.pack.yaml_source import resolve, scalar_column
-from processors.tool_policy import ToolImportError, ToolPolicy
+from processors.tool_policy import ToolImportError, ToolPolicy, ToolResolver
 from processors.url_guard import refused_before_resolving
 from schemas.domain.customer_data import VariableType
 from schemas.domain.outcome import OutcomeCategory
@@ -54,10 +54,13 @@ _CYCLE_CODES = {
 }
 
 
-def check(found: Collected, policy: ToolPolicy | None = None) -> list[PackError]:
+def check(
+    found: Collected, policy: ToolPolicy | None = None, resolve_tool: ToolResolver | None = None
+) -> list[PackError]:
     """Every cross-object problem of ``found``; tool implementations are judged by the
-    operator's ``policy``, and not at all without one (the worker judges each call)."""
-    checker = _Checker(found, policy)
+    operator's ``policy``, and not at all without one (the worker judges each call). An
+    allowed Python tool must resolve through ``resolve_tool`` when one is given."""
+    checker = _Checker(found, policy, resolve_tool)
     runs = (
         checker.duplicates,
         checker.fields,
@@ -72,9 +75,12 @@ def check(found: Collected, policy: ToolPolicy | None = None) -> list[PackError]
 
 
 class _Checker:
-    def __init__(self, found: Collected, policy: ToolPolicy | None) -> None:
+    def __init__(
+        self, found: Collected, policy: ToolPolicy | None, resolve_tool: ToolResolver | None
+    ) -> None:
         self.found = found
         self.policy = policy
+        self.resolve_tool = resolve_tool
         self.ids = {
             section: {SECTION_KEYS[section][1](obj) for obj in objects} | found.broken[section]
             for section, objects in found.objects.items()
@@ -351,9 +357,10 @@ class _Checker:
             yield from self.implementation(origin, tool)
 
     def implementation(self, origin: Origin, tool: Tool) -> Iterator[PackError]:
-        """A Python tool names an allowed module and resolves to a callable (its module is
-        imported only when allowed); an HTTP tool's URL is not refused by the SSRF policy as
-        far as it can be judged without resolving the name (the call checks the rest)."""
+        """A Python tool names an allowed module and resolves to a callable through
+        ``resolve_tool`` (asked only when the module is allowed); an HTTP tool's URL is not
+        refused by the SSRF policy as far as it can be judged without resolving the name (the
+        call checks the rest)."""
         if self.policy is None:
             return
         python, http = tool.implementation.python, tool.implementation.http
@@ -362,8 +369,10 @@ class _Checker:
             if refusal is not None:
                 yield origin.at("tool_not_allowed", refusal, "implementation", "python")
                 return
+            if self.resolve_tool is None:
+                return
             try:
-                self.policy.resolve_python(python)
+                self.resolve_tool(python)
             except ToolImportError as exc:
                 yield origin.at("unresolved_tool", str(exc), "implementation", "python")
         elif http is not None:

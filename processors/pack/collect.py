@@ -1,4 +1,4 @@
-"""Read a pack folder file by file and validate each object on its own.
+"""Read a pack file by file (through its :class:`PackSource`) and validate each object on its own.
 
 Objects are validated one by one, not file by file, so that one broken rule neither hides the
 errors of the others nor keeps the valid ones out of the cross-reference checks. The ids of
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, get_args
 
 import yaml
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core.core_schema import ErrorType
 
 from processors.pack.errors import PackError, Severity
+from processors.pack.source import PackSource
 from processors.pack.yaml_source import YamlDocument, read_text, read_yaml, resolve
 from schemas.pack import SECTION_KEYS, AgentPack, AgentSettings
 
@@ -89,21 +90,22 @@ def item_model(section: str) -> type[BaseModel]:
     return model
 
 
-def collect(pack_dir: Path) -> Collected:
+def collect(source: PackSource) -> Collected:
     """Read every file of the pack; see the module docstring."""
     found = Collected()
-    if not pack_dir.is_dir():
-        found.errors.append(PackError(".", 0, "missing_pack", f"{pack_dir} is not a folder"))
+    if not source.is_pack():
+        message = f"{source.location} is not a folder"
+        found.errors.append(PackError(".", 0, "missing_pack", message))
         return found
-    _read_agent(pack_dir, found)
-    for path in _yaml_files(pack_dir):
-        if path.name == AGENT_FILE:
+    _read_agent(source, found)
+    for name in _yaml_files(source, ""):
+        if name == AGENT_FILE:
             continue
-        if path.name not in SECTION_FILES:
+        if name not in SECTION_FILES:
             known = ", ".join([AGENT_FILE, *SECTION_FILES])
             found.errors.append(
                 PackError(
-                    path.name,
+                    name,
                     0,
                     "unknown_file",
                     f"ignored; the pack reads {known}",
@@ -111,34 +113,39 @@ def collect(pack_dir: Path) -> Collected:
                 )
             )
             continue
-        doc, errors = read_yaml(path, path.name)
+        doc, errors = read_yaml(source, name)
         found.errors.extend(errors)
         if doc is None:
-            found.unreadable.update(SECTION_FILES[path.name])
+            found.unreadable.update(SECTION_FILES[name])
         else:
             _read_sections(doc, found)
-    for path in _yaml_files(pack_dir / SCENARIO_DIR):
-        doc, errors = read_yaml(path, f"{SCENARIO_DIR}/{path.name}")
+    for name in _yaml_files(source, SCENARIO_DIR):
+        doc, errors = read_yaml(source, f"{SCENARIO_DIR}/{name}")
         found.errors.extend(errors)
         if doc is None:
             found.unreadable.add("scenarios")
         else:
             _validate_item(doc.data, "scenarios", Origin(doc.file, doc.node), found)
-    for path in sorted((pack_dir / DATA_DIR).glob("*.json")):
-        _check_json(path, f"{DATA_DIR}/{path.name}", found)
+    for name in source.entries(DATA_DIR):
+        if name.endswith(".json"):
+            _check_json(source, f"{DATA_DIR}/{name}", found)
     return found
 
 
-def _yaml_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.glob("*") if path.suffix in (".yaml", ".yml"))
+def _yaml_files(source: PackSource, folder: str) -> list[str]:
+    """The names in ``folder`` with a YAML suffix, sorted."""
+    return [name for name in source.entries(folder) if is_yaml(name)]
 
 
-def _read_agent(pack_dir: Path, found: Collected) -> None:
-    path = pack_dir / AGENT_FILE
-    if not path.is_file():
+def is_yaml(name: str) -> bool:
+    return PurePosixPath(name).suffix in (".yaml", ".yml")
+
+
+def _read_agent(source: PackSource, found: Collected) -> None:
+    if not source.is_file(AGENT_FILE):
         found.errors.append(PackError(AGENT_FILE, 0, "missing_file", "the pack needs agent.yaml"))
         return
-    doc, errors = read_yaml(path, AGENT_FILE)
+    doc, errors = read_yaml(source, AGENT_FILE)
     found.errors.extend(errors)
     if doc is None:
         return
@@ -148,8 +155,7 @@ def _read_agent(pack_dir: Path, found: Collected) -> None:
     except ValidationError as exc:
         found.errors.extend(_schema_errors(exc, "agent settings", origin))
         return
-    folder = pack_dir.resolve()
-    if (folder.parent.name, folder.name) != (agent.tenant_id, agent.agent_id):
+    if source.place() != (agent.tenant_id, agent.agent_id):
         message = (
             f"packs live in <tenant_id>/<agent_id>/; expected the folder to end with "
             f"{agent.tenant_id}/{agent.agent_id}"
@@ -223,9 +229,9 @@ def _error_code(pydantic_type: str) -> str:
     return _ERROR_CODES.get(pydantic_type, "invalid_value")
 
 
-def _check_json(path: Path, file: str, found: Collected) -> None:
+def _check_json(source: PackSource, file: str, found: Collected) -> None:
     """Data files back the pack's tools: a syntax error there is an error of the pack."""
-    text, problem = read_text(path, file)
+    text, problem = read_text(source, file)
     if problem:
         found.errors.append(problem)
     if text is None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from processors.pack.collect import Origin
+from processors.pack.collect import Origin, is_yaml
 from processors.pack.errors import PackError
+from processors.pack.source import PackSource
 from processors.pack.yaml_source import read_yaml, resolve
 from schemas.pack import AgentPack
 from schemas.pack.conversations import Conversation, TurnExpectation
@@ -42,22 +42,19 @@ class Suite:
     errors: tuple[PackError, ...]
 
 
-def test_files(pack_dir: Path) -> list[Path]:
+def test_files(source: PackSource) -> list[str]:
     """``tests/*.yaml`` and ``tests/*.yml`` of the pack, sorted by name."""
-    folder = pack_dir / TESTS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    names = [f"{TESTS_DIR}/{name}" for name in source.entries(TESTS_DIR) if is_yaml(name)]
+    return [file for file in names if source.is_file(file)]
 
 
-def load_suite(pack_dir: Path, pack: AgentPack | None = None) -> Suite:
+def load_suite(source: PackSource, pack: AgentPack | None = None) -> Suite:
     """Every conversation of the pack's tests; with ``pack``, references are checked too."""
     conversations: list[LoadedConversation] = []
     errors: list[PackError] = []
     names: dict[str, str] = {}
-    for path in test_files(pack_dir):
-        file = f"{TESTS_DIR}/{path.name}"
-        doc, problems = read_yaml(path, file)
+    for file in test_files(source):
+        doc, problems = read_yaml(source, file)
         errors.extend(problems)
         if doc is None:
             continue

@@ -1,14 +1,14 @@
-"""The entry points: inspect, validate or load a pack folder; check a pack built elsewhere."""
+"""The entry points: read and check a pack from its source; check a pack built elsewhere."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from processors.pack.checks import check
 from processors.pack.collect import Collected, Origin, collect
-from processors.pack.errors import PackError, PackValidationError, Severity
-from processors.tool_policy import ToolPolicy
+from processors.pack.errors import PackError, Severity
+from processors.pack.source import PackSource
+from processors.tool_policy import ToolPolicy, ToolResolver
 from schemas.pack import SECTION_KEYS, AgentPack
 
 PACK_SOURCE = "<pack>"
@@ -26,27 +26,17 @@ def _sorted(errors: list[PackError]) -> list[PackError]:
     return sorted(errors, key=lambda e: (e.file, e.line, e.column, e.code, e.message))
 
 
-def inspect_pack(pack_dir: str | Path, policy: ToolPolicy | None = None) -> PackReport:
-    """Read and check the pack at ``pack_dir`` once; never raises for a bad pack. ``policy``:
-    the operator's tool policy (``ToolPolicy.of(settings.tools)``; default: the defaults)."""
-    found = collect(Path(pack_dir))
-    problems = _sorted(found.errors + check(found, policy or ToolPolicy()))
+def read_pack(
+    source: PackSource, policy: ToolPolicy, resolve_tool: ToolResolver | None = None
+) -> PackReport:
+    """Read and check the pack ``source`` holds once; never raises for a bad pack. ``policy``:
+    the operator's tool policy; ``resolve_tool``: how an allowed Python tool is resolved
+    (without it, tools are judged by the policy alone). The folder entry points are
+    :mod:`sinks.pack_files`'s ``inspect_pack``, ``validate_pack`` and ``load_pack``."""
+    found = collect(source)
+    problems = _sorted(found.errors + check(found, policy, resolve_tool))
     failed = found.agent is None or any(p.severity is Severity.ERROR for p in problems)
     return PackReport(problems, None if failed else found.to_pack())
-
-
-def validate_pack(pack_dir: str | Path, policy: ToolPolicy | None = None) -> list[PackError]:
-    """Every problem of the pack (errors, warnings, infos); each one is a :class:`PackError`."""
-    return inspect_pack(pack_dir, policy).problems
-
-
-def load_pack(pack_dir: str | Path, policy: ToolPolicy | None = None) -> AgentPack:
-    """The pack; raises :class:`PackValidationError` with every problem if it has an error
-    (warnings do not stop it)."""
-    report = inspect_pack(pack_dir, policy)
-    if report.pack is None:
-        raise PackValidationError(report.problems)
-    return report.pack
 
 
 def check_pack(pack: AgentPack, policy: ToolPolicy | None = None) -> list[PackError]:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from processors.pack.errors import PackError
+from processors.pack.source import PackSource
 
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
@@ -49,19 +49,20 @@ class YamlDocument:
     node: yaml.Node | None
 
 
-def read_text(path: Path, file: str) -> tuple[str | None, PackError | None]:
-    """The file's text, or why it cannot be read."""
+def read_text(source: PackSource, file: str) -> tuple[str | None, PackError | None]:
+    """The text of ``file`` in ``source``, or why it cannot be read."""
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        if source.size(file) > MAX_FILE_BYTES:
             return None, PackError(file, 0, "file_too_large", f"over {MAX_FILE_BYTES} bytes")
-        return path.read_text(encoding="utf-8"), None
+        return source.read(file), None
     except (OSError, UnicodeDecodeError) as exc:
         return None, PackError(file, 0, "file_unreadable", str(exc))
 
 
-def read_yaml(path: Path, file: str) -> tuple[YamlDocument | None, list[PackError]]:
-    """Parse one YAML file; on failure return the errors, each with its line."""
-    text, problem = read_text(path, file)
+def read_yaml(source: PackSource, file: str) -> tuple[YamlDocument | None, list[PackError]]:
+    """Parse the YAML file ``file`` of ``source``; on failure return the errors, each with
+    its line."""
+    text, problem = read_text(source, file)
     if text is None:
         return None, [problem] if problem else []
     loader = PackLoader(text)

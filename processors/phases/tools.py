@@ -21,16 +21,14 @@ and puts SYSTEM_ERROR in the result's categories. A call the operator's tool pol
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
-from processors.tool_policy import ToolPolicy, ToolRefusedError
+from processors.tool_policy import ToolRefusedError
 from schemas.domain.customer_data import (
     MAX_HISTORY,
     VariableChange,
@@ -52,7 +50,6 @@ from schemas.settings import PhaseSettings
 __all__ = [
     "DueBinding",
     "PackToolExecutor",
-    "PythonToolExecutor",
     "ToolExecutor",
     "ToolsResult",
     "bindings_due",
@@ -298,44 +295,12 @@ def _entry(
 
 
 @dataclass
-class PythonToolExecutor:
-    """Calls ``implementation.python`` (``module:function``) as
-    ``function(arguments, *, config, pack_dir)``; sync functions run in a worker thread so a
-    slow tool cannot block the event loop (a timed-out thread finishes on its own). Only
-    modules the operator's ``policy`` allows are imported; any other call fails with
-    :class:`ToolRefusedError` before anything is imported."""
-
-    pack_dir: Path
-    policy: ToolPolicy = field(default_factory=ToolPolicy)
-    _functions: dict[str, Callable[..., Any]] = field(default_factory=dict, init=False)
-
-    def _function(self, path: str) -> Callable[..., Any]:
-        if path not in self._functions:
-            self._functions[path] = self.policy.resolve_python(path)
-        return self._functions[path]
-
-    async def call(self, tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
-        path = tool.implementation.python
-        if path is None:
-            raise ValueError(f"tool {tool.id} has no python implementation")
-        function = self._function(path)
-        config = dict(tool.config)
-        if inspect.iscoroutinefunction(function):
-            result = await function(arguments, config=config, pack_dir=self.pack_dir)
-        else:
-            result = await asyncio.to_thread(
-                function, arguments, config=config, pack_dir=self.pack_dir
-            )
-        if not isinstance(result, dict):
-            raise TypeError(f"tool {tool.id} returned {type(result).__name__}, not an object")
-        return result
-
-
-@dataclass
 class PackToolExecutor:
     """Routes each tool to the Python or the HTTP executor by its implementation."""
 
-    python: PythonToolExecutor
+    python: ToolExecutor
+    """The Python tools' executor (``sinks.python_tools.PythonToolExecutor``: the operator's
+    allowed modules only)."""
     http: ToolExecutor | None = None
     """The HTTP tools' executor (``sinks.http_tools.HttpToolExecutor``: behind the SSRF guard)."""
 
