@@ -19,12 +19,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# What `pip install .` reads: the project file, the readme it names, the four packages.
+# What `pip install .` reads: the project file, the readme it names, the four packages and
+# the example packs' tools (the package packs.tools; the packs' files come below).
 COPY pyproject.toml README.md ./
 COPY schemas ./schemas
 COPY processors ./processors
 COPY streams ./streams
 COPY sinks ./sinks
+COPY packs/tools ./packs/tools
+COPY packs/__init__.py ./packs/
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install . \
     && rm -rf build ./*.egg-info

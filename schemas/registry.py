@@ -11,7 +11,7 @@ from schemas.events.analytics import AnalyticsEvent
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.pack_published import PackPublished
-from schemas.events.pipeline_state import RetrievalJoin, SessionGate
+from schemas.events.pipeline_state import RetrievalJoin, SeenTurn, SessionGate
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
@@ -34,8 +34,9 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
         SessionState,
         CustomerDataStore,
         SessionGate,
+        SeenTurn,
         RetrievalJoin,
     )
 }
-"""SessionState, CustomerDataStore, SessionGate and RetrievalJoin are here because their
-tables' changelogs are topics."""
+"""SessionState, CustomerDataStore, SessionGate, SeenTurn and RetrievalJoin are here because
+their tables' changelogs are topics."""

@@ -65,7 +65,7 @@ from schemas.events.analytics import AnalyticsEvent
 from schemas.events.completed_turn import CompletedTurn
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.pack_published import PackPublished
-from schemas.events.pipeline_state import RetrievalJoin, SessionGate
+from schemas.events.pipeline_state import RetrievalJoin, SeenTurn, SessionGate
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
@@ -501,8 +501,8 @@ def sample_events() -> list[BaseModel]:
             ],
             in_flight_since=_at(3),
             waiting=[TurnRequested(turn_id="turn-000125", input=turn_input(), sent_at=_at(50))],
-            recent_turn_ids=["turn-000122"],
         ),
+        SeenTurn(at=_at(2)),
         RetrievalJoin(
             turn_id=TURN,
             envelope=TurnEnvelope(

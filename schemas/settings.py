@@ -46,8 +46,8 @@ __all__ = [
 ENV_PREFIX = "TURNSTREAM_"
 CONFIG_FILE_ENV = "TURNSTREAM_CONFIG"
 MIN_PSEUDONYM_KEY_BYTES = 16
-DEFAULT_PYTHON_PREFIXES: tuple[str, ...] = ("processors.tools_builtin",)
-"""The tool modules that ship with turnstream (the example packs' tools)."""
+DEFAULT_PYTHON_PREFIXES: tuple[str, ...] = ("packs.tools",)
+"""The tool modules that ship with turnstream: the example packs' tools (``packs/tools/``)."""
 MODULE_PREFIX = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\.?$")
 
 
@@ -256,7 +256,7 @@ class ToolSettings(_Strict):
     python_allowed_prefixes: Annotated[list[str], NoDecode] = Field(
         default=list(DEFAULT_PYTHON_PREFIXES),
         description="modules Python tools may come from: a package allows its submodules; "
-        "comma-separated in the environment (processors.tools_builtin,acme_tools)",
+        "comma-separated in the environment (packs.tools,acme_tools)",
     )
     allow_private_targets: bool = Field(
         default=False,

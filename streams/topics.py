@@ -23,12 +23,15 @@ DAY_MS = 24 * 60 * 60 * 1000
 class Cleanup(StrEnum):
     DELETE = "delete"
     COMPACT = "compact"
+    COMPACT_DELETE = "compact,delete"
+    """Compacted, and segments older than ``retention.ms`` deleted: state that expires."""
 
 
 class KeyKind(StrEnum):
     """What a topic's record key holds."""
 
     SESSION = "session key tenant:channel:channel_id"
+    SESSION_TURN = "session key and turn id: tenant:channel:channel_id turn_id"
     TENANT_AGENT = "tenant:agent"
     DELIVERY = "webhook delivery id"
     NONE = "none (round-robin)"
@@ -180,6 +183,15 @@ SESSION_GATE_CHANGELOG = TopicSpec(
     cleanup=Cleanup.COMPACT,
     retention_ms=None,
 )
+TURNS_SEEN_CHANGELOG = TopicSpec(
+    "table.turns-seen.changelog",
+    KeyKind.SESSION_TURN,
+    "turnstream.SeenTurn",
+    "Changelog of the seen-turns table: the turn ids each session answered, so a request"
+    " read again within the request topic's retention is dropped (exactly once).",
+    cleanup=Cleanup.COMPACT_DELETE,
+    retention_ms=TURN_REQUESTED.retention_ms,
+)
 RETRIEVAL_JOIN_CHANGELOG = TopicSpec(
     "table.retrieval-join.changelog",
     KeyKind.SESSION,
@@ -220,6 +232,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SESSION_STATE_CHANGELOG,
     CUSTOMER_DATA_CHANGELOG,
     SESSION_GATE_CHANGELOG,
+    TURNS_SEEN_CHANGELOG,
     RETRIEVAL_JOIN_CHANGELOG,
     *FAUST_ASSIGNOR_LEADERS.values(),
 )
@@ -250,6 +263,11 @@ def session_key(tenant_id: str, channel: str, channel_id: str) -> bytes:
     """The record key of every per-turn topic (see the module docstring); the same text as
     :attr:`schemas.domain.turn_input.TurnInput.session_key`."""
     return f"{tenant_id}:{channel}:{channel_id}".encode()
+
+
+def seen_turn_key(session: bytes, turn_id: str) -> bytes:
+    """The seen-turns table's key: ids have no whitespace, so the space cannot be forged."""
+    return session + b" " + turn_id.encode()
 
 
 def tenant_agent_key(tenant_id: str, agent_id: str) -> bytes:

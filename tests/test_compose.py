@@ -474,6 +474,10 @@ def test_dockerfile_installs_the_package_from_what_it_copies(tmp_path: Path) -> 
     for package in ("schemas", "processors", "streams", "sinks"):
         assert f"{package}/__init__.py" in names, package
     assert "streams/cli.py" in names and "streams/roles.py" in names
+    # the example packs' tools are importable wherever the package is installed; their
+    # packs' files are not Python and stay out of the wheel (COPY packs, TURNSTREAM_PACKS_DIR)
+    assert "packs/__init__.py" in names and "packs/tools/acme_shop.py" in names
+    assert not any(n.startswith(("packs/acme-shop", "packs/brightwatt-energy")) for n in names)
     assert any(n.startswith("schemas/avro/") and n.endswith(".avsc") for n in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()

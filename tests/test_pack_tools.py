@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from processors.tools_builtin import acme_shop
+from packs.tools import acme_shop
 from sinks.pack_files import load_pack
 from tests.test_pack_validate import EXAMPLE
 

@@ -162,8 +162,8 @@ BREAKAGES = [
     Breakage(
         "malformed tool import path",
         "tools.yaml",
-        "python: processors.tools_builtin.acme_shop:lookup_order",
-        "python: processors/tools_builtin/acme_shop.py:lookup_order",
+        "python: packs.tools.acme_shop:lookup_order",
+        "python: packs/tools/acme_shop.py:lookup_order",
         "bad_import_path",
     ),
     Breakage(

@@ -30,7 +30,7 @@ from streams.settings import Settings, ToolSettings, ToolsPhaseSettings
 from tests.test_pack_validate import EXAMPLE, copy_pack
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
-ORDER_TOOL = "python: processors.tools_builtin.acme_shop:lookup_order"
+ORDER_TOOL = "python: packs.tools.acme_shop:lookup_order"
 HANDOFF_URL = "url: https://support.acme-shop.example/api/handoffs"
 
 
@@ -74,17 +74,17 @@ def test_an_allowed_tool_that_does_not_import_or_resolve_is_reported_at_its_line
     tmp_path: Path,
 ) -> None:
     missing_module, line = broken_tools(
-        tmp_path / "a", ORDER_TOOL, "python: processors.tools_builtin.no_such_shop:lookup_order"
+        tmp_path / "a", ORDER_TOOL, "python: packs.tools.no_such_shop:lookup_order"
     )
     assert errors(validate_pack(missing_module)) == [("tools.yaml", line, "unresolved_tool")]
     missing_function, line = broken_tools(
-        tmp_path / "b", ORDER_TOOL, "python: processors.tools_builtin.acme_shop:lookup_orders"
+        tmp_path / "b", ORDER_TOOL, "python: packs.tools.acme_shop:lookup_orders"
     )
     (problem,) = [p for p in validate_pack(missing_function) if p.code == "unresolved_tool"]
     assert (problem.line, problem.severity) == (line, Severity.ERROR)
     assert "has no 'lookup_orders'" in problem.message
     constant, line = broken_tools(
-        tmp_path / "d", ORDER_TOOL, "python: processors.tools_builtin.acme_shop:_DAMAGE_REASONS"
+        tmp_path / "d", ORDER_TOOL, "python: packs.tools.acme_shop:_DAMAGE_REASONS"
     )
     assert errors(validate_pack(constant)) == [("tools.yaml", line, "unresolved_tool")]
 
@@ -92,12 +92,12 @@ def test_an_allowed_tool_that_does_not_import_or_resolve_is_reported_at_its_line
 def test_the_operator_decides_which_modules_tools_may_come_from(tmp_path: Path) -> None:
     pack_dir, line = broken_tools(tmp_path, ORDER_TOOL, "python: json:loads")
     assert errors(validate_pack(pack_dir)) == [("tools.yaml", line, "tool_not_allowed")]
-    allowed = ToolPolicy(("processors.tools_builtin", "json"))
+    allowed = ToolPolicy(("packs.tools", "json"))
     assert errors(validate_pack(pack_dir, allowed)) == []
     # a prefix is a package, not a string prefix: "json" does not allow "jsonschema"
     assert ToolPolicy(("json",)).python_refusal("jsonschema:validate") is not None
     assert ToolPolicy(("json",)).python_refusal("json.decoder:JSONDecoder") is None
-    assert ToolPolicy(()).python_refusal("processors.tools_builtin.acme_shop:lookup_order")
+    assert ToolPolicy(()).python_refusal("packs.tools.acme_shop:lookup_order")
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_pack_validate_applies_the_settings_policy(
     assert main(["pack", "validate", str(pack_dir)]) == 1
     out = capsys.readouterr().out
     assert f"{pack_dir / 'tools.yaml'}:{line}: tool_not_allowed: module 'os'" in out
-    monkeypatch.setenv("TURNSTREAM_TOOLS__PYTHON_ALLOWED_PREFIXES", "processors.tools_builtin,os")
+    monkeypatch.setenv("TURNSTREAM_TOOLS__PYTHON_ALLOWED_PREFIXES", "packs.tools,os")
     assert main(["pack", "validate", str(pack_dir)]) == 0
 
 
@@ -186,7 +186,7 @@ async def test_a_refused_python_tool_is_a_failed_call_without_retries(
     assert call.error is not None and call.error.startswith("refused: module ")
     assert "this" not in sys.modules
     # the same call under an operator policy that allows the module is made
-    allowed = Settings(tools=ToolSettings(python_allowed_prefixes=["processors.tools_builtin"]))
+    allowed = Settings(tools=ToolSettings(python_allowed_prefixes=["packs.tools"]))
     ok = await call_as_the_worker(allowed, load_pack(EXAMPLE), "lookup_order")
     assert [c.success for c in ok.calls] == [True]
 

@@ -26,7 +26,7 @@ from tests.pipeline_support import EXAMPLE_PACK, customer_says, pipeline_setting
 
 pytestmark = pytest.mark.integration
 
-ORDER_TOOL = "python: processors.tools_builtin.acme_shop:lookup_order"
+ORDER_TOOL = "python: packs.tools.acme_shop:lookup_order"
 HANDOFF_URL = "url: https://support.acme-shop.example/api/handoffs"
 
 
@@ -72,7 +72,7 @@ async def test_os_system_and_a_loopback_http_tool_are_refused_at_validation_and_
     refused = {p.code for p in validate_pack(pack_dir) if p.severity is Severity.ERROR}
     assert refused == {"tool_not_allowed", "refused_url"}
 
-    looser = ToolPolicy(("processors.tools_builtin", "os"), allow_private_http=True)
+    looser = ToolPolicy(("packs.tools", "os"), allow_private_http=True)
     await ensure_topics(settings)
     await publish_pack(settings, load_pack(pack_dir, looser))
     who = f"v-{uuid.uuid4().hex[:8]}"

@@ -1,7 +1,7 @@
 """The stream topology's own state, kept in changelogged tables (so a restart recovers it).
 
-Both are keyed by the session key, so they sit in the same partition as the turns they
-track.
+Each is written by the agent of the session's partition, so it sits in the same partition
+as the turns it tracks.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from schemas.events.turn_requested import TurnRequested
 from schemas.fields import Id, Timestamp
 
 MAX_WAITING = 64
-MAX_RECENT_TURNS = 64
 
 
 class SessionGate(SchemaModel):
@@ -28,8 +27,9 @@ class SessionGate(SchemaModel):
     into it (their ids also in ``in_flight_coalesced``), kept whole so that the turn can be
     driven again after a crash;
     ``waiting`` holds requests that arrived meanwhile, coalesced into the next turn when the
-    current one is persisted; ``recent_turn_ids`` remembers answered requests so a replayed
-    request is recognised and dropped.
+    current one is persisted. Answered turn ids are not kept here (the gate is written on
+    every admission and must stay small): they are in the seen-turns table
+    (:class:`SeenTurn`).
     """
 
     customer_id: Id | None = None
@@ -43,9 +43,15 @@ class SessionGate(SchemaModel):
     waiting: Annotated[list[TurnRequested], Field(max_length=MAX_WAITING)] = Field(
         default_factory=list
     )
-    recent_turn_ids: Annotated[list[Id], Field(max_length=MAX_RECENT_TURNS)] = Field(
-        default_factory=list
-    )
+
+
+class SeenTurn(SchemaModel):
+    """A turn id a session's gate has finished (answered, alone or coalesced), keyed by the
+    session key and the turn id: a request naming it again is a replay or a resend and is
+    dropped. Kept for the request topic's retention, so exactly-once by (tenant, session,
+    turn id) holds for as long as a request can be read again; then deleted (a tombstone)."""
+
+    at: Timestamp
 
 
 class RetrievalJoin(SchemaModel):

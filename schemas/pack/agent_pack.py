@@ -43,7 +43,7 @@ def _sha256(text: str) -> str:
 
 class AgentPack(SchemaModel):
     """Everything one agent of one tenant is configured with. Build it with
-    ``processors.pack.load_pack``, which also checks references between the sections."""
+    ``sinks.pack_files.load_pack``, which also checks references between the sections."""
 
     agent: AgentSettings
     fields: list[CustomerDataField] = Field(default_factory=list)

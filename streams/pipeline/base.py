@@ -27,7 +27,7 @@ from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
 from streams import metrics, tracing
 from streams.pipeline.decoded import DecodedTable
-from streams.pipeline.rejects import RawRecord, dead_letter, rejection
+from streams.pipeline.rejects import RawRecord, dead_letter
 from streams.pipeline.runtime import PipelineRuntime
 from streams.pipeline.topology import Topology
 
@@ -52,8 +52,8 @@ def raw_record(event: Any) -> RawRecord:
     )
 
 
-async def _no_release(key: bytes, gate: SessionGate) -> None:
-    raise RuntimeError("no session agent registered to open the gate")
+FailInFlight = Callable[[bytes, Phase, str, str], Awaitable[None]]
+"""Ends a session's turn in flight from its gate (the session agent's ``fail_in_flight``)."""
 
 
 class Pipeline:
@@ -70,7 +70,6 @@ class Pipeline:
             if topology.responses is not None
             else None
         )
-        self.release: Callable[[bytes, SessionGate], Awaitable[None]] = _no_release
         self.in_flight_index: dict[bytes, tuple[TurnRequested, datetime]] = {}
         """The turns in flight of this worker's sessions, for the stall watchdog."""
         self.busy: Counter[bytes] = Counter()
@@ -190,19 +189,6 @@ class Pipeline:
         )
         await self.send(self.topology.completed, key, failed)
 
-    async def fail_in_flight(self, key: bytes, phase: Phase, code: str, message: str) -> None:
-        """End the session's turn in flight from the gate alone (the context role, when the
-        failing record is not a turn envelope): the error response, and the gate opens."""
-        if self.topology.gates is None:
-            return
-        gate = self.gate(key)
-        current = gate.in_flight
-        if current is None:
-            return
-        logger.warning("turn %s failed in %s: %s %s", current.turn_id, phase.value, code, message)
-        self.respond(key, rejection(current.turn_id, current.input, phase, code, message))
-        await self.release(key, gate)
-
     def working(self, handler: Handler) -> Handler:
         """``handler`` with the heartbeat: its session counts as busy while it runs, and as
         progressed when it returns."""
@@ -227,10 +213,13 @@ class Pipeline:
     def decode(self, event: Any, model: type[M]) -> M:
         return decode_as(event.message.value, model)
 
-    def guard(self, name: str, phase: Phase, handler: Handler) -> Callable[[Any], Awaitable[None]]:
+    def guard(
+        self, name: str, phase: Phase, handler: Handler, fail_in_flight: FailInFlight | None = None
+    ) -> Callable[[Any], Awaitable[None]]:
         """A Faust agent over ``handler``: one event at a time, and an exception becomes a
         dead letter (and an error response for the turn, when one is in flight) instead of
-        a dead agent."""
+        a dead agent. ``fail_in_flight``: how a crash on a record that is not a turn
+        envelope ends the session's turn in flight (where this process runs the gate)."""
 
         in_progress = metrics.STAGE_IN_PROGRESS.labels(name)
         duration = metrics.STAGE_DURATION.labels(name)
@@ -250,7 +239,7 @@ class Pipeline:
                         logger.exception("%s failed on %s", name, message.topic)
                         failures.inc()
                         tracing.failed(exc)
-                        await self._on_crash(event, name, phase, exc)
+                        await self._on_crash(event, name, phase, exc, fail_in_flight)
                     finally:
                         in_progress.dec()
                         duration.observe(time.perf_counter() - began)
@@ -258,7 +247,9 @@ class Pipeline:
         agent.__name__ = agent.__qualname__ = name
         return agent
 
-    async def _on_crash(self, event: Any, name: str, phase: Phase, exc: Exception) -> None:
+    async def _on_crash(
+        self, event: Any, name: str, phase: Phase, exc: Exception, fail: FailInFlight | None
+    ) -> None:
         record = raw_record(event)
         detail = f"{name}: {type(exc).__name__}: {exc}"
         await self.dead_letter(record, "processing_failed", detail)
@@ -268,7 +259,8 @@ class Pipeline:
         try:
             envelope = decode_as(record.value, TurnEnvelope)
         except (CodecError, ValueError):
-            await self.fail_in_flight(record.key, phase, "processing_failed", why)
+            if fail is not None:
+                await fail(record.key, phase, "processing_failed", why)
             return
         if envelope.context.input.session_id is not None:
             await self.fail_turn(record.key, envelope, phase, "processing_failed", why)

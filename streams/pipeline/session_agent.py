@@ -12,12 +12,19 @@ co-partitioned topics:
 
 Why here: every effect of a turn is then made by one agent, in one handler, with no await
 between the writes, and each is idempotent by turn id. The response table's changelog *is*
-the response topic, so "was this turn answered?" is read from the answer itself; a replayed
-completion writes no second response and no second state change.
+the response topic, so "was this turn answered?" is read from the answer itself (and from
+the seen-turns table once the gate opened); a replayed completion writes no second response
+and no second state change. No rejection is ever answered under an admitted or answered
+turn id (:func:`processors.turn.gate.may_answer`), so the last response of a session with
+the turn's id is the turn's own.
+
+What the gate does is decided by the plain functions of :mod:`processors.turn.gate`; this
+agent reads and writes the tables and sends what they decide.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,6 +32,15 @@ from typing import Any
 
 from processors.llm_budget import turn_llm_budget
 from processors.phases.identification import IdentificationPorts
+from processors.turn.gate import (
+    Admitted,
+    Queued,
+    Seen,
+    is_in_flight,
+    may_answer,
+    on_request,
+    release,
+)
 from processors.turn.ids import TurnIds
 from processors.turn.persist import (
     error_response,
@@ -40,13 +56,13 @@ from schemas.domain.errors import TurnError
 from schemas.domain.phase import Phase
 from schemas.domain.turn_record import TurnRecord
 from schemas.events.completed_turn import CompletedTurn
-from schemas.events.pipeline_state import MAX_RECENT_TURNS, MAX_WAITING, SessionGate
+from schemas.events.pipeline_state import SeenTurn
 from schemas.events.turn_envelope import TurnEnvelope
 from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import TurnResponse
-from schemas.fields import MAX_MESSAGE_CHARS
 from streams import metrics, tracing
 from streams.pipeline.base import Pipeline, raw_record
+from streams.pipeline.decoded import DecodedTable
 from streams.pipeline.rejects import RawRecord, input_from_record, rejection
 from streams.pipeline.table_ports import (
     GateDirectory,
@@ -57,7 +73,7 @@ from streams.pipeline.table_ports import (
     session_table_key,
 )
 from streams.pipeline.topology import required
-from streams.topics import TURN_COMPLETED, TURN_REQUESTED
+from streams.topics import TURN_COMPLETED, TURN_REQUESTED, TURNS_SEEN_CHANGELOG, seen_turn_key
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +83,11 @@ STALL_MARGIN_S = 5.0
 WATCHDOG_RESCAN = 5
 """Every this many ticks the watchdog re-reads the whole gate table: after a restart or a
 rebalance the gates come back from the changelog, not through the agent."""
+SEEN_SWEEP_S = 300.0
+"""How often expired seen-turn ids are dropped from the local store."""
+SEEN_FOR = timedelta(milliseconds=TURNS_SEEN_CHANGELOG.retention_ms or 0)
+"""How long an answered turn id is remembered: the request topic's retention (a request can
+be read again, or resent, for that long), which is also its changelog's retention."""
 
 
 class SessionAgent:
@@ -77,7 +98,7 @@ class SessionAgent:
         self._completed = self.t.name(TURN_COMPLETED)
         self.sessions = required(self.t.sessions, "session state")
         self.customers = required(self.t.customers, "customer data")
-        pipeline.release = self._release
+        self.seen = DecodedTable(required(self.t.seen, "seen turns"), SeenTurn)
         self._started = datetime.now(UTC)
         self._nudged: dict[bytes, datetime] = {}
         self._ticks = 0
@@ -94,12 +115,21 @@ class SessionAgent:
     async def _reject(
         self, record: RawRecord, reason: str, detail: str, request: TurnRequested | None
     ) -> None:
-        """Dead-letter a request that is not admitted, and answer it with an error."""
-        await self.p.dead_letter(record, reason, detail)
+        """Dead-letter a request that is not admitted, and answer it with an error unless
+        its turn id is admitted or answered in that session: then the error would stand as
+        that turn's answer, so the record (a forgery or a garbled resend) is only
+        dead-lettered, saying so."""
         addressed = (request.turn_id, request.input) if request else input_from_record(record)
         if addressed is None or record.key is None:
+            await self.p.dead_letter(record, reason, detail)
             return
         turn_id, given = addressed
+        if not may_answer(self.p.gate(record.key), turn_id, self._seen(record.key, turn_id)):
+            logger.warning("not answering a rejected record under the admitted turn %s", turn_id)
+            why = f"{detail} (not answered: turn {turn_id} is admitted or answered)"
+            await self.p.dead_letter(record, reason, why)
+            return
+        await self.p.dead_letter(record, reason, detail)
         self.p.respond(
             record.key, rejection(turn_id, given, Phase.IDENTIFICATION, reason, detail[:500])
         )
@@ -128,44 +158,30 @@ class SessionAgent:
             detail = f"no pack loaded for {request.input.tenant_id}/{request.input.agent_id}"
             await self._reject(record, "unknown_agent", detail, request)
             return
-        gate = self.p.gate(key)
-        if gate.in_flight is not None and gate.in_flight.turn_id == request.turn_id:
-            # A replay of the turn in flight (after a crash, or a nudge of a stalled turn):
-            # drive it again; every later stage drops what it has already seen.
-            logger.info("driving turn %s again", request.turn_id)
-            await self._admit(key, gate, [gate.in_flight, *gate.in_flight_later], gate.waiting)
-            return
-        if _seen(gate, request.turn_id):
+        seen = self._seen(key, request.turn_id)
+        decision = on_request(self.p.gate(key), request, seen, datetime.now(UTC))
+        if isinstance(decision, Admitted):
+            if decision.again:
+                # A replay of the turn in flight (after a crash, or a nudge of a stalled
+                # turn): drive it again; every later stage drops what it has already seen.
+                logger.info("driving turn %s again", request.turn_id)
+            await self._admit(key, decision)
+        elif isinstance(decision, Seen):
             logger.info("dropping replayed request %s", request.turn_id)
-            return
-        if gate.in_flight is not None:
-            if len(gate.waiting) >= MAX_WAITING:
-                await self._reject(
-                    record, "session_backlog_full", "too many waiting messages", request
-                )
-                return
-            self.p.set_gate(key, gate.model_copy(update={"waiting": [*gate.waiting, request]}))
-            return
-        await self._admit(key, gate, [request], [])
+        elif isinstance(decision, Queued):
+            self.p.set_gate(key, decision.gate)
+        else:
+            await self._reject(record, decision.reason, decision.detail, request)
 
-    async def _admit(
-        self,
-        key: bytes,
-        gate: SessionGate,
-        batch: list[TurnRequested],
-        rest: list[TurnRequested],
-    ) -> None:
-        """Start (or drive again) the turn of ``batch``; ``rest`` keeps waiting."""
+    def _seen(self, key: bytes, turn_id: str) -> bool:
+        """Whether the session answered ``turn_id`` within the request topic's retention."""
+        return self.seen.table.get(seen_turn_key(key, turn_id)) is not None
+
+    async def _admit(self, key: bytes, admitted: Admitted) -> None:
+        """Start (or drive again) the turn of ``admitted.batch``."""
+        gate = admitted.gate
+        batch = list(admitted.batch)
         first = batch[0]
-        gate = gate.model_copy(
-            update={
-                "in_flight": first,
-                "in_flight_coalesced": [r.turn_id for r in batch[1:]],
-                "in_flight_later": batch[1:],
-                "in_flight_since": datetime.now(UTC),
-                "waiting": rest,
-            }
-        )
         self.p.set_gate(key, gate)
         tracing.tag(turn_id=first.turn_id)
         directory = GateDirectory.of(gate)
@@ -187,7 +203,7 @@ class SessionAgent:
                 key,
                 rejection(first.turn_id, given, Phase.IDENTIFICATION, "unknown_agent", str(exc)),
             )
-            await self._release(key, self.p.gate(key))
+            await self._release(key)
             return
         context = understood.context
         resolved = context.input
@@ -281,14 +297,14 @@ class SessionAgent:
         key = completed.session_key.encode()
         gate = self.p.gate(key)
         record = completed.record
-        if not _is_in_flight(gate, record.turn_id):
+        if not is_in_flight(gate, record.turn_id):
             logger.info("dropping replayed completion of %s", record.turn_id)
             return
         context = record.context
         now = datetime.now(UTC)
         tracing.tag(turn_id=record.turn_id)
         with tracing.phase_span(Phase.PERSISTENCE.value):
-            if not self.p.answered(key, record.turn_id):
+            if not self._answered(key, record.turn_id):
                 self.p.respond(key, completion_response(record, now))
                 metrics.observe_record(record)
             if context.response_text is not None:
@@ -305,27 +321,59 @@ class SessionAgent:
             # would drop the replayed completion as done. Found by the SIGKILL test under load.
             await self.t.app.producer.flush()
         gate = self.p.gate(key)  # requests may have joined the waiting list meanwhile
-        if _is_in_flight(gate, record.turn_id):
-            await self._release(key, gate)
+        if is_in_flight(gate, record.turn_id):
+            await self._release(key)
 
-    async def _release(self, key: bytes, gate: SessionGate) -> None:
-        """Open the gate after the turn in flight, and admit what waited for it."""
-        finished = [gate.in_flight.turn_id, *gate.in_flight_coalesced] if gate.in_flight else []
-        released = gate.model_copy(
-            update={
-                "in_flight": None,
-                "in_flight_coalesced": [],
-                "in_flight_later": [],
-                "in_flight_since": None,
-                "recent_turn_ids": [*gate.recent_turn_ids, *finished][-MAX_RECENT_TURNS:],
-            }
-        )
-        if released.waiting:
-            batch, rest = _fitting(list(released.waiting))
-            with tracing.new_trace("session", turn_id=batch[0].turn_id):  # the next turn's own
-                await self._admit(key, released, batch, rest)
-        else:
-            self.p.set_gate(key, released)
+    def _answered(self, key: bytes, turn_id: str) -> bool:
+        """Whether the turn in flight ``turn_id`` was answered: its response is the session's
+        last (no rejection is ever written under an admitted id), or the gate already
+        recorded it as seen (a crash lost the release after that)."""
+        return self.p.answered(key, turn_id) or self._seen(key, turn_id)
+
+    async def fail_in_flight(self, key: bytes, phase: Phase, code: str, message: str) -> None:
+        """End the session's turn in flight from the gate alone (a stage of this process
+        crashed on a record that is not a turn envelope): its error response, unless it
+        was answered already, and the gate opens."""
+        current = self.p.gate(key).in_flight
+        if current is None:
+            return
+        logger.warning("turn %s failed in %s: %s %s", current.turn_id, phase.value, code, message)
+        if not self._answered(key, current.turn_id):
+            self.p.respond(key, rejection(current.turn_id, current.input, phase, code, message))
+        await self._release(key)
+
+    async def _release(self, key: bytes) -> None:
+        """Open the gate after the turn in flight, record its ids as seen, and admit what
+        waited for it."""
+        released = release(self.p.gate(key), datetime.now(UTC))
+        seen = SeenTurn(at=datetime.now(UTC))
+        for turn_id in released.finished:  # before the gate: a lost release is then answered
+            self.seen.set(seen_turn_key(key, turn_id), seen)
+        if released.next is None:
+            self.p.set_gate(key, released.gate)
+            return
+        with tracing.new_trace("session", turn_id=released.next.batch[0].turn_id):
+            await self._admit(key, released.next)  # the next turn's own trace
+
+    async def sweep_seen(self) -> None:
+        """Drop the seen-turn ids older than :data:`SEEN_FOR` from the local store. Their
+        changelog is ``compact,delete`` with the same retention, so Kafka drops them too and a
+        recovery does not bring them back for long; a timer cannot write tombstones (Faust
+        writes a table only inside the stream of its partition). The scan yields to the
+        event loop every thousand keys."""
+        try:
+            await self._sweep_seen(datetime.now(UTC) - SEEN_FOR)
+        except Exception:
+            logger.exception("seen-turns sweep failed")
+
+    async def _sweep_seen(self, cutoff: datetime) -> None:
+        store = self.seen.table.data
+        for count, key in enumerate(list(store.keys())):
+            if count % 1000 == 999:
+                await asyncio.sleep(0)
+            raw = store.get(key)
+            if raw is not None and decode_as(raw, SeenTurn).at < cutoff:
+                del store[key]
 
 
 def completion_response(record: TurnRecord, now: datetime) -> TurnResponse:
@@ -341,26 +389,3 @@ def completion_response(record: TurnRecord, now: datetime) -> TurnResponse:
         )
     )
     return error_response(record.turn_id, context.input, error, now)
-
-
-def _is_in_flight(gate: SessionGate, turn_id: str) -> bool:
-    return gate.in_flight is not None and gate.in_flight.turn_id == turn_id
-
-
-def _seen(gate: SessionGate, turn_id: str) -> bool:
-    """A request already answered, in flight (alone or coalesced) or waiting."""
-    if turn_id in gate.recent_turn_ids or turn_id in gate.in_flight_coalesced:
-        return True
-    if gate.in_flight is not None and gate.in_flight.turn_id == turn_id:
-        return True
-    return any(w.turn_id == turn_id for w in gate.waiting)
-
-
-def _fitting(waiting: list[TurnRequested]) -> tuple[list[TurnRequested], list[TurnRequested]]:
-    """The longest prefix whose messages, joined by newlines, fit in one message."""
-    size = -1
-    for count, request in enumerate(waiting):
-        size += len(request.input.message) + 1
-        if size > MAX_MESSAGE_CHARS and count > 0:
-            return waiting[:count], waiting[count:]
-    return waiting, []

@@ -15,6 +15,7 @@ import faust
 from processors.phases.enforcement import Decision
 from processors.turn.answer import after_response_tools, check_answer
 from processors.turn.deps import TurnDeps
+from processors.turn.join import given_up, missing, step
 from processors.turn.persist import turn_record
 from processors.turn.retrieval_stage import (
     failed_result,
@@ -117,37 +118,20 @@ class JoinAgent:
             turn_id, envelope = result.turn_id, None
         if not self.p.in_flight(key, turn_id):
             return
-        state = self.joins.get(key)
-        if state is None or state.turn_id != turn_id or (state.done and envelope is not None):
-            state = RetrievalJoin(turn_id=turn_id)  # a new turn, or one driven again
-        if state.done:
+        timeout_s = self.p.deps.settings.phases.retrieval.timeout_s
+        outcome = step(self.joins.get(key), turn_id, envelope, result, timeout_s)
+        if outcome.state is None:
             return
-        if envelope is not None and state.envelope is None:
-            timeout = self.p.deps.settings.phases.retrieval.timeout_s
-            state = state.model_copy(
-                update={
-                    "envelope": envelope,
-                    "deadline": envelope.emitted_at + timedelta(seconds=timeout),
-                }
-            )
-        if result is not None:
-            have = {r.selection.retrieval_type for r in state.results}
-            if result.selection.retrieval_type not in have:
-                state = state.model_copy(update={"results": [*state.results, result]})
-        complete = {r.selection.retrieval_type for r in state.results} == set(RetrievalType)
-        if state.envelope is None or not complete:
-            self.joins.set(key, state)
-            if state.deadline is not None:
-                self._pending[key] = (turn_id, state.deadline)
+        self.joins.set(key, outcome.state)
+        if outcome.ready is None:
+            if outcome.state.deadline is not None:
+                self._pending[key] = (turn_id, outcome.state.deadline)
             return
-        self.joins.set(key, RetrievalJoin(turn_id=turn_id, done=True))
         self._pending.pop(key, None)
         self.taken.forget(turn_id)
-        ready = state.envelope
+        ready, results = outcome.ready
         pack = self.p.pack_for(ready.context)
-        # The first result of each type counts: a timeout result is only sent for a type
-        # that was late from its take-up (or never taken up), so a real one before it is in.
-        context = join(ready.context, state.results, pack)
+        context = join(ready.context, results, pack)
         for gap in context.retrieval_gaps:
             metrics.RETRIEVAL_GAPS.labels(gap.retrieval_type.value, gap.reason.value).inc()
         await self.p.forward(self.t.retrieved, ready, Phase.RETRIEVAL, context)
@@ -177,24 +161,18 @@ class JoinAgent:
             if state is None or state.turn_id != turn_id or state.done:
                 self._pending.pop(key, None)
                 continue
-            have = {r.selection.retrieval_type for r in state.results}
-            missing = [rtype for rtype in RetrievalType if rtype not in have]
-            late = [rtype for rtype in missing if self._late(turn_id, rtype, deadline, now)]
-            if late == missing:
+            taken = {
+                rtype: at
+                for rtype in RetrievalType
+                if (at := self.taken.at.get((turn_id, rtype))) is not None
+            }
+            late = given_up(state, now, taken, timeout, queue_wait)
+            if late == missing(state):
                 self._pending.pop(key, None)
             for rtype in late:
                 self.taken.at.pop((turn_id, rtype), None)
                 gave_up = timeout_result(turn_id, key.decode(), rtype, now)
                 await self.p.send(self.t.retrieval_results, key, gave_up)
-
-    def _late(self, turn_id: str, rtype: RetrievalType, deadline: datetime, now: datetime) -> bool:
-        """Whether a missing type is given up: ``retrieval.timeout_s`` after its consumer took
-        it up, or, not taken up, ``retrieval_queue_wait_s`` past the join's own deadline."""
-        settings = self.p.deps.settings
-        taken = self.taken.at.get((turn_id, rtype))
-        if taken is not None:
-            return now - taken > timedelta(seconds=settings.phases.retrieval.timeout_s)
-        return now - deadline > timedelta(seconds=settings.retrieval_queue_wait_s)
 
     def _rescan(self) -> None:
         for key in list(self.joins.table.keys()):

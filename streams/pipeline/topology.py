@@ -37,6 +37,7 @@ from streams.topics import (
     TURN_REQUESTED,
     TURN_RESPONSES,
     TURN_RETRIEVED,
+    TURNS_SEEN_CHANGELOG,
     TopicSpec,
 )
 
@@ -102,6 +103,7 @@ class Topology:
     customers: TableT[bytes, bytes] | None
     joins: TableT[bytes, bytes] | None
     responses: TableT[bytes, bytes] | None
+    seen: TableT[bytes, bytes] | None
 
     def name(self, spec: TopicSpec) -> str:
         return spec.name(self.settings.topic_prefix)
@@ -149,6 +151,7 @@ def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
         customers=table("customer-data", CUSTOMER_DATA_CHANGELOG, context),
         joins=table("retrieval-join", RETRIEVAL_JOIN_CHANGELOG, runs(role, Role.DECIDE)),
         responses=table("responses", TURN_RESPONSES, context),
+        seen=table("turns-seen", TURNS_SEEN_CHANGELOG, context),
     )
 
 

@@ -8,8 +8,8 @@ from processors.turn.answer import generate_answer
 from processors.turn.decide import decide
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import RetrievalType
-from streams.pipeline.base import Handler, Pipeline
-from streams.pipeline.session_agent import WATCHDOG_TICK_S, SessionAgent
+from streams.pipeline.base import FailInFlight, Handler, Pipeline
+from streams.pipeline.session_agent import SEEN_SWEEP_S, WATCHDOG_TICK_S, SessionAgent
 from streams.pipeline.stage_agents import (
     DEADLINE_TICK_S,
     EnforceAgent,
@@ -50,24 +50,27 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
     def channel(*specs: TopicSpec) -> TopicT:
         return app.topic(*(t.name(s) for s in specs), **RAW)
 
+    fail: FailInFlight | None = None  # a crash ends the turn in flight where the gate is
     if runs(role, Role.CONTEXT):
         session = SessionAgent(pipeline)
+        fail = session.fail_in_flight
         app.agent(
             channel(TURN_REQUESTED, TURN_COMPLETED), name="session", concurrency=llm_concurrency
-        )(pipeline.guard("session", Phase.IDENTIFICATION, pipeline.working(session.handle)))
+        )(pipeline.guard("session", Phase.IDENTIFICATION, pipeline.working(session.handle), fail))
         app.timer(WATCHDOG_TICK_S, name="stall-watchdog")(session.resume_stalled)
+        app.timer(SEEN_SWEEP_S, name="seen-sweep")(session.sweep_seen)
     if runs(role, Role.RETRIEVAL):
         for rtype in RetrievalType:
             retrieval = RetrievalAgent(pipeline, rtype, taken)
             name = f"retrieval-{rtype.value}"
             app.agent(t.retrieval_requested[rtype], name=name, concurrency=concurrency)(
-                pipeline.guard(name, Phase.RETRIEVAL, pipeline.working(retrieval.handle))
+                pipeline.guard(name, Phase.RETRIEVAL, pipeline.working(retrieval.handle), fail)
             )
     stages: list[tuple[str, Phase, TopicT, Handler]] = []
     if runs(role, Role.DECIDE):
         joiner = JoinAgent(pipeline, taken)
         app.agent(channel(TURN_CONTEXT, RETRIEVAL_RESULTS), name="join")(
-            pipeline.guard("join", Phase.RETRIEVAL, pipeline.working(joiner.handle))
+            pipeline.guard("join", Phase.RETRIEVAL, pipeline.working(joiner.handle), fail)
         )
         app.timer(DEADLINE_TICK_S, name="join-deadlines")(joiner.tick)
         decider = StageAgent(pipeline, decide, t.planned, Phase.PLANNING)
@@ -78,5 +81,5 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
         stages.append(("enforce", Phase.ENFORCEMENT, t.generated, EnforceAgent(pipeline).handle))
     for name, phase, topic, handler in stages:
         app.agent(topic, name=name, concurrency=llm_concurrency)(
-            pipeline.guard(name, phase, pipeline.working(handler))
+            pipeline.guard(name, phase, pipeline.working(handler), fail)
         )
