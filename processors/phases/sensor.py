@@ -23,11 +23,12 @@ Rules:
 * **tone** — HIGH ``angry``, MEDIUM ``frustrated``, an urgency word ``urgent``, LOW
   ``annoyed``, a politeness word ``polite``, else ``neutral`` (first that applies).
 * **intent** (only with ``intents``) — Dice overlap of content words (stopwords dropped,
-  light stemming) between the message and each example phrase; an intent's score is its best
-  example; the best intent with score >= :data:`INTENT_THRESHOLD` is the message's intent
-  (``new_intent_label``, ``new_intent_text`` = the message). The previous customer message
-  is classified the same way; ``intent_changed`` when this message has an intent that differs
-  from it, ``topic_changed`` when both have one and they differ.
+  light stemming) between the message and each example phrase (:mod:`processors.intents`,
+  shared with P4's canonical intent); an intent's score is its best example; the best intent
+  with score >= ``INTENT_THRESHOLD`` is the message's intent (``new_intent_label``,
+  ``new_intent_text`` = the message). The previous customer message is classified the same
+  way; ``intent_changed`` when this message has an intent that differs from it,
+  ``topic_changed`` when both have one and they differ.
 * **candidate variables**, per masked field, in field order:
   1. ``patterns`` (safe regexes, as ``matches`` compiles them; ignoring case with the
      field's ``ignore_case``): the first match, trailing punctuation stripped, in
@@ -54,12 +55,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
 from processors.expression_regex import UnsafePatternError, compile_safe
+from processors.intents import classify_intent, content_words, dice
 from processors.phases.dates import find_date
 from processors.phases.lexicon import affirmation, is_acknowledgement
+from processors.stopwords import LANGUAGE_PROFILES, lower_words, wordset
 from schemas.base import SchemaModel
 from schemas.domain.customer_data import CustomerDataStore, VariableScope, VariableType
 from schemas.domain.session import MessageRole, SessionMessage
@@ -69,71 +71,28 @@ from schemas.pack.fields import CustomerDataField
 from schemas.pack.language import GlossaryTerm, Intent
 
 __all__ = [
-    "INTENT_THRESHOLD",
-    "LANGUAGE_PROFILES",
     "CustomerDataMask",
-    "IntentGuess",
     "MaskedField",
-    "classify_intent",
     "detect_language",
     "frustration",
     "mask_customer_data",
     "sense",
 ]
 
-INTENT_THRESHOLD = 0.3
-
-
-def _wordset(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-LANGUAGE_PROFILES: Mapping[str, frozenset[str]] = {
-    "en": _wordset(
-        "a and are be can do for have hello hi i i'm in is it it's me my not of on order "
-        "please thanks that the this to want was what where with would you your"
-    ),
-    "es": _wordset(
-        "al con de del dónde el en es está favor gracias hola la las lo los mi mis muy no "
-        "para pedido pero por que quiero se un una y"
-    ),
-    "fr": _wordset(
-        "au avec bonjour c'est commande de des du est et je la le les ma mais merci mes mon "
-        "ne où pas pour que qui très un une vous"
-    ),
-    "de": _wordset(
-        "aber auch bestellung bitte danke das dem den der die ein eine es für habe hallo ich "
-        "ist mein meine mit nicht sehr sie und wo zu"
-    ),
-    "it": _wordset(
-        "che ciao con del della di dove e gli grazie ho il la lo ma mia mio molto non ordine "
-        "per sono un una vorrei è"
-    ),
-    "pt": _wordset(
-        "a as com da de do e está mas meu minha muito não o obrigada obrigado olá onde os "
-        "para pedido que quero um uma é"
-    ),
-    "nl": _wordset(
-        "alstublieft bedankt bestelling dat de die een en graag hallo heb heel het ik is maar "
-        "met mijn niet van voor waar wil"
-    ),
-}
-
-_FRUSTRATION_WORDS = _wordset(
+_FRUSTRATION_WORDS = wordset(
     "again angry annoyed annoying awful bad complaint disappointed disappointing frustrated "
     "frustrating horrible inacceptable inaceptable never nobody nul pessimo péssimo schlecht "
     "still terrible waited waiting worse"
 )
-_STRONG_WORDS = _wordset(
+_STRONG_WORDS = wordset(
     "disgusting furious incompetent joke outrageous pathetic ridiculous scam unacceptable "
     "useless worst"
 )
 _FRUSTRATION_PHRASES = ("fed up", "third time", "waste of time", "nobody helps", "sick of")
-_URGENT_WORDS = _wordset("asap emergency immediately now urgent urgently")
-_POLITE_WORDS = _wordset(
+_URGENT_WORDS = wordset("asap emergency immediately now urgent urgently")
+_POLITE_WORDS = wordset(
     "bedankt danke favor gracias grazie kindly merci obrigada obrigado please thank thanks thx"
 )
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _TRAILING = ".,;:!?)]}\"'"
 
 
@@ -193,12 +152,6 @@ def mask_customer_data(
     )
 
 
-@dataclass(frozen=True)
-class IntentGuess:
-    label: str
-    score: float
-
-
 def sense(
     message: str,
     masked_schema: CustomerDataMask,
@@ -235,14 +188,10 @@ def sense(
     )
 
 
-def _words(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
-
-
 def detect_language(text: str, default: str = "en") -> str:
     """The best stopword profile (see the module docstring)."""
     scores = dict.fromkeys(LANGUAGE_PROFILES, 0.0)
-    for word in _words(text):
+    for word in lower_words(text):
         owners = [lang for lang, words in LANGUAGE_PROFILES.items() if word in words]
         for lang in owners:
             scores[lang] += 1.0 / len(owners)
@@ -255,7 +204,7 @@ def detect_language(text: str, default: str = "en") -> str:
 
 def frustration(message: str, previous: Sequence[str] = ()) -> tuple[FrustrationLevel, list[str]]:
     """The frustration level of ``message`` given earlier customer messages, and its cues."""
-    words = _words(message)
+    words = lower_words(message)
     lowered = message.lower()
     cues: list[str] = []
     points = 0
@@ -283,7 +232,7 @@ def frustration(message: str, previous: Sequence[str] = ()) -> tuple[Frustration
     if earlier:
         points += min(earlier, 2)
         cues.append("repeated complaints")
-    if previous and _dice(_content(message), _content(previous[-1])) >= 0.6:
+    if previous and dice(content_words(message), content_words(previous[-1])) >= 0.6:
         points += 1
         cues.append("repeats the previous message")
     level = (
@@ -299,7 +248,7 @@ def frustration(message: str, previous: Sequence[str] = ()) -> tuple[Frustration
 
 
 def _has_complaint(text: str) -> bool:
-    words = set(_words(text))
+    words = set(lower_words(text))
     lowered = text.lower()
     return bool(words & (_FRUSTRATION_WORDS | _STRONG_WORDS)) or any(
         phrase in lowered for phrase in _FRUSTRATION_PHRASES
@@ -307,7 +256,7 @@ def _has_complaint(text: str) -> bool:
 
 
 def _tone(message: str, level: FrustrationLevel) -> str:
-    words = set(_words(message))
+    words = set(lower_words(message))
     if level is FrustrationLevel.HIGH:
         return "angry"
     if level is FrustrationLevel.MEDIUM:
@@ -321,49 +270,14 @@ def _tone(message: str, level: FrustrationLevel) -> str:
     return "neutral"
 
 
-_ALL_STOPWORDS = frozenset().union(*LANGUAGE_PROFILES.values()) - {"order", "want", "pedido"}
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def _content(text: str) -> frozenset[str]:
-    return frozenset(_stem(w) for w in _words(text) if w not in _ALL_STOPWORDS)
-
-
-def _dice(a: frozenset[str], b: frozenset[str]) -> float:
-    return 2 * len(a & b) / (len(a) + len(b)) if a and b else 0.0
-
-
-@lru_cache(maxsize=64)
-def _example_sets(
-    intents: tuple[tuple[str, tuple[str, ...]], ...],
-) -> tuple[tuple[str, tuple[frozenset[str], ...]], ...]:
-    return tuple((label, tuple(_content(e) for e in examples)) for label, examples in intents)
-
-
-def classify_intent(text: str, intents: Sequence[Intent]) -> IntentGuess | None:
-    """The best intent by example overlap, or None below :data:`INTENT_THRESHOLD`; ties go
-    to the intent listed first."""
-    words = _content(text)
-    best: IntentGuess | None = None
-    for label, examples in _example_sets(tuple((i.id, tuple(i.examples)) for i in intents)):
-        score = max((_dice(words, example) for example in examples), default=0.0)
-        if score >= INTENT_THRESHOLD and (best is None or score > best.score):
-            best = IntentGuess(label, round(score, 6))
-    return best
-
-
 def _glossary_hits(message: str, glossary: Sequence[GlossaryTerm]) -> list[str]:
-    lowered = f" {' '.join(_words(message))} "
+    lowered = f" {' '.join(lower_words(message))} "
     return [
         term.term
         for term in glossary
-        if any(f" {' '.join(_words(name))} " in lowered for name in (term.term, *term.synonyms))
+        if any(
+            f" {' '.join(lower_words(name))} " in lowered for name in (term.term, *term.synonyms)
+        )
     ]
 
 
@@ -378,7 +292,7 @@ def _pattern(source: str, ignore_case: bool = False) -> re.Pattern[str] | None:
 
 def _phrase_at(lowered_words: str, phrase: str) -> int:
     """Position of ``phrase`` as whole words in the space-joined words, or -1."""
-    needle = " ".join(_words(phrase))
+    needle = " ".join(lower_words(phrase))
     if not needle:
         return -1
     return f" {lowered_words} ".find(f" {needle} ")
@@ -387,7 +301,7 @@ def _phrase_at(lowered_words: str, phrase: str) -> int:
 def _extract(
     message: str, mask: CustomerDataMask, expected: Collection[str]
 ) -> dict[str, CandidateVariable]:
-    joined = " ".join(_words(message))
+    joined = " ".join(lower_words(message))
     found: dict[str, CandidateVariable] = {}
     for field in mask.fields:
         value = _field_value(message, joined, field, field.key in expected)

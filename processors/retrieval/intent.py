@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from processors.phases.sensor import classify_intent
+from processors.intents import classify_intent
 from processors.retrieval.model import Retrieved
 from schemas.pack import AgentPack
 

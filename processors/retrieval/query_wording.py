@@ -40,9 +40,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from processors.phases.sensor import LANGUAGE_PROFILES
 from processors.retrieval.lexical import STOPWORDS
 from processors.retrieval.wording_glossary import GLOSSARY, fold
+from processors.stopwords import LANGUAGE_PROFILES
 from schemas.pack.agent_pack import AgentPack
 
 __all__ = ["MIN_TYPO_LENGTH", "Vocabulary", "Wording", "pack_vocabulary", "reword"]
