@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from processors.embedding import Embedder
+from processors.embedding import Embedder, InlineEmbedder
 from processors.phases.tools import PackToolExecutor
 from processors.retrieval import Indexer, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
@@ -23,8 +23,7 @@ from processors.turn.deps import TurnDeps
 from processors.turn.in_process import MemoryState
 from processors.turn.retrieval_stage import (
     join,
-    query_features,
-    retrieval_requests,
+    request_retrieval,
     retrieve_one,
     selected,
 )
@@ -71,6 +70,7 @@ class FirstTurns:
 
     def __init__(self, embedder: Embedder, settings: Settings) -> None:
         self._embedder = embedder
+        self._inline = InlineEmbedder(embedder)
         self._store = VectorStore.memory(embedder.dim)
         self._lexicon = LexicalIndexes(self._store.documents)
         self._indexer = Indexer(self._store, embedder, self._lexicon)
@@ -122,20 +122,16 @@ class FirstTurns:
             request.turn_id, coalesce(request, [], deps.clock()), state.ports(request), deps
         )
         started = time.perf_counter()
-        vector = self._embedder.embed([understood.query])[0]
-        embedded = time.perf_counter()
-        features = query_features(understood.query, vector)
-        requests = retrieval_requests(
-            request.turn_id, request.input.session_key, understood.context, features, deps, 60.0
+        context, requests = await request_retrieval(
+            request.turn_id, request.input.session_key, understood, self._inline, deps
         )
+        embedding_ms = context.timings_ms["retrieval.embedding"]  # a first turn: P4.1's own
         results = await asyncio.gather(
             *(asyncio.to_thread(retrieve_one, r, pack, deps) for r in requests)
         )
         failed = [r.error.message for r in results if r.error is not None]
         if failed:
             raise RuntimeError(f"retrieval failed: {failed}")
-        context = join(understood.context, results, pack)
-        done = time.perf_counter()
-        return JoinedTurn(
-            context, understood.query, (embedded - started) * 1000.0, (done - embedded) * 1000.0
-        )
+        context = join(context, results, pack)
+        total_ms = (time.perf_counter() - started) * 1000.0
+        return JoinedTurn(context, understood.query, embedding_ms, total_ms - embedding_ms)

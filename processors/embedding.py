@@ -35,6 +35,23 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> Vectors: ...
 
 
+class QueryEmbedder(Protocol):
+    """The embedder P4.1 awaits: in a worker the micro-batcher (concurrent turns share one
+    model call off the event loop), in one process :class:`InlineEmbedder`."""
+
+    async def embed(self, texts: Sequence[str]) -> Vectors: ...
+
+
+class InlineEmbedder:
+    """Any :class:`Embedder` as a :class:`QueryEmbedder`: embeds on the caller's thread."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        return self._inner.embed(texts)
+
+
 def normalize_rows(vectors: npt.ArrayLike) -> Vectors:
     """Scale each row to unit length (zero rows stay zero) so cosine = dot."""
     arr = np.atleast_2d(np.asarray(vectors, dtype=np.float32))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from processors.embedding import InlineEmbedder
 from processors.phases.enforcement import Decision
 from processors.phases.identification import IdentificationPorts, PackSnapshot
 from processors.turn.answer import after_response_tools, check_answer, generate_answer
@@ -22,13 +23,7 @@ from processors.turn.persist import (
     turn_record,
     turn_response,
 )
-from processors.turn.retrieval_stage import (
-    join,
-    query_features,
-    retrieval_requests,
-    retrieve_one,
-)
-from processors.turn.timing import timed
+from processors.turn.retrieval_stage import join, request_retrieval, retrieve_one
 from processors.turn.understand import UnknownAgentError, coalesce, understand
 from schemas.domain.customer_data import CustomerDataStore
 from schemas.domain.session import SessionState
@@ -110,13 +105,9 @@ async def run_turn(
         turn_id, coalesce(request, [], deps.clock()), state.ports(request), deps
     )
     pack = understood.pack
-    context = understood.context
-    timings = dict(context.timings_ms)
-    with timed(timings, "retrieval.embedding", deps.timer):
-        vector = deps.embedder.embed([understood.query])[0]
-    context = context.model_copy(update={"timings_ms": timings})
-    features = query_features(understood.query, vector)
-    requests = retrieval_requests(turn_id, session_key, context, features, deps, deadline_s=60.0)
+    context, requests = await request_retrieval(
+        turn_id, session_key, understood, InlineEmbedder(deps.embedder), deps
+    )
     results = await asyncio.gather(
         *(asyncio.to_thread(retrieve_one, r, pack, deps) for r in requests)
     )

@@ -13,13 +13,15 @@ from types import MappingProxyType
 
 import numpy as np
 
-from processors.embedding import Vector
+from processors.embedding import QueryEmbedder, Vector
 from processors.retrieval import retrieve, to_selection
 from processors.retrieval.intent import canonical_intent
 from processors.retrieval.lexical import tokenize
 from processors.retrieval.model import Retrieved, Scope
 from processors.retrieval.query import QueryFeatures
 from processors.turn.deps import TurnDeps
+from processors.turn.timing import timed
+from processors.turn.understand import Understanding
 from schemas.domain.errors import TurnError
 from schemas.domain.phase import Phase
 from schemas.domain.retrieval import (
@@ -39,6 +41,27 @@ FAILED_CODE = "retrieval.failed"
 MAX_TERM_CHARS = MAX_LABEL_CHARS
 """The longest lexical term a ``RetrievalRequested`` carries."""
 _EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+async def request_retrieval(
+    turn_id: str,
+    session_key: str,
+    understood: Understanding,
+    embedder: QueryEmbedder,
+    deps: TurnDeps,
+) -> tuple[TurnContext, list[RetrievalRequested]]:
+    """P4.1, the one stage function both the session agent and the in-process turn call:
+    embed the query (timed as ``retrieval.embedding`` on the returned context), read its
+    lexical terms, and fan out one request per type, due after the pack's
+    ``phases.retrieval.timeout_s``."""
+    context = understood.context
+    timings = dict(context.timings_ms)
+    with timed(timings, "retrieval.embedding", deps.timer):
+        vector = (await embedder.embed([understood.query]))[0]
+    context = context.model_copy(update={"timings_ms": timings})
+    features = query_features(understood.query, vector)
+    deadline_s = deps.settings_for(understood.pack).phases.retrieval.timeout_s
+    return context, retrieval_requests(turn_id, session_key, context, features, deps, deadline_s)
 
 
 def query_features(query: str, vector: Vector) -> QueryFeatures:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,8 +47,7 @@ from processors.turn.persist import (
     persistent_customer_data,
     turn_response,
 )
-from processors.turn.retrieval_stage import query_features, retrieval_requests
-from processors.turn.timing import timed
+from processors.turn.retrieval_stage import request_retrieval
 from processors.turn.understand import UnknownAgentError, coalesce, understand
 from schemas.codec import CodecError, decode_as, encode
 from schemas.domain.errors import TurnError
@@ -218,14 +216,8 @@ class SessionAgent:
                     update={"customer_id": directory.customer_id, "sessions": directory.sessions}
                 ),
             )
-        deadline_s = deps.settings_for(understood.pack).phases.retrieval.timeout_s
-        timings = dict(context.timings_ms)
-        with timed(timings, "retrieval.embedding", time.perf_counter):
-            vector = (await self.p.runtime.embeddings.embed([understood.query]))[0]
-        context = context.model_copy(update={"timings_ms": timings})
-        features = query_features(understood.query, vector)
-        requests = retrieval_requests(
-            first.turn_id, key.decode(), context, features, deps, deadline_s
+        context, requests = await request_retrieval(
+            first.turn_id, key.decode(), understood, self.p.runtime.embeddings, deps
         )
         for request in requests:
             await self.p.send(self.t.retrieval_requested[request.retrieval_type], key, request)
