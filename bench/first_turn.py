@@ -3,7 +3,7 @@
 ``understand`` (P1-P3: the query text a turn really embeds, sensor facts included) -> the
 P4.1 embedding -> one ``retrieve_one`` per type (what each retrieval consumer of the stream
 topology runs) -> ``join`` (selections, gaps and the canonical intent). The retrieval benches
-measure through this, not through ``retrieve_all``, so their figures are the figures of a turn.
+measure through this, so their figures are the figures of a turn.
 Every message is a first turn of a fresh session (no dialogue state).
 """
 
@@ -46,7 +46,7 @@ class JoinedTurn:
 
     context: TurnContext
     query_text: str
-    """The P4.1 query ``understand`` built (message, sensor intent text and facts)."""
+    """The P4.1 query ``understand`` built (the reworded message)."""
     embedding_ms: float
     p4_ms: float
 

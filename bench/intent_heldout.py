@@ -43,13 +43,8 @@ from typing import Any
 from bench.first_turn import FirstTurns
 from bench.retrieval import DEFAULT_SET, load_set
 from processors.embedding import Embedder
-from processors.retrieval import (
-    HybridParams,
-    Scope,
-    build_query_features,
-    canonical_intent,
-    retrieve,
-)
+from processors.retrieval import HybridParams, Scope, canonical_intent, retrieve
+from processors.turn.retrieval_stage import query_features
 from schemas.domain.retrieval import RetrievalType
 from schemas.pack import AgentPack
 from sinks.embedder import default_embedder
@@ -113,7 +108,8 @@ class IntentIndex:
                 vector_weight=1.0 - config.lexical_weight, lexical_weight=config.lexical_weight
             )
             scope = Scope(pack.agent.tenant_id, pack.agent.agent_id, RetrievalType.INTENTS)
-            query = build_query_features(joined.query_text, self._embedder)
+            text = joined.query_text
+            query = query_features(text, self._embedder.embed([text])[0])
             settings = turns.deps.settings_for(pack).retrieval.intents
             outcome = retrieve(scope, query, turns.store, turns.lexicon, settings, hybrid=hybrid)
             out.append(canonical_intent(message, pack, outcome.items)[0])

@@ -32,8 +32,8 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from processors.embedding import Vector, Vectors, normalize_rows
+from processors.retrieval.descriptors import descriptor
 from processors.retrieval.model import IndexItem, Scope, StoredDoc, VectorHit
-from schemas.domain.retrieval import RetrievalType
 from schemas.settings import Settings
 
 _POINT_NS = uuid.UUID("5d1f3c1e-8a52-4c0e-9b8e-6f1f7f2a0b11")
@@ -123,7 +123,7 @@ class VectorStore:
             return f"{self._prefix}__{scope.rtype.value}"
         name = f"{self._prefix}__{name_part(scope.tenant_id)}__{name_part(scope.agent_id)}"
         name += f"__{scope.rtype.value}"
-        if scope.rtype == RetrievalType.MEMORIES:
+        if descriptor(scope.rtype).customer_scoped:
             digest = hashlib.sha256((scope.customer_id or "").encode()).digest()
             name += f"__b{int.from_bytes(digest[:8], 'big') % self._buckets:03d}"
         return name

@@ -4,26 +4,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from processors.embedding import Embedder
+from processors.phases.tools import PackToolExecutor
 from processors.retrieval import (
     Indexer,
     IndexItem,
     LexicalIndexes,
     RetrievalType,
     Scope,
-    build_query_features,
     retrieve,
-    retrieve_all,
 )
+from processors.turn.deps import TurnDeps
+from processors.turn.retrieval_stage import query_features, retrieve_one
+from schemas.events.retrieval import RetrievalRequested
 from sinks.embedder import default_embedder
+from sinks.pack_files import load_pack
+from sinks.python_tools import PythonToolExecutor
 from sinks.vector_store import Layout, VectorStore
-from streams.settings import RetrievalSettings, RetrievalTypeSettings, SelectionStrategy
+from streams.settings import RetrievalTypeSettings, SelectionStrategy, Settings
 
 R = RetrievalType
+PACK = load_pack(Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support")
 TENANTS = ("tenant-a", "tenant-b")
 CUSTOMERS = ("alice", "bob")
 AGENT = "support"
@@ -98,7 +104,7 @@ def test_each_tenant_sees_only_its_own_objects(
     indexed: tuple[VectorStore, LexicalIndexes], embedder: Embedder
 ) -> None:
     store, lexicon = indexed
-    query = build_query_features(QUERY, embedder)
+    query = query_features(QUERY, embedder.embed([QUERY])[0])
     for tenant in TENANTS:
         for scope in scopes(tenant):
             outcome = retrieve(scope, query, store, lexicon, KEEP_ALL)
@@ -114,23 +120,46 @@ def test_a_cold_lexical_index_rebuilds_within_the_scope(
     store, _ = indexed
     cold = LexicalIndexes(store.documents)
     scope = Scope("tenant-b", AGENT, R.MEMORIES, "bob")
-    outcome = retrieve(scope, build_query_features("refund order", embedder), store, cold, KEEP_ALL)
+    query = query_features("refund order", embedder.embed(["refund order"])[0])
+    outcome = retrieve(scope, query, store, cold, KEEP_ALL)
     assert outcome.items[0].object_id == "m1"
     assert outcome.items[0].lexical_score > 0
     assert {d.object_id for d in cold.get(scope).docs} == set(MEMORIES)
 
 
-async def test_retrieve_all_returns_the_best_objects_per_type(
+def test_each_retrieval_consumer_returns_the_best_objects_of_its_type(
     indexed: tuple[VectorStore, LexicalIndexes], embedder: Embedder
 ) -> None:
     store, lexicon = indexed
-    query = build_query_features("I want my money back for order 1234", embedder)
-    results = await retrieve_all(
-        query, "tenant-a", AGENT, "alice", store, lexicon, RetrievalSettings()
+    text = "I want my money back for order 1234"
+    features = query_features(text, embedder.embed([text])[0])
+    deps = TurnDeps(
+        embedder=embedder,
+        vectors=store,
+        lexicon=lexicon,
+        tools=lambda _pack: PackToolExecutor(PythonToolExecutor(Path("."))),
+        settings=Settings(),
     )
-    assert all(o.ok for o in results.values())
-    assert results[R.RULES].items[0].object_id == "refund"
-    assert results[R.SCENARIOS].items[0].object_id == "returns"
-    assert results[R.INTENTS].items[0].object_id == "refund"
-    assert results[R.MEMORIES].items[0].object_id == "m1"
-    assert all(i.payload["tenant"] == "tenant-a" for o in results.values() for i in o.items)
+    best = {}
+    for rtype in R:
+        request = RetrievalRequested(
+            turn_id="t1",
+            session_key="tenant-a:webchat:alice",
+            tenant_id="tenant-a",
+            agent_id=AGENT,
+            customer_id="alice",
+            retrieval_type=rtype,
+            query_text=features.text,
+            embedding=[float(x) for x in features.vector],
+            lexical_terms=list(features.tokens),
+            deadline=datetime.now(UTC),
+        )
+        result = retrieve_one(request, PACK, deps)
+        assert result.error is None, rtype
+        best[rtype] = result.selection.selected_ids[0]
+    assert best == {
+        R.RULES: "refund",
+        R.SCENARIOS: "returns",
+        R.INTENTS: "refund",
+        R.MEMORIES: "m1",
+    }

@@ -1,14 +1,17 @@
-"""retrieve / retrieve_all wiring: hybrid candidates, rerank, errors and timeouts."""
+"""retrieve and retrieve_one (what each retrieval consumer runs): hybrid candidates, rerank,
+and a failing type recorded as a failed result (a late one is the join's: test_turn_stages)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from processors.embedding import Vector
+from processors.phases.tools import PackToolExecutor
 from processors.retrieval import (
     FusionMethod,
     HybridParams,
@@ -18,20 +21,28 @@ from processors.retrieval import (
     RetrievalType,
     Scope,
     VectorHit,
-    build_query_features,
     query_text,
     retrieve,
-    retrieve_all,
-    to_gap,
     to_selection,
 )
-from schemas.domain.retrieval import GapReason
+from processors.retrieval.query import QueryFeatures
+from processors.turn.deps import TurnDeps
+from processors.turn.retrieval_stage import query_features, retrieve_one
+from schemas.events.retrieval import RetrievalRequested
+from sinks.pack_files import load_pack
+from sinks.python_tools import PythonToolExecutor
 from sinks.vector_store import VectorStore
-from streams.settings import RetrievalSettings, RetrievalTypeSettings, SelectionStrategy
+from streams.settings import (
+    RetrievalSettings,
+    RetrievalTypeSettings,
+    SelectionStrategy,
+    Settings,
+)
 from tests.test_retrieval_indexer import HashEmbedder
 
 R = RetrievalType
 RULES = Scope("t", "a", R.RULES)
+PACK = load_pack(Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support")
 KEEP_ALL = RetrievalTypeSettings(
     strategy=SelectionStrategy.FIXED_K, min_score=-1.0, min_k=0, max_k=1
 )
@@ -49,6 +60,11 @@ def setup() -> tuple[VectorStore, LexicalIndexes, HashEmbedder]:
     indexer.sync(Scope("t", "a", R.INTENTS), [IndexItem.of("i", "parcel", group="track")])
     indexer.sync(Scope("t", "a", R.SCENARIOS), [])
     return store, lexicon, embedder
+
+
+def features(text: str, embedder: HashEmbedder) -> QueryFeatures:
+    """P4.1's features of ``text`` as a turn builds them."""
+    return query_features(text, embedder.embed([text])[0])
 
 
 class MissesTarget:
@@ -74,7 +90,7 @@ def test_lexical_only_candidates_get_their_cosine(
 ) -> None:
     store, lexicon, embedder = setup
     spy = MissesTarget(store)
-    query = build_query_features("where is my parcel", embedder)
+    query = features("where is my parcel", embedder)
     outcome = retrieve(RULES, query, spy, lexicon, KEEP_ALL)
     assert spy.looked_up == ["target"]
     top = outcome.items[0]
@@ -87,7 +103,7 @@ def test_lexical_only_candidates_get_their_cosine(
 
 def test_rrf_and_rerank_paths(setup: tuple[VectorStore, LexicalIndexes, HashEmbedder]) -> None:
     store, lexicon, embedder = setup
-    query = build_query_features("parcel tracking", embedder)
+    query = features("parcel tracking", embedder)
     rrf = retrieve(
         RULES, query, store, lexicon, KEEP_ALL, hybrid=HybridParams(fusion=FusionMethod.RRF)
     )
@@ -139,7 +155,7 @@ def test_pooling_scores_every_point_of_a_candidate_object(
             for i, text in enumerate(texts)
         ],
     )
-    query = build_query_features("refund me", embedder)
+    query = features("refund me", embedder)
     spy = HidesPoint(store, "refund#2")  # "reimburse" never makes the vector list
     pooled = retrieve(scope, query, spy, lexicon, KEEP_ALL.model_copy(update={"pool_top_n": 3}))
     assert spy.looked_up == ["refund#2"]
@@ -153,94 +169,97 @@ def test_pooling_scores_every_point_of_a_candidate_object(
 
 
 class FailingIntents:
-    """Delegates to a real store but fails for one type, or blocks it until released."""
+    """Delegates to a real store but fails for the intents."""
 
-    def __init__(self, inner: VectorStore, block: threading.Event | None = None) -> None:
+    def __init__(self, inner: VectorStore) -> None:
         self._inner = inner
-        self._block = block
 
     def search(self, scope: Scope, vector: Vector, limit: int) -> list[VectorHit]:
         if scope.rtype is R.INTENTS:
-            if self._block is None:
-                raise ConnectionError("qdrant unreachable")
-            self._block.wait(timeout=10)
+            raise ConnectionError("qdrant unreachable")
         return self._inner.search(scope, vector, limit)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-async def test_a_failing_type_is_recorded_not_raised(
-    setup: tuple[VectorStore, LexicalIndexes, HashEmbedder],
-) -> None:
-    store, lexicon, embedder = setup
-    query = build_query_features(query_text("where is my parcel?", facts=["tracking"]), embedder)
-    results = await retrieve_all(
-        query, "t", "a", None, FailingIntents(store), lexicon, RetrievalSettings()
-    )
-    assert set(results) == set(R)
-    assert results[R.INTENTS].error == "ConnectionError: qdrant unreachable"
-    assert results[R.RULES].ok and results[R.RULES].items[0].object_id == "target"
-    assert results[R.SCENARIOS].ok and results[R.SCENARIOS].items == ()
-    assert results[R.MEMORIES].ok and results[R.MEMORIES].items == ()  # no customer known
-    assert all(o.latency_ms >= 0 for o in results.values())
-
-
-async def test_a_late_type_times_out(
-    setup: tuple[VectorStore, LexicalIndexes, HashEmbedder],
-) -> None:
-    store, lexicon, embedder = setup
-    release = threading.Event()
-    try:
-        results = await retrieve_all(
-            build_query_features("parcel", embedder),
-            "t",
-            "a",
-            "c1",
-            FailingIntents(store, block=release),
-            lexicon,
-            RetrievalSettings(),
-            timeout_s=0.2,
-        )
-    finally:
-        release.set()
-    assert results[R.INTENTS].error == "timeout"
-    assert results[R.INTENTS].timed_out
-    gap = to_gap(results[R.INTENTS])
-    assert gap is not None and gap.reason == GapReason.TIMEOUT
-    assert results[R.RULES].ok
-
-
-def test_query_text_puts_the_message_first() -> None:
-    assert query_text(" hi ", intent_text="refund", facts=["order 12", " "]) == (
-        "hi\nrefund\norder 12"
+def request(rtype: RetrievalType, text: str, embedder: HashEmbedder) -> RetrievalRequested:
+    features = query_features(text, embedder.embed([text])[0])
+    return RetrievalRequested(
+        turn_id="t1",
+        session_key="t:webchat:v1",
+        tenant_id="t",
+        agent_id="a",
+        customer_id="c1",
+        retrieval_type=rtype,
+        query_text=features.text,
+        embedding=[float(x) for x in features.vector],
+        lexical_terms=list(features.tokens),
+        deadline=datetime.now(UTC),
     )
 
 
-async def test_outcomes_convert_to_the_schema(
+def deps(store: Any, lexicon: LexicalIndexes, embedder: HashEmbedder) -> TurnDeps:
+    return TurnDeps(
+        embedder=embedder,
+        vectors=store,
+        lexicon=lexicon,
+        tools=lambda _pack: PackToolExecutor(PythonToolExecutor(Path("."))),
+        settings=Settings(),
+    )
+
+
+def test_a_failing_type_is_a_failed_result_not_raised(
+    setup: tuple[VectorStore, LexicalIndexes, HashEmbedder],
+) -> None:
+    store, lexicon, embedder = setup
+    given = deps(FailingIntents(store), lexicon, embedder)
+    text = "where is my parcel?"
+    results = {r: retrieve_one(request(r, text, embedder), PACK, given) for r in R}
+    failed = results[R.INTENTS]
+    assert failed.error is not None and failed.error.code == "retrieval.failed"
+    assert failed.error.message == "ConnectionError: qdrant unreachable"
+    assert failed.selection.selected_ids == []
+    assert results[R.RULES].error is None
+    assert results[R.RULES].selection.selected_ids[0] == "target"
+    assert results[R.SCENARIOS].error is None and results[R.SCENARIOS].selection.selected_ids == []
+    assert results[R.MEMORIES].error is None and results[R.MEMORIES].selection.selected_ids == []
+
+
+def test_memories_without_a_customer_are_a_failed_result(
+    setup: tuple[VectorStore, LexicalIndexes, HashEmbedder],
+) -> None:
+    store, lexicon, embedder = setup
+    anonymous = request(R.MEMORIES, "parcel", embedder).model_copy(update={"customer_id": None})
+    result = retrieve_one(anonymous, PACK, deps(store, lexicon, embedder))
+    assert result.error is not None
+    assert result.error.message == "a memories scope needs a customer_id"
+
+
+def test_query_text_is_the_message_alone() -> None:
+    assert query_text("  where is my order?\n ") == "where is my order?"
+
+
+def test_a_result_records_every_candidate_and_the_selected_ids(
     setup: tuple[VectorStore, LexicalIndexes, HashEmbedder],
 ) -> None:
     store, lexicon, embedder = setup
     settings = RetrievalSettings()
-    results = await retrieve_all(
-        build_query_features("parcel tracking", embedder),
-        "t",
-        "a",
-        None,
-        FailingIntents(store),
-        lexicon,
-        settings,
-    )
-    rules = to_selection(results[R.RULES], settings.rules.strategy)
+    rules = retrieve_one(
+        request(R.RULES, "parcel tracking", embedder), PACK, deps(store, lexicon, embedder)
+    ).selection
     assert rules.retrieval_type == R.RULES
     assert rules.strategy == "adaptive_k"
     # The target first, then what the rules' min_k floor (3) pulls in for P5 to filter.
     assert rules.selected_ids[0] == "target"
     assert len(rules.selected_ids) == settings.rules.min_k == 3
     assert len(rules.candidates) == 13
-    assert rules.candidates[0].fused_score == results[R.RULES].items[0].score
-    assert to_gap(results[R.RULES]) is None
-    gap = to_gap(results[R.INTENTS])
-    assert gap is not None and gap.reason == GapReason.FAILED
-    assert gap.detail == "ConnectionError: qdrant unreachable"
-    assert to_selection(results[R.INTENTS], settings.intents.strategy).candidates == []
+    direct = retrieve(
+        RULES,
+        query_features("parcel tracking", embedder.embed(["parcel tracking"])[0]),
+        store,
+        lexicon,
+        settings.rules,
+    )
+    assert rules.candidates[0].fused_score == pytest.approx(direct.items[0].score)
+    assert to_selection(direct, settings.rules.strategy).selected_ids == rules.selected_ids

@@ -3,7 +3,7 @@
 Plain Python: the vector store, the embedder and the reranker come in through ports.
 """
 
-from processors.retrieval.audit import to_gap, to_selection
+from processors.retrieval.audit import to_selection
 from processors.retrieval.bm25 import BM25Index, LexicalHit, LexicalIndexes
 from processors.retrieval.fusion import Candidate, FusionMethod, HybridParams, fuse
 from processors.retrieval.indexer import Indexer, IndexReport
@@ -18,9 +18,9 @@ from processors.retrieval.model import (
     VectorHit,
 )
 from processors.retrieval.ports import Reranker, VectorIndex
-from processors.retrieval.query import QueryFeatures, build_query_features, query_text
+from processors.retrieval.query import QueryFeatures, query_text
 from processors.retrieval.rerank import EmbeddingReranker
-from processors.retrieval.retrieve import retrieve, retrieve_all
+from processors.retrieval.retrieve import retrieve
 from processors.retrieval.selection import StrategyParams, select_count
 from schemas.domain.retrieval import RetrievalType
 
@@ -45,15 +45,12 @@ __all__ = [
     "StrategyParams",
     "VectorHit",
     "VectorIndex",
-    "build_query_features",
     "canonical_intent",
     "fuse",
     "merge_intent",
     "query_text",
     "retrieve",
-    "retrieve_all",
     "select_count",
-    "to_gap",
     "to_selection",
     "tokenize",
 ]

@@ -1,19 +1,14 @@
-"""Outcomes as the schema records them: a selection for the turn record, or a gap."""
+"""Outcomes as the schema records them: a selection for the turn record (a failed or late
+type becomes a gap in the join, ``processors.turn.retrieval_stage``)."""
 
 from __future__ import annotations
 
 from processors.retrieval.model import RetrievalOutcome
-from schemas.domain.retrieval import (
-    GapReason,
-    RetrievalCandidate,
-    RetrievalGap,
-    RetrievalSelection,
-    SelectionStrategy,
-)
+from schemas.domain.retrieval import RetrievalCandidate, RetrievalSelection, SelectionStrategy
 
 
 def to_selection(outcome: RetrievalOutcome, strategy: SelectionStrategy) -> RetrievalSelection:
-    """Every ranked candidate with its scores, and the ids selection kept (empty on error)."""
+    """Every ranked candidate with its scores, and the ids selection kept."""
     return RetrievalSelection(
         retrieval_type=outcome.rtype,
         candidates=[
@@ -29,15 +24,4 @@ def to_selection(outcome: RetrievalOutcome, strategy: SelectionStrategy) -> Retr
         selected_ids=[c.object_id for c in outcome.items],
         strategy=strategy,
         latency_ms=outcome.latency_ms,
-    )
-
-
-def to_gap(outcome: RetrievalOutcome) -> RetrievalGap | None:
-    """The gap a failed or late type leaves in the join; None for a successful one."""
-    if outcome.ok:
-        return None
-    return RetrievalGap(
-        retrieval_type=outcome.rtype,
-        reason=GapReason.TIMEOUT if outcome.timed_out else GapReason.FAILED,
-        detail=outcome.error,
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from processors.retrieval.descriptors import descriptor
 from schemas.domain.retrieval import RetrievalType
 
 
@@ -28,7 +29,7 @@ class Scope:
     def __post_init__(self) -> None:
         if not self.tenant_id or not self.agent_id:
             raise ValueError("tenant_id and agent_id must be non-empty")
-        needs_customer = self.rtype == RetrievalType.MEMORIES
+        needs_customer = descriptor(self.rtype).customer_scoped
         if needs_customer and not self.customer_id:
             raise ValueError("a memories scope needs a customer_id")
         if not needs_customer and self.customer_id is not None:
@@ -106,21 +107,15 @@ class Retrieved:
 
 @dataclass(frozen=True)
 class RetrievalOutcome:
-    """One retrieval type for one turn: every ranked candidate (kept for the audit trail),
-    how many of them selection kept, or the error that stopped it."""
+    """One retrieval type for one turn: every ranked candidate (kept for the audit trail)
+    and how many of them selection kept."""
 
     rtype: RetrievalType
     ranked: tuple[Retrieved, ...] = ()
     selected: int = 0
     latency_ms: float = 0.0
-    error: str | None = None
-    timed_out: bool = False
 
     @property
     def items(self) -> tuple[Retrieved, ...]:
         """The selected objects, best first."""
         return self.ranked[: self.selected]
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None

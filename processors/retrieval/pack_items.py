@@ -32,12 +32,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from processors.retrieval.descriptors import PACK_BACKED
 from processors.retrieval.indexer import Indexer, IndexReport
 from processors.retrieval.model import IndexItem, Scope
 from schemas.domain.retrieval import RetrievalType
 from schemas.pack import AgentPack
-
-PACK_TYPES = (RetrievalType.RULES, RetrievalType.INTENTS, RetrievalType.SCENARIOS)
 
 
 def _phrase_points(object_id: str, texts: Iterable[str]) -> list[IndexItem]:
@@ -51,7 +50,8 @@ def _phrase_points(object_id: str, texts: Iterable[str]) -> list[IndexItem]:
 
 
 def index_items(pack: AgentPack) -> dict[RetrievalType, list[IndexItem]]:
-    """The points of each pack-backed retrieval type (see the module docstring)."""
+    """The points of each pack-backed retrieval type (see the module docstring and
+    :data:`processors.retrieval.descriptors.PACK_BACKED`)."""
     rules = [
         p
         for r in pack.rules
@@ -74,7 +74,5 @@ def sync_pack(indexer: Indexer, pack: AgentPack) -> dict[RetrievalType, IndexRep
     """Bring the agent's rules, intents and scenarios in the store in line with ``pack``:
     only new or changed texts are embedded, removed ones are deleted."""
     tenant, agent = pack.agent.tenant_id, pack.agent.agent_id
-    return {
-        rtype: indexer.sync(Scope(tenant, agent, rtype), items)
-        for rtype, items in index_items(pack).items()
-    }
+    items = index_items(pack)
+    return {rtype: indexer.sync(Scope(tenant, agent, rtype), items[rtype]) for rtype in PACK_BACKED}

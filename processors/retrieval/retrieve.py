@@ -1,11 +1,9 @@
-"""P4.2-P4.5: hybrid search, optional rerank and selection per type; all types in parallel."""
+"""P4.2-P4.5 for one type: hybrid search, optional rerank and selection. The four types run
+apart (one retrieval consumer each; ``processors.turn.retrieval_stage.retrieve_one``)."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import Mapping
 from dataclasses import replace
 
 from processors.retrieval.bm25 import LexicalIndexes
@@ -14,10 +12,7 @@ from processors.retrieval.model import RetrievalOutcome, Retrieved, Scope
 from processors.retrieval.ports import Reranker, VectorIndex
 from processors.retrieval.query import QueryFeatures
 from processors.retrieval.selection import StrategyParams, select_count
-from schemas.domain.retrieval import RetrievalType
-from schemas.settings import RetrievalSettings, RetrievalTypeSettings
-
-log = logging.getLogger(__name__)
+from schemas.settings import RetrievalTypeSettings
 
 
 def retrieve(
@@ -31,7 +26,7 @@ def retrieve(
     hybrid: HybridParams | None = None,
     strategy: StrategyParams | None = None,
 ) -> RetrievalOutcome:
-    """One type for one turn. Raises on store errors (``retrieve_all`` records them)."""
+    """One type for one turn. Raises on store errors (``retrieve_one`` records them)."""
     started = time.perf_counter()
     hybrid = hybrid or HybridParams()
     ranked = _hybrid_candidates(
@@ -109,54 +104,3 @@ def _hybrid_candidates(
             )
         )
     return fuse(candidates, hybrid, pool_top_n)
-
-
-async def retrieve_all(
-    query: QueryFeatures,
-    tenant_id: str,
-    agent_id: str,
-    customer_id: str | None,
-    store: VectorIndex,
-    lexicon: LexicalIndexes,
-    settings: RetrievalSettings,
-    *,
-    reranker: Reranker | None = None,
-    hybrid: HybridParams | None = None,
-    strategy: StrategyParams | None = None,
-    timeout_s: float | None = None,
-) -> Mapping[RetrievalType, RetrievalOutcome]:
-    """All four types at once, after P4.1. A type that fails or misses ``timeout_s`` comes
-    back as an outcome with ``error`` set; nothing raises through. Memories need a known
-    customer: without one they come back empty."""
-
-    async def one(rtype: RetrievalType) -> RetrievalOutcome:
-        started = time.perf_counter()
-        if rtype == RetrievalType.MEMORIES and customer_id is None:
-            return RetrievalOutcome(rtype)
-        try:
-            scope = Scope(
-                tenant_id, agent_id, rtype, customer_id if rtype == RetrievalType.MEMORIES else None
-            )
-            call = asyncio.to_thread(
-                retrieve,
-                scope,
-                query,
-                store,
-                lexicon,
-                getattr(settings, rtype.value),
-                reranker=reranker,
-                hybrid=hybrid,
-                strategy=strategy,
-            )
-            outcome = await asyncio.wait_for(call, timeout_s)
-            # Wall time, queueing for a thread included: what the join waits for.
-            return replace(outcome, latency_ms=(time.perf_counter() - started) * 1000.0)
-        except Exception as exc:
-            log.warning("retrieval of %s failed", rtype.value, exc_info=True)
-            timed_out = isinstance(exc, TimeoutError)
-            reason = "timeout" if timed_out else f"{type(exc).__name__}: {exc}"
-            elapsed = (time.perf_counter() - started) * 1000.0
-            return RetrievalOutcome(rtype, latency_ms=elapsed, error=reason, timed_out=timed_out)
-
-    outcomes = await asyncio.gather(*(one(rtype) for rtype in RetrievalType))
-    return {o.rtype: o for o in outcomes}

@@ -21,10 +21,8 @@ from typing import Protocol
 import numpy as np
 
 from processors.embedding import Vector, Vectors
+from processors.retrieval.descriptors import PACK_BACKED
 from processors.retrieval.model import IndexItem, Scope, StoredDoc, VectorHit
-from schemas.domain.retrieval import RetrievalType
-
-SNAPSHOT_TYPES = frozenset({RetrievalType.RULES, RetrievalType.INTENTS, RetrievalType.SCENARIOS})
 
 
 class SnapshotSource(Protocol):
@@ -55,7 +53,7 @@ class _Snapshot:
 
 
 class SnapshotIndex:
-    """A ``VectorIndex`` answering searches of :data:`SNAPSHOT_TYPES` from memory."""
+    """A ``VectorIndex`` answering searches of the pack-backed types from memory."""
 
     def __init__(self, store: SnapshotSource) -> None:
         self._store = store
@@ -111,7 +109,7 @@ class SnapshotIndex:
             self._writes[scope] = self._writes.get(scope, 0) + 1
 
     def _snapshot(self, scope: Scope) -> _Snapshot | None:
-        if scope.rtype not in SNAPSHOT_TYPES:
+        if scope.rtype not in PACK_BACKED:
             return None
         with self._lock:
             found = self._snapshots.get(scope)

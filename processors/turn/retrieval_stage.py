@@ -7,6 +7,7 @@ is missing at the deadline, becomes a :class:`RetrievalGap` and the turn goes on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -15,6 +16,7 @@ import numpy as np
 
 from processors.embedding import QueryEmbedder, Vector
 from processors.retrieval import retrieve, to_selection
+from processors.retrieval.descriptors import descriptor
 from processors.retrieval.intent import canonical_intent
 from processors.retrieval.lexical import tokenize
 from processors.retrieval.model import Retrieved, Scope
@@ -41,6 +43,7 @@ FAILED_CODE = "retrieval.failed"
 MAX_TERM_CHARS = MAX_LABEL_CHARS
 """The longest lexical term a ``RetrievalRequested`` carries."""
 _EMPTY: Mapping[str, object] = MappingProxyType({})
+log = logging.getLogger(__name__)
 
 
 async def request_retrieval(
@@ -111,11 +114,11 @@ def _vector(values: Sequence[float]) -> Vector:
 def retrieve_one(request: RetrievalRequested, pack: AgentPack, deps: TurnDeps) -> RetrievalResult:
     """P4.2-P4.5 for one type: hybrid search, optional rerank and selection. Never raises: a
     failure is a result with an error, so the join need not wait for the deadline."""
-    rtype = request.retrieval_type
-    settings = getattr(deps.settings_for(pack).retrieval, rtype.value)
-    customer = request.customer_id if rtype is RetrievalType.MEMORIES else None
+    kind = descriptor(request.retrieval_type)
+    settings = kind.settings(deps.settings_for(pack).retrieval)
+    customer = request.customer_id if kind.customer_scoped else None
     try:
-        scope = Scope(request.tenant_id, request.agent_id, rtype, customer)
+        scope = Scope(request.tenant_id, request.agent_id, kind.rtype, customer)
     except ValueError as exc:
         return failed_result(request, str(exc), deps.clock())
     features = QueryFeatures(
@@ -123,11 +126,13 @@ def retrieve_one(request: RetrievalRequested, pack: AgentPack, deps: TurnDeps) -
         vector=_vector(request.embedding),
         tokens=tuple(request.lexical_terms),
     )
-    outcome = retrieve(
-        scope, features, deps.vectors, deps.lexicon, settings, reranker=deps.reranker
-    )
-    if not outcome.ok:
-        return failed_result(request, outcome.error or "retrieval failed", deps.clock())
+    try:
+        outcome = retrieve(
+            scope, features, deps.vectors, deps.lexicon, settings, reranker=deps.reranker
+        )
+    except Exception as exc:  # a failed type is a gap in the join, not a dead turn
+        log.warning("retrieval of %s failed", kind.rtype.value, exc_info=True)
+        return failed_result(request, f"{type(exc).__name__}: {exc}", deps.clock())
     return RetrievalResult(
         turn_id=request.turn_id,
         session_key=request.session_key,
