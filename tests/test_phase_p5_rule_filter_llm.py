@@ -1,5 +1,5 @@
-"""P5's async LLM filter through the real openai client: used, retried or fallen back to
-the score bands, with the same pre-filter and expansion as the synchronous path."""
+"""P5's LLM filter through the real openai client: used, retried or fallen back to the score
+bands, with the same pre-filter and expansion as heuristic mode."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from processors.phases.rule_selection import (
     FILTER_SCHEMA_NAME,
     RuleSelection,
     Stage,
-    select_rules,
     select_rules_async,
 )
 from schemas.domain.phase import Phase
@@ -158,7 +157,7 @@ async def test_a_reply_that_breaks_the_schema_falls_back_to_the_score_bands(
 ) -> None:
     server.script(FILTER_SCHEMA_NAME, reply)
     selection = await select(pack, port(server))
-    assert selection.rule_ids == select_rules(CANDIDATES, pack, session()).rule_ids
+    assert selection.rule_ids == (await select(pack, None, PhaseSettings())).rule_ids
     assert selection.llm_error is not None and "unusable LLM reply" in selection.llm_error
     assert len(selection.usage) == 1
     assert all("llm filter failed" in r for r in filter_reasons(selection).values())
@@ -190,11 +189,11 @@ async def test_a_timeout_falls_back_to_the_score_bands(server: FakeOpenAi, pack:
     assert selection.llm_error is not None and "APITimeoutError" in selection.llm_error
 
 
-async def test_heuristic_mode_matches_the_sync_path_and_calls_nothing(
+async def test_heuristic_mode_ignores_the_port_and_calls_nothing(
     server: FakeOpenAi, pack: AgentPack
 ) -> None:
     selection = await select(pack, port(server), PhaseSettings())
-    assert selection == select_rules(CANDIDATES, pack, session())
+    assert selection == await select(pack, None, PhaseSettings())
     assert server.requests == []
 
 

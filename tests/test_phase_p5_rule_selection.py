@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from processors.llm import LlmResult, LlmTask
 from processors.phases.rule_selection import (
     RuleSelection,
     ScenarioScope,
     Stage,
     record_fires,
-    select_rules,
+    select_rules_async,
 )
 from processors.retrieval.model import Retrieved
+from schemas.domain.phase import Phase
 from schemas.domain.rules import RelationshipKind, RuleVerdict
 from schemas.domain.session import ActiveScenario, RuleFires, ScenarioStatus, SessionState
 from schemas.pack.agent_pack import AgentPack
@@ -25,11 +30,26 @@ from streams.settings import PhaseSettings, TaskMode
 
 PACK_DIR = Path(__file__).resolve().parents[1] / "packs" / "acme-shop" / "support"
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
+MESSAGE = "I want a refund for my order"
 
 
 @pytest.fixture(scope="module")
 def pack() -> AgentPack:
     return load_pack(PACK_DIR)
+
+
+def select(
+    candidates: Sequence[Retrieved],
+    pack: AgentPack,
+    session: SessionState,
+    scope: ScenarioScope | None = None,
+    settings: PhaseSettings | None = None,
+    llm: LlmTask | None = None,
+) -> RuleSelection:
+    """P5 as a turn runs it (``select_rules_async``), for a message the filter may read."""
+    return asyncio.run(
+        select_rules_async(candidates, pack, session, scope, settings, llm, message=MESSAGE)
+    )
 
 
 def hits(**scores: float) -> list[Retrieved]:
@@ -75,11 +95,11 @@ def rule(rule_id: str, priority: int = 0, **extra: object) -> Rule:
 
 def test_scenario_and_step_rules_need_their_scenario_or_step_active(pack: AgentPack) -> None:
     candidates = hits(tracking_link=0.9, neutral_refund_reason=0.9, be_polite=0.9)
-    outside = select_rules(candidates, pack, session())
+    outside = select(candidates, pack, session())
     assert outside.rule_ids == ["be_polite"]
     assert "not active" in dropped(outside, "tracking_link")
     assert "not current" in dropped(outside, "neutral_refund_reason")
-    inside = select_rules(
+    inside = select(
         candidates, pack, session(4, None, "order_tracking.look_up", "refund.ask_reason")
     )
     assert set(inside.rule_ids) == {"tracking_link", "neutral_refund_reason", "be_polite"}
@@ -90,42 +110,42 @@ def test_paused_scenarios_do_not_scope_rules(pack: AgentPack) -> None:
     paused = state.model_copy(
         update={"scenarios": [state.scenarios[0].model_copy(update={"status": "PAUSED"})]}
     )
-    assert select_rules(hits(tracking_link=0.9), pack, paused).rule_ids == []
+    assert select(hits(tracking_link=0.9), pack, paused).rule_ids == []
 
 
 def test_cooldown_drops_a_rule_until_enough_turns_passed(pack: AgentPack) -> None:
     fired = {"greet_by_name": RuleFires(fire_count=0, last_fired_turn=2)}
-    soon = select_rules(hits(greet_by_name=0.9), pack, session(10, fired))
+    soon = select(hits(greet_by_name=0.9), pack, session(10, fired))
     assert soon.rule_ids == [] and "cooldown" in dropped(soon, "greet_by_name")
-    later = select_rules(hits(greet_by_name=0.9), pack, session(22, fired))
+    later = select(hits(greet_by_name=0.9), pack, session(22, fired))
     assert later.rule_ids == ["greet_by_name"]
 
 
 def test_max_fires_per_session_drops_a_rule_that_fired_enough(pack: AgentPack) -> None:
     fired = {"human_on_request": RuleFires(fire_count=1, last_fired_turn=1)}
-    selection = select_rules(hits(human_on_request=0.9), pack, session(5, fired))
+    selection = select(hits(human_on_request=0.9), pack, session(5, fired))
     assert selection.rule_ids == [] and "max 1" in dropped(selection, "human_on_request")
 
 
 def test_disabled_and_unknown_rules_are_dropped(pack: AgentPack) -> None:
     small = with_rules(pack, [rule("off", enabled=False)], [])
-    selection = select_rules(hits(off=0.9, ghost=0.9), small, session())
+    selection = select(hits(off=0.9, ghost=0.9), small, session())
     assert selection.applied == []
     assert dropped(selection, "off") == "disabled" and dropped(selection, "ghost") == "unknown rule"
 
 
 def test_record_fires_feeds_the_next_turns_pre_filter(pack: AgentPack) -> None:
-    first = select_rules(hits(human_on_request=0.9), pack, session(0))
+    first = select(hits(human_on_request=0.9), pack, session(0))
     after = record_fires(session(0), first.applied)
     assert after.rule_fires["human_on_request"] == RuleFires(fire_count=1, last_fired_turn=1)
-    assert select_rules(hits(human_on_request=0.9), pack, after).applied == []
+    assert select(hits(human_on_request=0.9), pack, after).applied == []
 
 
 # -- filter -----------------------------------------------------------------------------------
 
 
 def test_score_bands_give_verdicts_and_drop_the_unrelated(pack: AgentPack) -> None:
-    selection = select_rules(
+    selection = select(
         hits(be_polite=0.8, acknowledge_complaints=0.3, no_restock_promises=0.1), pack, session()
     )
     verdicts = {a.rule_id: a.verdict for a in selection.applied}
@@ -136,31 +156,49 @@ def test_score_bands_give_verdicts_and_drop_the_unrelated(pack: AgentPack) -> No
     assert "NOT_RELATED" in dropped(selection, "no_restock_promises")
 
 
+class Judge:
+    """An LLM port that answers the filter with fixed verdicts and records the rules asked."""
+
+    def __init__(self, **by_rule: RuleVerdict) -> None:
+        self.by_rule = by_rule
+        self.asked: list[str] = []
+
+    async def complete_json(
+        self,
+        *,
+        phase: Phase,
+        system: str,
+        user: str,
+        schema_name: str,
+        schema: Mapping[str, Any],
+        settings: PhaseSettings | None = None,
+    ) -> LlmResult:
+        self.asked.extend(rule["rule_id"] for rule in json.loads(user)["rules"])
+        verdicts = [{"rule_id": r, "verdict": v.value} for r, v in self.by_rule.items()]
+        return LlmResult(data={"verdicts": verdicts}, usage=[], attempts=1)
+
+
 def test_the_llm_filter_port_is_used_in_llm_mode_only(pack: AgentPack) -> None:
-    seen: list[str] = []
-
-    def judge(rules: Sequence[tuple[Rule, float]]) -> Mapping[str, RuleVerdict]:
-        seen.extend(r.id for r, _ in rules)
-        return {"be_polite": RuleVerdict.NOT_RELATED}
-
+    judge = Judge(be_polite=RuleVerdict.NOT_RELATED)
     llm = PhaseSettings(mode=TaskMode.LLM)
-    selection = select_rules(
+    selection = select(
         hits(be_polite=0.9, acknowledge_complaints=0.9),
         pack,
         session(),
         settings=llm,
-        llm_filter=judge,
+        llm=judge,
     )
-    assert seen == ["be_polite", "acknowledge_complaints"]
+    assert judge.asked == ["be_polite", "acknowledge_complaints"]
     assert [(a.rule_id, a.verdict) for a in selection.applied] == [
         ("acknowledge_complaints", RuleVerdict.UNSURE)  # no verdict given: UNSURE, kept
     ]
-    heuristic = select_rules(hits(be_polite=0.9), pack, session(), llm_filter=judge)
+    heuristic = select(hits(be_polite=0.9), pack, session(), llm=judge)
     assert heuristic.rule_ids == ["be_polite"]
+    assert judge.asked == ["be_polite", "acknowledge_complaints"]  # not asked again
 
 
 def test_expansion_only_sees_rules_the_filter_kept(pack: AgentPack) -> None:
-    selection = select_rules(hits(refund_within_tier_limit=0.1), pack, session())
+    selection = select(hits(refund_within_tier_limit=0.1), pack, session())
     assert selection.applied == []
     assert not [t for t in selection.trace if t.stage is Stage.EXPANSION]
 
@@ -169,7 +207,7 @@ def test_expansion_only_sees_rules_the_filter_kept(pack: AgentPack) -> None:
 
 
 def test_implies_and_depends_on_pull_in_rules_transitively(pack: AgentPack) -> None:
-    selection = select_rules(hits(refund_within_tier_limit=0.8), pack, session())
+    selection = select(hits(refund_within_tier_limit=0.8), pack, session())
     via = {a.rule_id: (a.via_relationship, a.via_rule_id) for a in selection.applied}
     assert via == {
         "refund_within_tier_limit": (None, None),
@@ -186,12 +224,12 @@ def test_a_rule_whose_dependency_cannot_apply_is_dropped(pack: AgentPack) -> Non
         [rule("needs"), rule("base", enabled=False)],
         [Relationship(source="needs", kind=RelationshipKind.DEPENDS_ON, target="base")],
     )
-    selection = select_rules(hits(needs=0.9), small, session())
+    selection = select(hits(needs=0.9), small, session())
     assert selection.applied == [] and "depends on base" in dropped(selection, "needs")
 
 
 def test_excludes_keeps_the_higher_priority_rule(pack: AgentPack) -> None:
-    selection = select_rules(
+    selection = select(
         hits(escalate_when_frustrated=0.6, self_service_returns=0.9), pack, session()
     )
     assert "self_service_returns" not in selection.rule_ids
@@ -200,15 +238,13 @@ def test_excludes_keeps_the_higher_priority_rule(pack: AgentPack) -> None:
 
 
 def test_specializes_supersedes_the_general_rule(pack: AgentPack) -> None:
-    selection = select_rules(
-        hits(damaged_items_90_days=0.7, return_window_30_days=0.8), pack, session()
-    )
+    selection = select(hits(damaged_items_90_days=0.7, return_window_30_days=0.8), pack, session())
     assert selection.rule_ids == ["damaged_items_90_days"]
     assert "superseded" in dropped(selection, "return_window_30_days")
 
 
 def test_related_is_recorded_but_adds_nothing(pack: AgentPack) -> None:
-    selection = select_rules(hits(no_invented_vouchers=0.8), pack, session())
+    selection = select(hits(no_invented_vouchers=0.8), pack, session())
     assert selection.rule_ids == ["no_invented_vouchers"]
     notes = [t for t in selection.trace if "related to no_invented_vouchers" in t.reason]
     assert [n.rule_id for n in notes] == ["acknowledge_complaints"]
@@ -223,7 +259,7 @@ def test_rules_added_through_a_dropped_origin_are_dropped_too(pack: AgentPack) -
             Relationship(source="b", kind=RelationshipKind.EXCLUDES, target="a"),
         ],
     )
-    selection = select_rules(hits(a=0.9, b=0.9), small, session())
+    selection = select(hits(a=0.9, b=0.9), small, session())
     assert selection.rule_ids == ["b"]
     assert "origin a" in dropped(selection, "c")
 
@@ -234,6 +270,6 @@ def test_expanded_rules_still_pass_the_pre_filter(pack: AgentPack) -> None:
         [rule("a"), rule("scoped", scope="SCENARIO", scope_id="refund")],
         [Relationship(source="a", kind=RelationshipKind.IMPLIES, target="scoped")],
     )
-    assert select_rules(hits(a=0.9), small, session()).rule_ids == ["a"]
+    assert select(hits(a=0.9), small, session()).rule_ids == ["a"]
     scope = ScenarioScope(frozenset({"refund"}))
-    assert set(select_rules(hits(a=0.9), small, session(), scope).rule_ids) == {"a", "scoped"}
+    assert set(select(hits(a=0.9), small, session(), scope).rule_ids) == {"a", "scoped"}

@@ -9,9 +9,8 @@ set, so a rule the filter rejected never pulls others in.
    step), cooldown (``turn - last_fired_turn <= cooldown_turns`` drops it), max fires
    (``fire_count >= max_fires_per_session`` drops it). The turn number is
    ``session.turn_count + 1`` (P1 does not count the turn; P11 does).
-2. **Filter**: in LLM mode a filter gives a verdict per rule (a missing verdict counts as
-   UNSURE): :func:`select_rules` calls a synchronous :data:`RuleFilter`;
-   :func:`select_rules_async` asks the LLM port once for all eligible rules (schema
+2. **Filter**: in LLM mode the LLM gives a verdict per rule (a missing verdict counts as
+   UNSURE): :func:`select_rules_async` asks the LLM port once for all eligible rules (schema
    :data:`FILTER_SCHEMA_NAME`; the prompt holds the customer's message and each rule's
    ``condition_text``, no customer data and no scores). Without a filter, in heuristic mode,
    or when the LLM call fails or its reply breaks the schema (recorded in ``llm_error`` and
@@ -35,7 +34,7 @@ priority, then score (both descending), then id.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -52,7 +51,6 @@ from schemas.settings import PhaseSettings, TaskMode
 
 __all__ = [
     "FILTER_SCHEMA_NAME",
-    "RuleFilter",
     "RuleSelection",
     "RuleTrace",
     "ScenarioScope",
@@ -60,12 +58,8 @@ __all__ = [
     "Stage",
     "prefilter_reason",
     "record_fires",
-    "select_rules",
     "select_rules_async",
 ]
-
-RuleFilter = Callable[[Sequence[tuple[Rule, float]]], Mapping[str, RuleVerdict]]
-"""The LLM filter port: rules with their retrieval scores -> verdict per rule id."""
 
 
 class Stage(StrEnum):
@@ -226,27 +220,6 @@ def _disabled(found: _Eligible, pack: AgentPack, session: SessionState) -> RuleS
     """A disabled phase has no filter: every pre-filtered rule APPLIES."""
     applies = {rule.id: RuleVerdict.APPLIES for rule, _ in found.eligible}
     return _finish(found, pack, session, applies, "phase disabled")
-
-
-def select_rules(
-    candidates: Sequence[Retrieved],
-    pack: AgentPack,
-    session: SessionState,
-    scope: ScenarioScope | None = None,
-    settings: PhaseSettings | None = None,
-    llm_filter: RuleFilter | None = None,
-    *,
-    bands: ScoreBands | None = None,
-) -> RuleSelection:
-    """P5 by the three stages of the module docstring, with a synchronous filter."""
-    settings = settings or PhaseSettings()
-    found = _prefilter(candidates, pack, session, scope)
-    if not settings.enabled:
-        return _disabled(found, pack, session)
-    use_llm = llm_filter is not None and settings.mode is TaskMode.LLM
-    judge: RuleFilter = llm_filter if use_llm and llm_filter is not None else bands or ScoreBands()
-    answers = judge(found.eligible) if found.eligible else {}
-    return _finish(found, pack, session, answers, "llm filter" if use_llm else "score bands")
 
 
 async def select_rules_async(
