@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,12 +9,10 @@ from pathlib import Path
 import pytest
 
 from processors.phases.identification import (
-    AsyncIdentificationPorts,
     IdentificationPorts,
     PackSnapshot,
     ReconcileAction,
     identify,
-    identify_async,
     reconcile_scenarios,
 )
 from schemas.domain.customer_data import CustomerDataStore
@@ -78,12 +75,6 @@ class Loader:
         self.fn = fn
 
     def load(self, a: str, b: str) -> object:
-        return self.fn(a, b)  # type: ignore[operator]
-
-
-class AsyncLoader(Loader):
-    async def load(self, a: str, b: str) -> object:  # type: ignore[override]
-        await asyncio.sleep(0)
         return self.fn(a, b)  # type: ignore[operator]
 
 
@@ -150,20 +141,6 @@ def test_gateway_session_id_wins_over_the_directory(pack: AgentPack) -> None:
     tables = Tables(pack, {"sess-1": session()})
     result = identify(message(session_id="sess-1"), ports(tables, directory), NOW)
     assert result.session.session_id == "sess-1" and not result.session_created
-
-
-def test_async_variant_loads_concurrently_and_decides_the_same(pack: AgentPack) -> None:
-    tables, directory = Tables(pack, {"sess-1": session()}), Directory()
-    async_ports = AsyncIdentificationPorts(
-        directory,
-        Ids(),
-        AsyncLoader(tables.load_session),  # type: ignore[arg-type]
-        AsyncLoader(tables.load_store),  # type: ignore[arg-type]
-        AsyncLoader(tables.load_pack),  # type: ignore[arg-type]
-    )
-    result = asyncio.run(identify_async(message(session_id="sess-1"), async_ports, NOW))
-    same = identify(message(session_id="sess-1"), ports(tables, Directory()), NOW)
-    assert result.session == same.session and result.customer_id == same.customer_id
 
 
 def refund_at(step: str, version: int = 1, status: ScenarioStatus = ScenarioStatus.ACTIVE):

@@ -4,9 +4,8 @@ Why ports: the customer directory, the session and customer-data tables and the 
 live in Kafka tables or databases; the phase only decides, so it stays a function that tests
 call with in-memory fakes. Order (pipeline-execution-model 6.1): customer resolution first
 (tenant + channel + channel_id; created when new), then session, customer data and pack,
-which are independent. :func:`identify` loads them one after the other;
-:func:`identify_async` loads the three with ``asyncio.gather`` over async ports. Both share
-the pure steps, so they decide the same thing.
+which are independent. :func:`identify` loads them one after the other
+(in a worker they are lookups in the worker's own tables).
 
 Session id: ``turn_input.session_id`` when the gateway knows it, else the directory's open
 session of the customer on this agent, else a new id from the ``ids`` port (no hidden
@@ -28,7 +27,6 @@ as a :class:`ScenarioReconciliation` so the turn record can say what happened.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,10 +40,6 @@ from schemas.domain.turn_input import Channel, TurnInput
 from schemas.pack.agent_pack import AgentPack
 
 __all__ = [
-    "AsyncCustomerDataSource",
-    "AsyncIdentificationPorts",
-    "AsyncPackSource",
-    "AsyncSessionStore",
     "CustomerDataSource",
     "CustomerDirectory",
     "IdSource",
@@ -57,7 +51,6 @@ __all__ = [
     "ScenarioReconciliation",
     "SessionStore",
     "identify",
-    "identify_async",
     "reconcile_scenarios",
 ]
 
@@ -103,18 +96,6 @@ class PackSource(Protocol):
     def load(self, tenant_id: str, agent_id: str) -> PackSnapshot: ...
 
 
-class AsyncSessionStore(Protocol):
-    async def load(self, tenant_id: str, session_id: str) -> SessionState | None: ...
-
-
-class AsyncCustomerDataSource(Protocol):
-    async def load(self, tenant_id: str, customer_id: str) -> CustomerDataStore | None: ...
-
-
-class AsyncPackSource(Protocol):
-    async def load(self, tenant_id: str, agent_id: str) -> PackSnapshot: ...
-
-
 @dataclass(frozen=True)
 class IdentificationPorts:
     directory: CustomerDirectory
@@ -122,17 +103,6 @@ class IdentificationPorts:
     sessions: SessionStore
     customer_data: CustomerDataSource
     packs: PackSource
-
-
-@dataclass(frozen=True)
-class AsyncIdentificationPorts:
-    """The directory stays synchronous: it is a local table lookup before the loads."""
-
-    directory: CustomerDirectory
-    ids: IdSource
-    sessions: AsyncSessionStore
-    customer_data: AsyncCustomerDataSource
-    packs: AsyncPackSource
 
 
 class ReconcileAction(StrEnum):
@@ -248,28 +218,11 @@ def identify(
     *,
     on_missing_step: MissingStepPolicy = "restart",
 ) -> Identification:
-    """P1 with synchronous ports; the three loads run one after the other."""
+    """P1 by the rules of the module docstring; the three loads run one after the other."""
     resolved = _resolve(turn_input, ports.directory, ports.ids)
     session = ports.sessions.load(turn_input.tenant_id, resolved.session_id)
     store = ports.customer_data.load(turn_input.tenant_id, resolved.customer_id)
     snapshot = ports.packs.load(turn_input.tenant_id, turn_input.agent_id)
-    return _finish(turn_input, resolved, session, store, snapshot, now, on_missing_step)
-
-
-async def identify_async(
-    turn_input: TurnInput,
-    ports: AsyncIdentificationPorts,
-    now: datetime,
-    *,
-    on_missing_step: MissingStepPolicy = "restart",
-) -> Identification:
-    """P1 with async ports: session, customer data and pack are loaded concurrently."""
-    resolved = _resolve(turn_input, ports.directory, ports.ids)
-    session, store, snapshot = await asyncio.gather(
-        ports.sessions.load(turn_input.tenant_id, resolved.session_id),
-        ports.customer_data.load(turn_input.tenant_id, resolved.customer_id),
-        ports.packs.load(turn_input.tenant_id, turn_input.agent_id),
-    )
     return _finish(turn_input, resolved, session, store, snapshot, now, on_missing_step)
 
 
