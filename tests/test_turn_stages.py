@@ -1,18 +1,30 @@
-"""The stage functions the topology runs, called directly: the join records gaps, the
-embedding batcher shares model calls, a new case forgets the old case's values."""
+"""The stage functions the topology runs, called directly: P4.1 builds one request per type,
+the join records gaps, the embedding batcher shares model calls, a new case forgets the old
+case's values."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from processors.embedding import Vectors, normalize_rows
+from processors.phases.tools import PackToolExecutor
+from processors.retrieval import LexicalIndexes
 from processors.turn.decide import new_case
-from processors.turn.retrieval_stage import failed_result, join, timeout_result
+from processors.turn.deps import TurnDeps
+from processors.turn.retrieval_stage import (
+    MAX_TERM_CHARS,
+    failed_result,
+    join,
+    request_retrieval,
+    timeout_result,
+)
+from processors.turn.understand import Understanding
 from schemas.domain.customer_data import (
     CustomerDataStore,
     VariableEntry,
@@ -24,7 +36,10 @@ from schemas.domain.retrieval import GapReason, RetrievalSelection, RetrievalTyp
 from schemas.domain.turn_context import TurnContext
 from schemas.events.retrieval import RetrievalRequested, RetrievalResult
 from sinks.pack_files import load_pack
+from sinks.python_tools import PythonToolExecutor
+from sinks.vector_store import VectorStore
 from streams.pipeline.embed_batcher import EmbedBatcher
+from streams.settings import Settings
 from tests.pipeline_support import EXAMPLE_PACK, customer_says
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -133,3 +148,44 @@ def test_a_new_case_forgets_old_case_values_but_keeps_what_was_just_said() -> No
     fresh = new_case(store, NOW, said_now={"order_id"})
     assert set(fresh.variables) == {"order_id", "refund_reason", "customer_tier"}
     assert new_case(fresh, NOW, said_now=set()) is not fresh
+
+
+class AwaitedEmbedder:
+    """A :class:`QueryEmbedder` that counts the texts it is awaited with."""
+
+    def __init__(self) -> None:
+        self.model = CountingEmbedder()
+        self.texts: list[str] = []
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        self.texts.extend(texts)
+        return self.model.embed(texts)
+
+
+async def test_p41_embeds_the_query_once_and_asks_every_type_with_the_same_features() -> None:
+    ticks = iter([10.0, 10.25])  # the timer around the embedding: 250 ms
+    store = VectorStore.memory(CountingEmbedder.dim)
+    deps = TurnDeps(
+        embedder=CountingEmbedder(),
+        vectors=store,
+        lexicon=LexicalIndexes(store.documents),
+        tools=lambda _pack: PackToolExecutor(PythonToolExecutor(Path("."))),
+        settings=Settings(),
+        clock=lambda: NOW,
+        timer=lambda: next(ticks),
+    )
+    query = f"where is my order {'x' * 300}"
+    understood = Understanding(context=context(), pack=PACK, query=query)
+    embedder = AwaitedEmbedder()
+    timed_context, requests = await request_retrieval("t1", "k", understood, embedder, deps)
+    assert embedder.texts == [query]
+    assert timed_context.timings_ms["retrieval.embedding"] == 250.0
+    assert [r.retrieval_type for r in requests] == list(RetrievalType)
+    timeout_s = deps.settings_for(PACK).phases.retrieval.timeout_s
+    for r in requests:
+        assert r.query_text == query
+        assert r.embedding == requests[0].embedding and len(r.embedding) == CountingEmbedder.dim
+        assert r.lexical_terms == ["order", "x" * MAX_TERM_CHARS]  # stopwords dropped, clipped
+        assert r.deadline == NOW + timedelta(seconds=timeout_s)
+        assert (r.turn_id, r.session_key, r.customer_id) == ("t1", "k", None)
+    store.close()
