@@ -320,6 +320,22 @@ class Settings(BaseSettings):
         description="where Python tools find their packs' data files: <packs_dir>/<tenant>/<agent>",
     )
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    max_pack_texts: int = Field(
+        default=5000,
+        ge=1,
+        le=1_000_000,
+        description="the most texts a pack may make retrieval embed (intent examples and "
+        "descriptions, rule conditions and examples, scenario summaries and entry examples): "
+        "pack validate, pack load and the worker refuse a larger pack",
+    )
+    pack_index_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="CPU priority (nice) of the child process that embeds a pack loaded while "
+        "turns run: 10 leaves turns ~90 % of a contended core, 19 ~98 % (and a busy machine "
+        "may then take minutes to load a large pack)",
+    )
     embedder_backend: Literal["torch", "onnx-int8"] = Field(
         default="torch",
         description="torch: sentence-transformers (the reference); onnx-int8: int8 onnxruntime",

@@ -39,16 +39,21 @@ def _add_validate(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 def _validate(args: argparse.Namespace) -> int:
     from processors.pack import Severity
+    from processors.pack.size import size_problems
     from schemas.pack import SECTION_KEYS
     from sinks.pack_files import inspect_pack
 
     pack_dir: Path = args.dir
-    report = inspect_pack(pack_dir, ToolPolicy.of(load_settings().tools))
-    for problem in report.problems:
+    settings = load_settings()
+    report = inspect_pack(pack_dir, ToolPolicy.of(settings.tools))
+    problems = list(report.problems)
+    if report.pack is not None:  # the operator's cap (TURNSTREAM_MAX_PACK_TEXTS)
+        problems += size_problems(report.pack, settings.max_pack_texts)
+    for problem in problems:
         print(dataclasses.replace(problem, file=str(pack_dir / problem.file)))
-    count = Counter(problem.severity for problem in report.problems)
+    count = Counter(problem.severity for problem in problems)
     notes = f"{count[Severity.WARNING]} warnings, {count[Severity.INFO]} infos"
-    if report.pack is None:
+    if report.pack is None or count[Severity.ERROR]:
         print(f"{pack_dir}: {count[Severity.ERROR]} errors, {notes}")
         return 1
     sizes = ", ".join(f"{len(getattr(report.pack, section))} {section}" for section in SECTION_KEYS)

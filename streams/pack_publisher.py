@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from processors.pack import PackValidationError, Severity, check_pack
+from processors.pack.size import size_problems
 from schemas.codec import CodecError, decode_as, encode
 from schemas.events.pack_published import PackPublished
 from schemas.fields import MAX_PACK_JSON_CHARS
@@ -86,9 +87,10 @@ async def publish_pack(settings: Settings, pack: AgentPack) -> PublishResult:
     """Publish ``pack`` as version latest + 1 unless its content equals the latest.
 
     Creates missing catalog topics first. Raises :class:`PackValidationError` for a pack
-    that workers would reject, :class:`PublishError` for any broker-side failure.
+    that workers would reject (its checks, or more texts than ``settings.max_pack_texts``),
+    :class:`PublishError` for any broker-side failure.
     """
-    problems = check_pack(pack)
+    problems = check_pack(pack) + size_problems(pack, settings.max_pack_texts)
     if any(problem.severity is Severity.ERROR for problem in problems):
         raise PackValidationError(problems)
     tenant, agent = pack.agent.tenant_id, pack.agent.agent_id

@@ -28,6 +28,7 @@ from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from processors.pack import Severity, check_pack
+from processors.pack.size import size_problems
 from schemas.codec import CodecError, decode_as
 from schemas.events.pack_published import PackPublished
 from schemas.pack import AgentPack
@@ -85,9 +86,11 @@ UpdateCallback = Callable[[PackUpdate], Awaitable[None] | None]
 callback holds back later updates until it returns: run long work (re-embedding) elsewhere."""
 
 
-def snapshot_from_record(key: bytes | None, value: bytes) -> PackSnapshot:
+def snapshot_from_record(
+    key: bytes | None, value: bytes, max_texts: int | None = None
+) -> PackSnapshot:
     """The snapshot a ``PackPublished`` record carries; raises :class:`RejectedRecordError`
-    when workers must not run it."""
+    when workers must not run it (``max_texts``: the operator's ``max_pack_texts``)."""
     try:
         record = decode_as(value, PackPublished)
     except CodecError as exc:
@@ -106,7 +109,8 @@ def snapshot_from_record(key: bytes | None, value: bytes) -> PackSnapshot:
         )
     if pack.content_hash() != record.content_hash:
         raise RejectedRecordError("content_hash does not match the pack")
-    errors = [str(p) for p in check_pack(pack) if p.severity is Severity.ERROR]
+    problems = check_pack(pack) + ([] if max_texts is None else size_problems(pack, max_texts))
+    errors = [str(p) for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise RejectedRecordError("pack fails its checks: " + "; ".join(errors))
     return PackSnapshot(
@@ -276,7 +280,9 @@ class PackRegistry:
                 latest[record.key] = None
                 continue
             try:
-                latest[record.key] = snapshot_from_record(record.key, record.value)
+                latest[record.key] = snapshot_from_record(
+                    record.key, record.value, self._settings.max_pack_texts
+                )
             except RejectedRecordError as exc:
                 logger.warning("pack registry: skipped %s: %s", where, exc)
             except Exception:

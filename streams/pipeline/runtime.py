@@ -3,7 +3,11 @@ in flight may still use), the embedding model, the vector store and the tool exe
 
 Packs come from the config topic (``PackRegistry``); each new version is indexed for
 retrieval (only changed objects are re-embedded) in the background, and kept here by
-version so that a turn finishes with the version it started with.
+version so that a turn finishes with the version it started with. The packs present at
+start are embedded on the model thread before any turn is taken; a version loaded while
+turns run is embedded in a child process at a lower CPU priority
+(``sinks.embed_process``, ``pack_index_niceness``), so that no tenant's pack load holds up
+another tenant's turns (issue 20; ``bench/noisy_neighbour.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +25,15 @@ import aiohttp
 
 from processors.llm import LlmTask
 from processors.phases.tools import PackToolExecutor
-from processors.retrieval import Indexer, LexicalIndexes
+from processors.retrieval import Indexer, IndexReport, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
 from processors.retrieval.snapshot_index import SnapshotIndex
 from processors.tool_policy import ToolPolicy
 from processors.turn.deps import TurnDeps
 from schemas.domain.phase import Phase
+from schemas.domain.retrieval import RetrievalType
 from schemas.pack.agent_pack import AgentPack
+from sinks.embed_process import EmbedProcess
 from sinks.embedder import default_embedder
 from sinks.http_tools import pack_tool_executor
 from sinks.llm_openai import OpenAiLlm
@@ -123,6 +130,7 @@ class PipelineRuntime:
         self._indexer: Indexer | None = None
         self._store: VectorStore | None = None
         self._vectors: SnapshotIndex | None = None
+        self._lexicon: LexicalIndexes | None = None
         self._index_lock = asyncio.Lock()
         self._index_tasks: set[asyncio.Task[None]] = set()
 
@@ -160,6 +168,7 @@ class PipelineRuntime:
         lexicon = LexicalIndexes(store.documents)
         self._store = store
         self._vectors = vectors
+        self._lexicon = lexicon
         self._indexer = Indexer(vectors, embedder, lexicon)
         self._batcher = EmbedBatcher(embedder, self.in_model_thread)
         self._http = guarded_session(allow_private=self.settings.tools.allow_private_targets)
@@ -175,7 +184,7 @@ class PipelineRuntime:
             llm=metered(self._llms),
         )
         await self.registry.start()
-        for snapshot in self.registry.snapshots():
+        for snapshot in self.registry.snapshots():  # no turn is taken yet: the model is free
             await self._index(snapshot.tenant, snapshot.agent, snapshot.version, snapshot.pack)
         self.registry.subscribe(self._on_update)
 
@@ -199,18 +208,25 @@ class PipelineRuntime:
         if current is None:
             return
         task = asyncio.create_task(
-            self._index(current.tenant, current.agent, current.version, current.pack)
+            self._index(current.tenant, current.agent, current.version, current.pack, aside=True)
         )
         self._index_tasks.add(task)
         task.add_done_callback(self._index_tasks.discard)
 
-    async def _index(self, tenant: str, agent: str, version: int, pack: AgentPack) -> None:
-        """Index a pack version, then make it available to turns."""
+    async def _index(
+        self, tenant: str, agent: str, version: int, pack: AgentPack, *, aside: bool = False
+    ) -> None:
+        """Index a pack version, then make it available to turns; ``aside``: while turns
+        run, off the model thread (:meth:`_index_aside`)."""
         async with self._index_lock:
             if self._vectors is not None:  # another process may have indexed it
                 self._vectors.invalidate_agent(tenant, agent)
+            started = time.monotonic()
             try:
-                reports = await self.in_model_thread(sync_pack, self.indexer, pack)
+                if aside:
+                    reports = await self._index_aside(pack)
+                else:
+                    reports = await self.in_model_thread(sync_pack, self.indexer, pack)
             except Exception:
                 logger.exception(
                     "indexing %s/%s v%d failed; retrieval may be stale", tenant, agent, version
@@ -218,6 +234,28 @@ class PipelineRuntime:
             else:
                 embedded = sum(r.embedded for r in reports.values())
                 logger.info(
-                    "indexed %s/%s v%d: %d texts embedded", tenant, agent, version, embedded
+                    "indexed %s/%s v%d: %d texts embedded in %.1f s%s",
+                    tenant,
+                    agent,
+                    version,
+                    embedded,
+                    time.monotonic() - started,
+                    " (aside)" if aside else "",
                 )
             self.versions.put(tenant, agent, version, pack)
+
+    async def _index_aside(self, pack: AgentPack) -> dict[RetrievalType, IndexReport]:
+        """Sync the pack from a thread of its own, its texts embedded by a child process at
+        a lower CPU priority (started only when some text changed, ended after): the model
+        thread stays the turns'."""
+        if self._vectors is None or self._lexicon is None:
+            raise RuntimeError("PipelineRuntime not started")
+        settings = self.settings
+        with EmbedProcess(
+            self.deps.embedder,
+            settings.embedder_backend,
+            settings.cache_dir,
+            niceness=settings.pack_index_niceness,
+        ) as embedder:
+            aside = Indexer(self._vectors, embedder, self._lexicon)
+            return await asyncio.to_thread(sync_pack, aside, pack)
