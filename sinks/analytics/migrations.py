@@ -49,7 +49,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             "WHERE position(`session_key`, ':') > 0 SETTINGS mutations_sync = 1",
         ],
     ),
+    Migration(
+        4,
+        "per-turn tables: the session (session_ref) ends the sorting key, so a turn id reused "
+        "by another session keeps its own rows; rows written before have it empty",
+        lambda db: [_session_in_key(db, table) for table in tables.TURN_TABLES],
+    ),
 )
+
+
+def _session_in_key(db: str, table: tables.Table) -> str:
+    """ClickHouse extends a sorting key only with a column added in the same statement (and
+    without a default expression); on a table created with the column (and key) already,
+    both clauses change nothing, so the statement may run again."""
+    return (
+        f"ALTER TABLE `{db}`.`{table.name}` "
+        f"ADD COLUMN IF NOT EXISTS `{tables.SESSION_REF}` String AFTER `completed_at`, "
+        f"MODIFY ORDER BY ({', '.join(table.order_by)}), "
+        f"COMMENT COLUMN `{tables.SESSION_REF}` '{tables.SESSION_REF_COMMENT}'"
+    )
 
 
 class SqlRunner(Protocol):

@@ -99,7 +99,8 @@ def turn_rows(
     ctx = record.context
     mask = turn_masker(record, sensitive_fields)
     keep_texts = store_texts and sensitive_fields is not None
-    head = (record.tenant_id, record.agent_id, record.turn_id, record.completed_at)
+    session_ref = pseudonyms.session_key(session_key or ctx.input.session_key)
+    head = (record.tenant_id, record.agent_id, record.turn_id, record.completed_at, session_ref)
     batch = RowBatch()
 
     attempts = sorted(ctx.enforcement, key=lambda result: result.attempt)
@@ -114,7 +115,7 @@ def turn_rows(
             *head,
             record.session_id,
             record.customer_id,
-            pseudonyms.session_key(session_key or ctx.input.session_key),
+            session_ref,
             str(ctx.input.channel),
             ctx.pack_version,
             ctx.received_at,

@@ -1,7 +1,8 @@
 """The ClickHouse tables of the analytics sink: one definition serves the DDL and the rows.
 
 Every table is a ``ReplacingMergeTree`` whose sorting key is the row's *natural key* (tenant,
-turn id and the item's position or id within the turn), partitioned by a month derived from
+turn id, the item's position or id within the turn and, last, the session: a turn id is unique
+within its session, not across a tenant, migration 4), partitioned by a month derived from
 the row itself. A replayed record therefore yields rows with the same key in the same
 partition, which ClickHouse collapses on merge; queries that must not see a not-yet-merged
 duplicate read the table with ``FINAL`` (every analyst view does).
@@ -43,23 +44,30 @@ class Table:
         )
 
 
+SESSION_KEY_COMMENT = (
+    "sk_ + 32 hex of HMAC-SHA256(pseudonym key, session key): one value per tenant, channel "
+    "and address, not reversible without the key; empty in rows written before migration 3"
+)
+SESSION_REF = "session_ref"
+SESSION_REF_COMMENT = (
+    "the pseudonym of the session key (as turns.session_key), last in the sorting key: the same "
+    "turn id in two sessions is two turns; empty in rows written before migration 4"
+)
+
+
 def _turn_table(name: str, doc: str, *columns: tuple[str, str], key: tuple[str, ...]) -> Table:
-    """A per-turn table: it starts with who and when, and its key starts with the turn."""
+    """A per-turn table: it starts with who and when, and its key starts with the turn and
+    ends with the session."""
     head = (
         ("tenant_id", LC),
         ("agent_id", LC),
         ("turn_id", "String"),
         ("completed_at", TIME),
+        (SESSION_REF, "String"),
     )
-    return Table(
-        name, head + columns, ("tenant_id", "turn_id", *key), "toYYYYMM(completed_at)", doc
-    )
+    order_by = ("tenant_id", "turn_id", *key, SESSION_REF)
+    return Table(name, head + columns, order_by, "toYYYYMM(completed_at)", doc)
 
-
-SESSION_KEY_COMMENT = (
-    "sk_ + 32 hex of HMAC-SHA256(pseudonym key, session key): one value per tenant, channel "
-    "and address, not reversible without the key; empty in rows written before migration 3"
-)
 
 TURNS = _turn_table(
     "turns",
