@@ -7,8 +7,9 @@ count of its topics. State lives with the role that writes it:
 ======== ================================================ =========================
 role     runs                                             state (changelogged)
 ======== ================================================ =========================
-context  session gate, P1-P3, P4.1 embedding, turn effects gate, sessions, customer
-         (response, session and customer persistence)     data, responses
+context  session gate, P1-P3, P4.1 embedding, turn effects gate, seen turns,
+         (response, session and customer persistence)     sessions, customer data,
+                                                          responses
 retrieval the four P4 retrieval consumers, memory ingestion vector store (Qdrant)
 decide   P4 join (deadline timer), P5-P8                  retrieval join
 answer   P9 generation, P10 enforcement                   none

@@ -50,6 +50,8 @@ class TurnClient:
         self._responses: dict[str, TurnResponse] = {}
         self.response_counts: Counter[str] = Counter()
         """How many response records answered each turn id (exactly one is the promise)."""
+        self.response_keys: Counter[tuple[str, bytes]] = Counter()
+        """The same per (turn id, session key): a turn id is unique within its session."""
         self._records: dict[str, TurnRecord] = {}
         """The first completed record of each turn: the one its response was made from (the
         session agent answers a turn once and drops a later completion of a re-driven turn)."""
@@ -119,6 +121,7 @@ class TurnClient:
                             for turn_id in [response.turn_id, *response.coalesced_turn_ids]:
                                 self._responses.setdefault(turn_id, response)
                                 self.response_counts[turn_id] += 1
+                                self.response_keys[(turn_id, message.key or b"")] += 1
                     except CodecError:
                         continue
             if batches:
