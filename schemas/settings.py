@@ -328,6 +328,12 @@ class Settings(BaseSettings):
         "descriptions, rule conditions and examples, scenario summaries and entry examples): "
         "pack validate, pack load and the worker refuse a larger pack",
     )
+    table_store: Literal["rocksdb", "memory"] = Field(
+        default="rocksdb",
+        description="where the worker's Faust tables live: rocksdb (rocksdict, under "
+        "<data_dir>/faust; a restart recovers from the local store plus the changelogs' tail) "
+        "or memory (no files; every start replays whole changelogs)",
+    )
     pack_index_niceness: int = Field(
         default=10,
         ge=0,
