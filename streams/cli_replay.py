@@ -44,7 +44,12 @@ def register(subparsers: Subparsers[argparse.ArgumentParser]) -> None:
         help="exit 1 when a change of these kinds appears (e.g. new_violation,lost_tool_call;"
         " 'any' for every kind)",
     )
-    run.add_argument("--live-llm", action="store_true", help="call the LLM in llm-mode phases")
+    run.add_argument(
+        "--live-llm",
+        action="store_true",
+        help="call the model (TURNSTREAM_LLM_BASE_URL) in llm-mode phases"
+        " (default: answer them from the recorded outputs, call nothing)",
+    )
     run.add_argument(
         "--call-read-tools",
         action="store_true",
@@ -124,6 +129,12 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc), "see `turnstream replay run --help`", code=2) from None
     settings = load_settings()
+    if args.live_llm and not settings.llm_base_url:
+        raise CliError(
+            "--live-llm needs the model's endpoint",
+            "set TURNSTREAM_LLM_BASE_URL (turnstream llm serve gives a local one)",
+            code=2,
+        )
     pack = load_pack(args.pack)
     if args.from_export is not None:
         if not args.from_export.is_file():

@@ -21,11 +21,11 @@ async def replay_pack(
     live_llm: bool = False,
     call_read_tools: bool = False,
 ) -> ReplayRun:
-    """Every turn of ``turns`` against the pack in ``pack_dir``. LLM phases call the model
-    of ``settings`` only with ``live_llm`` (else they run their heuristics); READ tools the
+    """Every turn of ``turns`` against the pack in ``pack_dir``. LLM phases are answered
+    from the recorded model outputs, or with ``live_llm`` by the model of ``settings``
+    (``llm_base_url``; never called otherwise); READ tools the
     recording lacks are called for real only with ``call_read_tools`` (the pack's own tools
     under the operator's tool policy, HTTP behind the SSRF guard)."""
-    from processors.llm import LlmTask
     from processors.llm_budget import LLM_PHASES
     from processors.replay.embeddings import PrefetchedEmbedder
     from processors.replay.run import replay
@@ -34,7 +34,6 @@ async def replay_pack(
     from processors.retrieval.pack_items import sync_pack
     from processors.retrieval.snapshot_index import SnapshotIndex
     from processors.turn.deps import TurnDeps
-    from schemas.domain.phase import Phase
     from sinks.embedder import default_embedder
     from sinks.llm_openai import OpenAiLlm
     from sinks.pack_files import load_pack
@@ -47,11 +46,11 @@ async def replay_pack(
     lexicon = LexicalIndexes(store.documents)
     sync_pack(Indexer(vectors, embedder.inner, lexicon), pack)
     embedder.prefetch(t.request.input.message for t in turns)
-    llm: dict[Phase, LlmTask] = {}
+    model = None
     if live_llm:
         if not settings.llm_base_url:
             raise ValueError("--live-llm needs TURNSTREAM_LLM_BASE_URL (the model's endpoint)")
-        llm = dict.fromkeys(LLM_PHASES, OpenAiLlm(settings))
+        model = OpenAiLlm(settings)
     unused = RecordedTools.of(())  # replaced by the replay's own executor
     deps = TurnDeps(
         embedder=embedder,
@@ -59,7 +58,6 @@ async def replay_pack(
         lexicon=lexicon,
         tools=lambda _pack: unused,
         settings=settings,
-        llm=llm,
     )
     session = None
     live = None
@@ -72,8 +70,11 @@ async def replay_pack(
         session = guarded_session(allow_private=policy.allow_private_http)
         live = pack_tool_executor(pack_dir, policy, session)
     try:
-        return await replay(turns, pack, deps, live_tools=live)
+        live_llm_tasks = dict.fromkeys(LLM_PHASES, model) if model is not None else None
+        return await replay(turns, pack, deps, live_tools=live, live_llm=live_llm_tasks)
     finally:
         store.close()
+        if model is not None:
+            await model.close()
         if session is not None:
             await session.close()

@@ -10,22 +10,18 @@ by the heuristics with the fallback recorded.
 
 from __future__ import annotations
 
-import shutil
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
-from processors.llm_budget import turn_llm_budget
 from schemas.domain.phase import Phase
 from schemas.events.turn_response import ResponseStatus
 from streams.local_llm import MODEL_ALIAS, LocalLlmServer
-from streams.settings import EnforcementPhaseSettings, PhaseSettings, Settings, TaskMode
+from streams.settings import Settings
 from streams.turn_client import TurnClient
+from tests.local_llm_support import free_port, llm_mode_settings, pack_without_phase_overrides
 from tests.pipeline_support import (
-    EXAMPLE_PACK,
     Redrives,
     customer_says,
     pipeline_settings,
@@ -46,13 +42,6 @@ LLM_PHASES = (Phase.SENSOR, Phase.RULE_SELECTION, Phase.GENERATION, Phase.ENFORC
 MESSAGE = "where is my order A-10024?"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def redrives() -> Iterator[Redrives]:
     with watching_redrives() as handler:
@@ -62,7 +51,7 @@ def redrives() -> Iterator[Redrives]:
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLlmServer]:
     settings = Settings(cache_dir=tmp_path_factory.mktemp("llm"), local_llm_parallel=2)
-    server = LocalLlmServer(settings, _free_port())
+    server = LocalLlmServer(settings, free_port())
     server.start()
     try:
         yield server
@@ -79,44 +68,12 @@ async def client(
 ) -> AsyncIterator[TurnClient]:
     del redrives  # attached before the worker starts
     base = pipeline_settings(kafka_settings, tmp_path_factory.mktemp("local-llm"))
-    llm = PhaseSettings(
-        mode=TaskMode.LLM,
-        model=MODEL_ALIAS,
-        timeout_s=TIMEOUT_S,
-        retries=0,
-        max_tokens=MAX_TOKENS,
+    settings = llm_mode_settings(
+        base, model_server.endpoint, max_tokens=MAX_TOKENS, timeout_s=TIMEOUT_S
     )
-    phases = base.phases.model_copy(
-        update={
-            "sensor": llm,
-            "rule_selection": llm,
-            "generation": llm,
-            "enforcement": EnforcementPhaseSettings(**llm.model_dump(), regenerations=0),
-        }
-    )
-    settings = base.model_copy(
-        update={
-            "llm_base_url": model_server.endpoint,
-            "phases": phases,
-        }
-    )
-    budget = turn_llm_budget(settings).seconds
-    settings = settings.model_copy(update={"turn_stall_s": budget + 1})  # as the worker checks
-    # the example pack's own phase overrides (generation timeout_s: 8) left out: the test's
-    # settings are the ones that hold for this model
-    await prepare(settings, _without_phase_overrides(tmp_path_factory.mktemp("pack")))
+    await prepare(settings, pack_without_phase_overrides(tmp_path_factory.mktemp("pack")))
     async with running_worker(settings), TurnClient(settings, records=True) as turn_client:
         yield turn_client
-
-
-def _without_phase_overrides(target: Path) -> Path:
-    pack = target / "support"
-    shutil.copytree(EXAMPLE_PACK, pack)
-    agent = pack / "agent.yaml"
-    text = agent.read_text()
-    head, _, rest = text.partition("phases:")
-    agent.write_text(head + rest[rest.index("retrieval:") :])
-    return pack
 
 
 def visitor() -> str:
