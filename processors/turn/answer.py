@@ -127,7 +127,12 @@ async def check_answer(
                 "response_text": checked.text,
                 "outcome": checked.outcome,
                 "enforcement": [*context.enforcement, checked.result],
-                "token_usage": [*context.token_usage, *checked.usage],
+                # enforce() leaves Enforcement.usage empty: the judge's tokens are its own
+                "token_usage": [
+                    *context.token_usage,
+                    *checked.usage,
+                    *(judge.usage if judge is not None else []),
+                ],
                 "llm_calls": with_calls(context.llm_calls, llm),
                 "timings_ms": timings,
             }
