@@ -34,12 +34,15 @@ async def replay_pack(
     from processors.retrieval.pack_items import sync_pack
     from processors.retrieval.snapshot_index import SnapshotIndex
     from processors.turn.deps import TurnDeps
+    from schemas.pack.agent_pack import AgentPack
     from sinks.embedder import default_embedder
     from sinks.llm_openai import OpenAiLlm
     from sinks.pack_files import load_pack
     from sinks.vector_store import VectorStore
 
-    pack = load_pack(pack_dir)
+    # as a worker has it: through config.packs' canonical JSON (sorted keys), so that the
+    # mappings in LLM prompts (a field's synonyms...) are in the worker's order
+    pack = AgentPack.model_validate_json(load_pack(pack_dir).canonical_json())
     embedder = PrefetchedEmbedder(default_embedder(settings=settings))
     store = VectorStore.memory(embedder.dim)
     vectors = SnapshotIndex(store)  # the pack's scopes as one matrix, as the worker searches
