@@ -49,12 +49,22 @@ floor gives 0.821 and 0.021 at 0.5, 0.893 and 0.095 at 0.45.
    switches with ``score >= start_threshold`` (SWITCH), else NO_ANSWER: the step keeps
    waiting (a "thanks" or "ok" does not end a flow). The waiting scenario is never its own
    switch target; a paused one can be (the customer goes back to it).
+   A **farewell** is the exception to "keeps waiting": a reply that answers nothing, whose
+   canonical intent is one of the pack's ``farewell`` intents at ``intent_floor`` or more,
+   and that is more than an acknowledgement (:func:`~processors.phases.lexicon.
+   is_acknowledgement`: "thanks", "ok great" stay NO_ANSWER; "thanks, bye" does not) is read
+   as SWITCH with no scenario to start and ``leave`` set: the open flows pause with what
+   they collected, none resumes this turn (no question after a goodbye), and the answer is
+   the farewell plus the pack's ``dialogue.resume_template_id`` when it declares one. The
+   next message resumes the paused flow (step 4 of :mod:`processors.phases.scenarios`).
 3. Without a waiting step: NEW_TOPIC, with the start candidate if any (``intent_floor``
    applies here only: a switch away from a waiting step needs the evidence score), unless
    an applied rule that answers in words (``says_action_text``) scores at least
    ``start_threshold`` and ``switch_margin`` above the candidate's retrieval score while the
    message gives none of the candidate's fields: "what tariffs do you have?" is answered,
-   it does not start a switch.
+   it does not start a switch. Without any candidate, a scenario that retrieval selected
+   *and* that lists the canonical intent starts however weak both are: two sources agree
+   that it covers the request, and saying "I don't know" instead would be wrong.
 
 The values are the sensor's, whichever runs: the heuristic one reads yes/no and typed values
 as described in :mod:`processors.phases.sensor`; in ``llm`` mode the LLM sensor's candidate
@@ -69,7 +79,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from processors.phases.lexicon import ACKNOWLEDGE, AFFIRM, DENY, words
+from processors.phases.lexicon import ACKNOWLEDGE, AFFIRM, DENY, is_acknowledgement, words
 from processors.retrieval.model import Retrieved
 from schemas.domain.customer_data import VariableType
 from schemas.domain.dialogue import DialogueReading, ReadingKind, ScenarioEvidence
@@ -112,6 +122,8 @@ class TurnReading:
     rewind_to: str | None = None
     """After a correction: the step that collected the corrected field; the scenario walks
     on from there, so the steps after it (quotes, checks) are done again."""
+    leave: bool = False
+    """A farewell while a step waited (module docstring): open flows pause, none resumes."""
 
 
 def is_informational(scenario: Scenario, pack: AgentPack) -> bool:
@@ -248,6 +260,8 @@ def read_turn(
             and answer_score >= best.retrieval + options.switch_margin
         ):
             best = None  # a question the pack answers in words, better than any flow matches
+        elif best is None:
+            best = next((e for e in evidence if e.retrieval > 0 and e.intent > 0), None)
         return TurnReading(
             DialogueReading(kind=ReadingKind.NEW_TOPIC, **base),
             start=best.scenario_id if best else None,
@@ -282,6 +296,16 @@ def read_turn(
     need = threshold + options.switch_margin if kind in ANSWERS else threshold
     if cancels and intent_confidence >= need:
         return cancel
+    farewells = {i.id for i in pack.intents if i.farewell}
+    if (
+        kind is ReadingKind.NO_ANSWER
+        and intent in farewells
+        and intent_confidence >= options.intent_floor
+        and words(message)
+        and not is_acknowledgement(message)
+    ):
+        reading = DialogueReading(kind=ReadingKind.SWITCH, **where, **base)
+        return TurnReading(reading, walk_intent=intent, leave=True)
     other = start_candidate(evidence, need, exclude={scenario.id})
     if other is not None and not (kind in ANSWERS and _only_the_answer(message, said, fields_)):
         reading = DialogueReading(kind=ReadingKind.SWITCH, **where, fields=fields_, **base)

@@ -20,11 +20,12 @@ not write:
 Categories (besides those passed in, e.g. SYSTEM_ERROR from P7): REFUSE plans carry the
 refusal category they were planned for, OUT_OF_SCOPE when none was given; an ANSWER or MIXED
 plan with no renderable content is a KNOWLEDGE_GAP; a plan whose contributions ask for an
-action (ACTION_HINT) while a tool failed is a CAPABILITY_GAP.
+action (ACTION_HINT) while a tool failed is a CAPABILITY_GAP, and so is a plan that says the
+pack's CAPABILITY_GAP fallback (a step blocked on an input the customer may not give, P8).
 
-Resolution: ESCALATE -> REDIRECTED; REFUSE, KNOWLEDGE_GAP or SYSTEM_ERROR -> UNRESOLVED;
-ASK / MIXED / CONFIRM, or an answer that lost a sentence -> PARTIAL (the turn waits on the
-customer or is incomplete); otherwise RESOLVED.
+Resolution: ESCALATE -> REDIRECTED; REFUSE, KNOWLEDGE_GAP, CAPABILITY_GAP or SYSTEM_ERROR ->
+UNRESOLVED; ASK / MIXED / CONFIRM, or an answer that lost a sentence -> PARTIAL (the turn
+waits on the customer or is incomplete); otherwise RESOLVED.
 
 Channel formatting: markdown is stripped for ``phone`` and ``sms``; ``sms`` is capped at
 320 characters and ``whatsapp`` at 1000, cut at a sentence end when possible.
@@ -49,7 +50,7 @@ from processors.phases.enforcement import (
     fallback_text,
 )
 from processors.phases.enforcement import check_rule_expression as check_rule
-from processors.phases.planning import REFUSAL_CATEGORIES
+from processors.phases.planning import CAPABILITY_GAP_TEMPLATE_ID, REFUSAL_CATEGORIES
 from schemas.domain.enforcement import Violation
 from schemas.domain.outcome import OutcomeCategory, Resolution, TurnOutcome
 from schemas.domain.phase import Phase
@@ -221,7 +222,12 @@ def _resolution(
 ) -> Resolution:
     if plan.response_type is ResponseType.ESCALATE:
         return Resolution.REDIRECTED
-    unresolved = {OutcomeCategory.KNOWLEDGE_GAP, OutcomeCategory.SYSTEM_ERROR, *REFUSAL_CATEGORIES}
+    unresolved = {
+        OutcomeCategory.KNOWLEDGE_GAP,
+        OutcomeCategory.CAPABILITY_GAP,
+        OutcomeCategory.SYSTEM_ERROR,
+        *REFUSAL_CATEGORIES,
+    }
     if plan.response_type is ResponseType.REFUSE or unresolved & set(categories):
         return Resolution.UNRESOLVED
     if partial or plan.response_type is not ResponseType.ANSWER:
@@ -269,6 +275,11 @@ def _heuristic(
 ) -> tuple[str, TurnOutcome]:
     draft = _compose(plan, variables)
     sentences = draft.sentences
+    capability = {CAPABILITY_GAP_TEMPLATE_ID} | {
+        t.id for t in pack.templates if t.fallback_for is OutcomeCategory.CAPABILITY_GAP
+    }
+    if any(t.template_id in capability for t in plan.templates):
+        categories = [*categories, OutcomeCategory.CAPABILITY_GAP]
     found = _categories(plan, categories, empty=not sentences)
     if not sentences:
         if plan.response_type is ResponseType.ESCALATE:

@@ -23,6 +23,21 @@ templates: the turn intent's ``response_template_id`` (a greeting, a thank-you),
 question contradicts itself); and, when no step has a template to say, the action text of
 the best applied rule with ``says_action_text`` whose score reaches the pack's
 ``dialogue.start_threshold`` (one informational answer, not every rule retrieval kept).
+
+**What covers a request** (so that a KNOWLEDGE_GAP answer is never sent while something
+does): a scenario that moved this turn (its step speaks, asks for a missing tool input, or
+says the CAPABILITY_GAP answer), a scenario that retrieval selected and that lists the
+canonical intent (P6 starts it, :mod:`processors.phases.dialogue`), or an applied rule that
+answers in words (``says_action_text``) with a score of at least ``start_threshold``, the
+bar a scenario needs to start on retrieval alone. A weaker rule is no cover: retrieval keeps
+the best few rules of any message (``min_k``), and "You can pay with Visa..." is no answer
+to "my payment keeps failing". ``tests/test_knowledge_gap_cover.py`` checks it on real turns.
+When a scenario step is blocked on a tool input the customer may not give (``blocked``, see
+``processors.phases.scenarios.ask_for_missing_inputs``), the pack's FALLBACK template for
+CAPABILITY_GAP is planned (else :data:`CAPABILITY_GAP_TEXT`): the agent says it cannot do
+this here instead of "I don't know".
+When a farewell paused a flow that waited for an answer (``paused``), the pack's
+``dialogue.resume_template_id`` follows the farewell: the customer learns the flow can go on.
 ``must_include`` / ``must_avoid`` are the applied rules' phrases, in rule order, deduplicated.
 """
 
@@ -38,7 +53,19 @@ from schemas.domain.tools import ToolCall
 from schemas.pack.agent_pack import AgentPack
 from schemas.pack.templates import TemplateKind
 
-__all__ = ["REFUSAL_CATEGORIES", "plan_response", "response_type"]
+__all__ = [
+    "CAPABILITY_GAP_TEMPLATE_ID",
+    "CAPABILITY_GAP_TEXT",
+    "REFUSAL_CATEGORIES",
+    "plan_response",
+    "response_type",
+]
+
+CAPABILITY_GAP_TEMPLATE_ID = "capability_gap_default"
+CAPABILITY_GAP_TEXT = (
+    "I can't do that from here: it needs details only our own systems can confirm. "
+    "A colleague can help you with it."
+)
 
 REFUSAL_CATEGORIES: tuple[OutcomeCategory, ...] = (
     OutcomeCategory.SAFETY_REFUSAL,
@@ -84,10 +111,14 @@ def plan_response(
     *,
     escalate: bool = False,
     intent: str | None = None,
+    paused: bool = False,
+    blocked: bool = False,
 ) -> ResponsePlan:
     """The response plan for P9; ``tool_calls`` are accepted so a failed call can be planned
     around (today it only reaches P9 through ``categories``). ``intent``: the turn's intent
-    as P6 read it (None for a reply to the waiting step)."""
+    as P6 read it (None for a reply to the waiting step); ``paused``: a farewell paused the
+    flow that waited; ``blocked``: a step lacks an input the customer may not give (module
+    docstring)."""
     del tool_calls  # the SYSTEM_ERROR flag carries what planning needs from them
     kind = response_type(contributions, categories, escalate=escalate)
     merged: list[ScenarioContribution] = []
@@ -120,6 +151,11 @@ def plan_response(
             planned.append(PlannedTemplate(template_id=template.id, text=template.text))
     if kind not in (ResponseType.REFUSE, ResponseType.ESCALATE):
         planned = _declared(pack, intent, merged, applied_rules, bool(planned)) + planned
+        if blocked:
+            planned.append(_capability_gap(pack))
+        resume = templates_by_id.get(pack.agent.dialogue.resume_template_id or "")
+        if paused and resume is not None:
+            planned.append(PlannedTemplate(template_id=resume.id, text=resume.text))
 
     rules = {rule.id: rule for rule in pack.rules}
     must_include: list[str] = []
@@ -175,3 +211,13 @@ def _declared(
         rule = rules[informing[0].rule_id]
         found.append(PlannedTemplate(template_id=rule.id, text=rule.action_text))
     return found
+
+
+def _capability_gap(pack: AgentPack) -> PlannedTemplate:
+    """The pack's FALLBACK for CAPABILITY_GAP, or the built-in sentence."""
+    for template in pack.templates:
+        if template.kind is TemplateKind.FALLBACK and (
+            template.fallback_for is OutcomeCategory.CAPABILITY_GAP
+        ):
+            return PlannedTemplate(template_id=template.id, text=template.text)
+    return PlannedTemplate(template_id=CAPABILITY_GAP_TEMPLATE_ID, text=CAPABILITY_GAP_TEXT)

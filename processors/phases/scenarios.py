@@ -13,6 +13,8 @@ Per turn, in this order, after the dialogue reading of :mod:`processors.phases.d
 retrieval score, canonical intent and the fields the message gave):
 
 1. **CANCEL** — the reading is CANCEL: every open scenario is cancelled.
+   A farewell while a step waited (the reading's ``leave``): every ACTIVE scenario is
+   paused (**PAUSE**) and nothing else moves this turn, nothing resumes either.
 2. **START** — the reading names a scenario to start (NEW_TOPIC or SWITCH with a candidate
    at or above the pack's ``dialogue.start_threshold``); not when it is already ACTIVE; a
    PAUSED one is resumed instead (CONTINUE). Starting pauses the other ACTIVE scenarios
@@ -41,6 +43,17 @@ Contributions, from the step the walk stopped on: QUESTION -> ASK for its missin
 (CONFIRM when they are all BOOLEAN: a yes/no question confirms); ACTION -> ACTION_HINT
 (text names the bound tools); LOGIC -> INFORM. The step's template id is passed on.
 A completed scenario contributes its last step's template as INFORM when it has one.
+
+**Missing tool inputs** (:func:`ask_for_missing_inputs`, after P7): an ACTION step the walk
+stopped on whose bound tool needs an input nobody has (not in customer data, not an output
+of another tool of the step) cannot move. Instead of an ACTION_HINT that says nothing (which
+used to end as a KNOWLEDGE_GAP answer), it asks for the input when the customer may give it
+(a pack field that is not ``protected``) and a QUESTION step of the pack collects it: ASK,
+with that step's template (the pack's own wording for the question). An input the customer
+may not state (``protected``: identity, set by the gateway or a tool) blocks the step: the
+caller plans the CAPABILITY_GAP answer. :func:`expected_fields` lists the askable inputs of
+a waiting ACTION step, so the sensor reads the reply for them; the step runs its tools again
+on that reply (step 3's retry).
 
 ``applied_rules`` are accepted for the pipeline's signature and are not used by this
 heuristic (rules scoped to steps are P5's business).
@@ -76,6 +89,7 @@ from schemas.pack.tools import SideEffect
 __all__ = [
     "DEFAULT_CANCEL_INTENTS",
     "ScenarioOrchestration",
+    "ask_for_missing_inputs",
     "expected_fields",
     "orchestrate",
     "step_complete",
@@ -119,7 +133,8 @@ def expected_fields(session: SessionState, pack: AgentPack) -> set[str]:
     """Fields the ACTIVE scenarios wait for: the sensor's ``expected_fields``. That is every
     field the current step collects (a bare "yes" answers it), and the fields earlier steps
     of the scenario collected that are neither BOOLEAN nor free text (a correction: "no, the
-    Plus plan")."""
+    Plus plan"); on an ACTION step, the inputs of its tools the customer may give (module
+    docstring, missing tool inputs)."""
     steps = {(s.id, step.id): step for s in pack.scenarios for step in s.steps}
     by_key = {f.key: f for f in pack.fields}
     wanted: set[str] = set()
@@ -128,6 +143,12 @@ def expected_fields(session: SessionState, pack: AgentPack) -> set[str]:
         if active.status is not ScenarioStatus.ACTIVE or step is None:
             continue
         wanted.update(step.collects)
+        if step.kind is StepKind.ACTION:
+            wanted.update(
+                key
+                for key in _missing_inputs(step, pack, {})
+                if key in by_key and not by_key[key].protected
+            )
         for done in (*active.completed_step_ids, *active.skipped_step_ids):
             earlier = steps.get((active.scenario_id, done))
             for key in earlier.collects if earlier is not None else ():
@@ -139,6 +160,74 @@ def expected_fields(session: SessionState, pack: AgentPack) -> set[str]:
                 ):
                     wanted.add(key)
     return wanted
+
+
+def _missing_inputs(step: Step, pack: AgentPack, known: Mapping[str, object]) -> list[str]:
+    """Required inputs of the step's tools that nobody has (module docstring)."""
+    tools = {t.id: t for t in pack.tools}
+    bound = [tools[b.tool_id] for b in step.tool_bindings if b.tool_id in tools]
+    provided = {name for tool in bound for name in tool.outputs}
+    return list(
+        dict.fromkeys(
+            name
+            for tool in bound
+            for name in tool.required_inputs
+            if known.get(name) is None and name not in provided
+        )
+    )
+
+
+def _asking_steps(pack: AgentPack) -> dict[str, Step]:
+    """Per field, the first QUESTION step of the pack (scenario order) that collects it and
+    has a template."""
+    found: dict[str, Step] = {}
+    for scenario in pack.scenarios:
+        for step in scenario.steps:
+            if step.kind is StepKind.QUESTION and step.template_id is not None:
+                for key in step.collects:
+                    found.setdefault(key, step)
+    return found
+
+
+def ask_for_missing_inputs(
+    decisions: Sequence[ScenarioDecision], pack: AgentPack, known: Mapping[str, object]
+) -> tuple[list[ScenarioDecision], bool]:
+    """The decisions with each ACTION_HINT of a step that lacks a tool input turned into the
+    question for it, and whether some step is blocked on an input the customer may not give
+    (module docstring)."""
+    scenarios = {s.id: s for s in pack.scenarios}
+    fields = {f.key: f for f in pack.fields}
+    asking = _asking_steps(pack)
+    out: list[ScenarioDecision] = []
+    blocked = False
+    for decision in decisions:
+        contribution = decision.contribution
+        scenario = scenarios.get(decision.scenario_id)
+        if (
+            contribution is None
+            or contribution.kind is not ContributionKind.ACTION_HINT
+            or scenario is None
+        ):
+            out.append(decision)
+            continue
+        step = next(s for s in scenario.steps if s.id == contribution.step_id)
+        missing = _missing_inputs(step, pack, known)
+        askable = [k for k in missing if k in fields and not fields[k].protected and k in asking]
+        if askable:
+            question = asking[askable[0]]
+            contribution = contribution.model_copy(
+                update={
+                    "kind": ContributionKind.ASK,
+                    "template_id": question.template_id,
+                    "text": None,
+                    "field_keys": askable,
+                }
+            )
+            decision = decision.model_copy(update={"contribution": contribution})
+        elif missing:
+            blocked = True
+        out.append(decision)
+    return out, blocked
 
 
 def orchestrate(
@@ -180,6 +269,12 @@ def orchestrate(
         for sid in open_ids(ScenarioStatus.ACTIVE) + open_ids(ScenarioStatus.PAUSED):
             put(state[sid].model_copy(update={"status": ScenarioStatus.CANCELLED}))
             decisions.append(_decision(state[sid], ScenarioAction.CANCEL))
+        return _result(session, state, order, decisions, now)
+
+    if reading.leave:
+        for sid in open_ids(ScenarioStatus.ACTIVE):
+            put(state[sid].model_copy(update={"status": ScenarioStatus.PAUSED}))
+            decisions.append(_decision(state[sid], ScenarioAction.PAUSE))
         return _result(session, state, order, decisions, now)
 
     corrected = reading.reading.scenario_id

@@ -23,7 +23,7 @@ from processors.phases.dialogue import (
 from processors.phases.lexicon import affirmation
 from processors.phases.planning import plan_response
 from processors.phases.rule_selection import ScenarioScope, record_fires, select_rules_async
-from processors.phases.scenarios import orchestrate
+from processors.phases.scenarios import ask_for_missing_inputs, orchestrate
 from processors.phases.tools import bindings_due, run_tools
 from processors.retrieval.intent import canonical_intent
 from processors.retrieval.model import Retrieved
@@ -308,6 +308,7 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
         store = store.model_copy(
             update={"variables": {**store.variables, **tools.variables}, "updated_at": now}
         )
+    decisions, blocked = ask_for_missing_inputs(decisions, pack, customer_variables(store))
     tools_by_id = {tool.id: tool for tool in pack.tools}
     escalate = context.snapshot.frustration_level is FrustrationLevel.HIGH or any(
         call.success and tools_by_id[call.tool].escalates
@@ -323,6 +324,8 @@ async def decide(context: TurnContext, pack: AgentPack, deps: TurnDeps) -> TurnC
             categories,
             escalate=escalate,
             intent=intent,
+            paused=reading.leave,
+            blocked=blocked,
         )
     errors = list(context.errors)
     if rules.llm_error is not None:

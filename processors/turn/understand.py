@@ -73,13 +73,14 @@ async def understand(
     now = deps.clock()
     timings = dict(context.timings_ms)
     errors = list(context.errors)
+    given = context.input  # before P1: the gateway's customer id, not one P1 minted
     with timed(timings, Phase.IDENTIFICATION, deps.timer):
         found = identify(context.input, ports, now)
         context = found.into(context)
         session = found.session
         pack = found.pack
         store = with_gateway_identity(
-            with_session_variables(found.customer_data, session), context.input, pack, now
+            with_session_variables(found.customer_data, session), given, pack, now
         )
     llm = recording(deps.llm_for(Phase.SENSOR))
     with timed(timings, Phase.SENSOR, deps.timer):

@@ -26,7 +26,9 @@ class DialogueOptions(SchemaModel):
     ``cancel_intents``: intents that cancel every open scenario; an id that a scenario lists in
     ``entry_intents`` starts that scenario instead (a pack's own ``cancel`` flow).
     ``affirm`` / ``deny``: words or phrases added to the built-in yes/no lexicon (en, es, fr,
-    de, pt, it, nl) for the customer's answer to a confirmation."""
+    de, pt, it, nl) for the customer's answer to a confirmation. ``resume_template_id``: a
+    RESPONSE template said after the farewell when a goodbye pauses a flow that waited for
+    an answer ("we can pick up where we left off"); without one the farewell is said alone."""
 
     start_threshold: float = Field(default=0.5, ge=0.0, le=2.0)
     intent_floor: float = Field(default=0.15, ge=0.0, le=1.0)
@@ -35,6 +37,7 @@ class DialogueOptions(SchemaModel):
     cancel_intents: list[Key] = Field(default_factory=lambda: list(DEFAULT_CANCEL_INTENTS))
     affirm: list[Phrase] = Field(default_factory=list)
     deny: list[Phrase] = Field(default_factory=list)
+    resume_template_id: Key | None = None
 
     @model_validator(mode="after")
     def _no_word_both_ways(self) -> DialogueOptions:
