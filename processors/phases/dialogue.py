@@ -34,7 +34,8 @@ floor gives 0.821 and 0.021 at 0.5, 0.893 and 0.095 at 0.45.
    flow), with confidence: ``intent_floor`` without a waiting step; with one, the same bar as
    a switch (below): a "yes, go ahead" that resembles "never mind" confirms, it does not
    cancel.
-2. With a waiting step (the current step of the most recent ACTIVE scenario is a QUESTION):
+2. With a waiting step (the current step of the most recent ACTIVE scenario, or without one
+   of the most recently PAUSED, is a QUESTION):
    CORRECTION when the message changed a value that an earlier step of that scenario
    collected (the step's own yes/no given in the same message is then retracted: "no, the
    Plus plan" corrects, it does not decline; the scenario goes back to the step that
@@ -210,15 +211,21 @@ def start_candidate(
 
 
 def waiting_step(session: SessionState, pack: AgentPack) -> tuple[Scenario, Step] | None:
-    """The QUESTION step the most recent ACTIVE scenario is on, if any."""
+    """The QUESTION step the most recent ACTIVE scenario is on, if any; with no ACTIVE
+    scenario, that of the most recently PAUSED one (after a goodbye or a finished detour the
+    next message answers the flow that resumes, step 4 of ``processors.phases.scenarios``)."""
     scenarios = {s.id: s for s in pack.scenarios}
+    active_now = any(a.status is ScenarioStatus.ACTIVE for a in session.scenarios)
+    wanted = ScenarioStatus.ACTIVE if active_now else ScenarioStatus.PAUSED
     for active in reversed(session.scenarios):
         scenario = scenarios.get(active.scenario_id)
-        if active.status is not ScenarioStatus.ACTIVE or scenario is None:
+        if active.status is not wanted or scenario is None:
             continue
         step = next((s for s in scenario.steps if s.id == active.current_step_id), None)
         if step is not None and step.kind is StepKind.QUESTION:
             return scenario, step
+        if not active_now:
+            return None  # only the flow that resumes can be waiting
     return None
 
 

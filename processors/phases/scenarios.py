@@ -130,7 +130,8 @@ def step_complete(step: Step, variables: Mapping[str, object]) -> bool:
 
 
 def expected_fields(session: SessionState, pack: AgentPack) -> set[str]:
-    """Fields the ACTIVE scenarios wait for: the sensor's ``expected_fields``. That is every
+    """Fields the ACTIVE scenarios (without one, the most recently PAUSED) wait for: the
+    sensor's ``expected_fields``. That is every
     field the current step collects (a bare "yes" answers it), and the fields earlier steps
     of the scenario collected that are neither BOOLEAN nor free text (a correction: "no, the
     Plus plan"); on an ACTION step, the inputs of its tools the customer may give (module
@@ -138,9 +139,12 @@ def expected_fields(session: SessionState, pack: AgentPack) -> set[str]:
     steps = {(s.id, step.id): step for s in pack.scenarios for step in s.steps}
     by_key = {f.key: f for f in pack.fields}
     wanted: set[str] = set()
-    for active in session.scenarios:
+    listening = [a for a in session.scenarios if a.status is ScenarioStatus.ACTIVE]
+    if not listening:  # the flow that resumes (step 4) waits, as in the dialogue reading
+        listening = [a for a in session.scenarios if a.status is ScenarioStatus.PAUSED][-1:]
+    for active in listening:
         step = steps.get((active.scenario_id, active.current_step_id))
-        if active.status is not ScenarioStatus.ACTIVE or step is None:
+        if step is None:
             continue
         wanted.update(step.collects)
         if step.kind is StepKind.ACTION:
