@@ -326,8 +326,8 @@ class _Checker:
                     yield origin.at("unknown_placeholder", message, "text")
         agent = self.found.agent
         resume = agent.dialogue.resume_template_id if agent is not None else None
-        known = self.ids["templates"]
-        if resume is not None and self.complete("templates") and resume not in known:
+        template_ids = self.ids["templates"]
+        if resume is not None and self.complete("templates") and resume not in template_ids:
             message = f"dialogue.resume_template_id: unknown template {resume!r}"
             yield PackError("agent.yaml", 0, "unknown_template", message)
         has_hard = any(rule.is_hard_constraint for _, rule in self.each(Rule))

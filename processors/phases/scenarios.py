@@ -51,7 +51,9 @@ used to end as a KNOWLEDGE_GAP answer), it asks for the input when the customer 
 (a pack field that is not ``protected``) and a QUESTION step of the pack collects it: ASK,
 with that step's template (the pack's own wording for the question). An input the customer
 may not state (``protected``: identity, set by the gateway or a tool) blocks the step: the
-caller plans the CAPABILITY_GAP answer. :func:`expected_fields` lists the askable inputs of
+caller plans the CAPABILITY_GAP answer. A step whose tools did run and still cannot move
+(they found nothing for the inputs given: another customer's order number) asks again for
+its askable inputs the same way. :func:`expected_fields` lists the askable inputs of
 a waiting ACTION step, so the sensor reads the reply for them; the step runs its tools again
 on that reply (step 3's retry).
 
@@ -216,7 +218,10 @@ def ask_for_missing_inputs(
             continue
         step = next(s for s in scenario.steps if s.id == contribution.step_id)
         missing = _missing_inputs(step, pack, known)
-        askable = [k for k in missing if k in fields and not fields[k].protected and k in asking]
+        # nothing missing, yet the step is still not done: its tools found nothing for the
+        # inputs they were given (an order number of someone else), so ask for those again
+        asked_for = missing or _missing_inputs(step, pack, {})
+        askable = [k for k in asked_for if k in fields and not fields[k].protected and k in asking]
         if askable:
             question = asking[askable[0]]
             contribution = contribution.model_copy(
