@@ -329,10 +329,13 @@ class Settings(BaseSettings):
         "pack validate, pack load and the worker refuse a larger pack",
     )
     table_store: Literal["rocksdb", "memory"] = Field(
-        default="rocksdb",
-        description="where the worker's Faust tables live: rocksdb (rocksdict, under "
-        "<data_dir>/faust; a restart recovers from the local store plus the changelogs' tail) "
-        "or memory (no files; every start replays whole changelogs)",
+        default="memory",
+        description="where the worker's Faust tables live: memory (no files; every start "
+        "replays whole changelogs) or rocksdb (rocksdict, under <data_dir>/faust; a restart "
+        "recovers from the local store plus the changelogs' tail). Not the default yet: "
+        "Faust's RocksDB store reads a key only in the database of the event's partition, so "
+        "a customer's persistent data written from one session's partition is not seen from "
+        "another's (docs/operations.md)",
     )
     pack_index_niceness: int = Field(
         default=10,

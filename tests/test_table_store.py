@@ -1,4 +1,4 @@
-"""The worker's tables on RocksDB (``table_store``, the default): a worker stopped and started
+"""The worker's tables on RocksDB (``table_store=rocksdb``, opt-in): a worker stopped and started
 again on the same data dir continues each session where it was, and the local store carries
 the changelog offset it holds up to, so a restart replays only the changelogs' tail."""
 
@@ -39,8 +39,7 @@ def stored_offsets(data_dir: Path, table: str) -> dict[str, int]:
 async def test_a_restarted_worker_continues_sessions_from_its_rocksdb_store(
     kafka_settings: Settings, tmp_path: Path
 ) -> None:
-    settings = pipeline_settings(kafka_settings, tmp_path / "data")
-    assert settings.table_store == "rocksdb"
+    settings = pipeline_settings(kafka_settings, tmp_path / "data", table_store="rocksdb")
     await prepare(settings)
     who = f"store-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(settings, tmp_path / "worker.log")
