@@ -60,9 +60,12 @@ async def replay(
         first: dict[str, Any] | None = None
         for turn_id in conversation.turn_ids:
             streamed = records[turn_id]
-            request = TurnRequested(
-                turn_id=turn_id, input=streamed.context.input, sent_at=datetime.now(UTC)
+            # The soak sends anonymous turns; P1 fills in the session and a minted customer id,
+            # which the record's input carries. The replay starts from what was sent.
+            sent = streamed.context.input.model_copy(
+                update={"customer_id": None, "session_id": None}
             )
+            request = TurnRequested(turn_id=turn_id, input=sent, sent_at=datetime.now(UTC))
             _, replayed = await run_turn(request, state, deps)
             compared += 1
             diff = differences(state_view(streamed.context), state_view(replayed.context))
