@@ -185,8 +185,9 @@ async def test_a_changed_rule_action_and_a_removed_step_show_on_exactly_the_turn
         turn.record.turn_id
         for turn in recorded
         for d in turn.record.context.scenario_decisions
-        if d.scenario_id == scenario_id and step_id in (d.entered_step_id, d.from_step_id)
-    }
+        if d.scenario_id == scenario_id
+        and (step_id in (d.entered_step_id, d.from_step_id) or step_id in d.skipped_step_ids)
+    }  # a turn that skipped the step walked through it too
     for turn_id in rule_turns:
         assert ChangeKind.ANSWER in changed.get(turn_id, set()), (rule_id, turn_id)
     for turn_id in step_turns:
@@ -196,9 +197,18 @@ async def test_a_changed_rule_action_and_a_removed_step_show_on_exactly_the_turn
         t.record.turn_id: i
         for i, t in enumerate(sorted(recorded, key=lambda t: t.record.context.received_at))
     }
+    # removing a step may change any turn of a conversation from when it was in that scenario
+    # (a paused flow resumed past it, a tool input asked for by it), not only the turns that
+    # entered, left or skipped it
+    in_scenario = {
+        turn.record.turn_id
+        for turn in recorded
+        for d in turn.record.context.scenario_decisions
+        if d.scenario_id == scenario_id
+    }
     first_hit: dict[str, int] = {}
     for turn in recorded:
-        if turn.record.turn_id in rule_turns | step_turns:
+        if turn.record.turn_id in rule_turns | step_turns | in_scenario:
             at = order[turn.record.turn_id]
             first_hit[turn.conversation] = min(first_hit.get(turn.conversation, at), at)
     for turn in recorded:
