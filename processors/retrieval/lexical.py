@@ -83,9 +83,10 @@ def letter_pairs(token: str) -> frozenset[str]:
     return frozenset(framed[i : i + 2] for i in range(len(framed) - 1))
 
 
-def edit_distance(a: str, b: str, limit: int) -> int:
+def edit_distance(a: str, b: str, limit: int, substitution: int = 1) -> int:
     """Optimal-string-alignment distance (insert, delete, substitute, swap neighbours)
-    between ``a`` and ``b``, or ``limit + 1`` as soon as it must exceed ``limit``."""
+    between ``a`` and ``b``, or ``limit + 1`` as soon as it must exceed ``limit``; a
+    substitution costs ``substitution`` (the query wording step counts it as two)."""
     if abs(len(a) - len(b)) > limit:
         return limit + 1
     before: list[int] = []
@@ -93,7 +94,7 @@ def edit_distance(a: str, b: str, limit: int) -> int:
     for i in range(1, len(a) + 1):
         current = [i] + [0] * len(b)
         for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cost = 0 if a[i - 1] == b[j - 1] else substitution
             current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 current[j] = min(current[j], before[j - 2] + 1)

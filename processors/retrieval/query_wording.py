@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from processors.retrieval.lexical import STOPWORDS
+from processors.retrieval.lexical import STOPWORDS, edit_distance
 from processors.retrieval.wording_glossary import GLOSSARY, fold
 from processors.stopwords import LANGUAGE_PROFILES
 from schemas.pack.agent_pack import AgentPack
@@ -70,21 +70,7 @@ _INFLECTIONS = ("s", "es", "d", "ed", "ing", "ly", "er", "y")
 def slip_distance(a: str, b: str, limit: int) -> int:
     """Edits from ``a`` to ``b``: insertion, deletion and swap of neighbours cost 1, a
     substitution 2 (module docstring, step 3); ``limit + 1`` once it must exceed ``limit``."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    before: list[int] = []
-    previous = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        current = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 2
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                current[j] = min(current[j], before[j - 2] + 1)
-        if min(current) > limit:
-            return limit + 1
-        before, previous = previous, current
-    return previous[-1]
+    return edit_distance(a, b, limit, substitution=2)
 
 
 def _inflected(a: str, b: str) -> bool:
