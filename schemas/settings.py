@@ -287,6 +287,11 @@ def _default_cache_dir() -> Path:
     return Path(base) / "turnstream"
 
 
+DEFAULT_PRODUCER_MAX_REQUEST_SIZE = 1_000_000
+"""Faust's and Kafka's default producer ``max.request.size``, just below the broker's default
+``message.max.bytes`` (1,048,588)."""
+
+
 class Settings(BaseSettings):
     """The whole configuration of a turnstream process."""
 
@@ -356,6 +361,14 @@ class Settings(BaseSettings):
     llm_api_key: str | None = Field(default=None, max_length=512, repr=False)
 
     max_message_bytes: int = Field(default=64 * 1024, ge=256, le=10 * 1024 * 1024)
+    producer_max_request_size: int = Field(
+        default=DEFAULT_PRODUCER_MAX_REQUEST_SIZE,
+        ge=128 * 1024,
+        le=64 * 1024 * 1024,
+        description="the largest record (uncompressed, key and headers included) the worker's "
+        "producer sends (Faust's producer_max_request_size); a dead letter keeps a prefix of "
+        "its original 64 KiB below it. Keep it at or below the broker's message.max.bytes",
+    )
     turn_stall_s: float = Field(
         default=60.0,
         gt=0,
