@@ -7,6 +7,7 @@ models appear more than once, e.g. an OK and an ERROR response).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel
@@ -480,6 +481,8 @@ def sample_events() -> list[BaseModel]:
             detail="starts with 7b22",
             original=b'{"not": "avro"}',
             at=_at(1),
+            original_size=15,
+            original_sha256=hashlib.sha256(b'{"not": "avro"}').hexdigest(),
         ),
         PackPublished(
             tenant_id=TENANT,

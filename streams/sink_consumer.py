@@ -34,10 +34,16 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
-from schemas.codec import CodecError, encode
+from schemas.codec import CodecError
 from schemas.events.dead_letter import DeadLetter
 from streams.kafka_clients import consumer_kwargs, producer_kwargs
-from streams.pipeline.rejects import RawRecord, letter_for
+from streams.pipeline.rejects import (
+    KEPT_BY_DEFAULT,
+    RawRecord,
+    deliver,
+    letter_for,
+    original_bound,
+)
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -119,8 +125,11 @@ def poison_reason(exc: Exception, sink: str) -> str:
     return f"{sink}.decode_failed"
 
 
-def dead_letter_of(record: Any, reason: str, detail: str) -> DeadLetter:
-    """The dead letter of a consumed aiokafka record, dated by the record's timestamp."""
+def dead_letter_of(
+    record: Any, reason: str, detail: str, keep: int = KEPT_BY_DEFAULT
+) -> DeadLetter:
+    """The dead letter of a consumed aiokafka record, dated by the record's timestamp, with
+    at most ``keep`` bytes of its value (:func:`~streams.pipeline.rejects.letter_for`)."""
     at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp else None
     raw = RawRecord(
         topic=record.topic,
@@ -130,7 +139,7 @@ def dead_letter_of(record: Any, reason: str, detail: str) -> DeadLetter:
         value=record.value,
         headers={},
     )
-    return letter_for(raw, reason, detail, at)
+    return letter_for(raw, reason, detail, at, keep=keep)
 
 
 class SinkConsumer(Generic[T]):
@@ -174,7 +183,10 @@ class SinkConsumer(Generic[T]):
         )
         await consumer.start()
         if self._dead_topic is not None:
-            producer = AIOKafkaProducer(**producer_kwargs(self.settings))
+            producer = AIOKafkaProducer(
+                max_request_size=self.settings.producer_max_request_size,
+                **producer_kwargs(self.settings),
+            )
             try:
                 await producer.start()
             except BaseException:
@@ -284,16 +296,22 @@ class SinkConsumer(Generic[T]):
                 reason,
                 exc,
             )
-            batch.dead.append(dead_letter_of(record, reason, str(exc)))
+            keep = original_bound(self.settings.producer_max_request_size)
+            batch.dead.append(dead_letter_of(record, reason, str(exc), keep))
             return
         if item is not None:
             batch.items.append(item)
 
     async def _write(self, batch: _Batch[T]) -> None:
         dead = batch.dead
-        if self._producer is not None and self._dead_topic is not None:
+        producer, topic = self._producer, self._dead_topic
+        if producer is not None and topic is not None:
+
+            async def send(key: bytes | None, value: bytes) -> None:
+                await producer.send_and_wait(topic, value, key=key)
+
             for letter in dead:
-                await self._producer.send_and_wait(self._dead_topic, encode(letter))
+                await deliver(letter, send)  # retried, or a minimal letter: never too large
             dead = []
         await self.writer.write(batch.items, dead)
 

@@ -300,8 +300,9 @@ def dead_letter_rows(letter: DeadLetter) -> RowBatch:
             letter.offset,
             letter.reason,
             address_masker(_key_text(letter.key))(letter.detail),
-            len(letter.original),
-            hashlib.sha256(letter.original).hexdigest(),
+            # the whole original's (a v2 letter may keep only a prefix of it)
+            letter.original_size if letter.original_size is not None else len(letter.original),
+            letter.original_sha256 or hashlib.sha256(letter.original).hexdigest(),
             letter.at,
         ),
     )

@@ -27,7 +27,7 @@ from schemas.events.turn_response import TurnResponse
 from schemas.pack.agent_pack import AgentPack
 from streams import metrics, tracing
 from streams.pipeline.decoded import DecodedTable
-from streams.pipeline.rejects import RawRecord, dead_letter
+from streams.pipeline.rejects import RawRecord, deliver, letter_for, original_bound
 from streams.pipeline.runtime import PipelineRuntime
 from streams.pipeline.topology import Topology
 
@@ -165,10 +165,20 @@ class Pipeline:
         return last is not None and last.turn_id == turn_id
 
     async def dead_letter(self, record: RawRecord, reason: str, detail: str) -> None:
+        """Dead-letter ``record``: a letter below the producer's limit, awaited until the
+        broker has it (:func:`~streams.pipeline.rejects.deliver`: retried, then a minimal
+        letter); never raises, so the agent neither crashes nor commits past the record."""
         metrics.DEAD_LETTERS.labels(reason).inc()
-        await self.topology.dead_letter.send(
-            key=record.key, value=dead_letter(record, reason, detail)
+        keep = original_bound(self.topology.settings.producer_max_request_size)
+        letter = letter_for(record, reason, detail, keep=keep)
+        logger.warning(
+            "dead letter %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
         )
+        await deliver(letter, self._send_dead_letter)
+
+    async def _send_dead_letter(self, key: bytes | None, value: bytes) -> None:
+        sent = await self.topology.dead_letter.send(key=key, value=value)
+        await sent  # delivered: a broker that refuses the record raises here
 
     async def fail_turn(
         self, key: bytes, envelope: TurnEnvelope, phase: Phase, code: str, message: str

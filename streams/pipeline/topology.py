@@ -20,6 +20,7 @@ from faust.types import TableT
 from schemas.domain.retrieval import RetrievalType
 from streams.pipeline.faust_fetch import fix_idle_partition_fetches
 from streams.pipeline.faust_fixes import fix_offset_commits
+from streams.pipeline.stores import store_url
 from streams.roles import Role, app_suffix, runs
 from streams.settings import Settings
 from streams.topics import (
@@ -90,6 +91,7 @@ def build_app(settings: Settings, role: Role) -> faust.App:
         datadir=str(datadir),
         producer_linger=0.0,
         producer_acks=-1,
+        producer_max_request_size=settings.producer_max_request_size,
         broker_commit_interval=COMMIT_INTERVAL,
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,
@@ -138,7 +140,11 @@ def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
             **RAW,
         )
 
-    def table(name: str, changelog: TopicSpec, wanted: bool) -> TableT[bytes, bytes] | None:
+    def table(
+        name: str, changelog: TopicSpec, wanted: bool, *, roaming: bool = False
+    ) -> TableT[bytes, bytes] | None:
+        """``roaming``: keyed by something other than the record key, so written from any
+        partition (``streams.pipeline.stores``)."""
         if not wanted:
             return None
         return app.Table(
@@ -148,6 +154,7 @@ def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
             value_type=bytes,
             partitions=settings.partitions,
             changelog_topic=topic(changelog),
+            store=store_url(settings.table_store, roaming=roaming),
             options=dict(ROCKSDB_OPTIONS) if settings.table_store == "rocksdb" else None,
         )
 
@@ -165,8 +172,8 @@ def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
         dead_letter=topic(DEAD_LETTER),
         role=role,
         gates=table("session-gate", SESSION_GATE_CHANGELOG, context),
-        sessions=table("session-state", SESSION_STATE_CHANGELOG, context),
-        customers=table("customer-data", CUSTOMER_DATA_CHANGELOG, context),
+        sessions=table("session-state", SESSION_STATE_CHANGELOG, context, roaming=True),
+        customers=table("customer-data", CUSTOMER_DATA_CHANGELOG, context, roaming=True),
         joins=table("retrieval-join", RETRIEVAL_JOIN_CHANGELOG, runs(role, Role.DECIDE)),
         responses=table("responses", TURN_RESPONSES, context),
         seen=table("turns-seen", TURNS_SEEN_CHANGELOG, context),
