@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -23,18 +24,22 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from streams.kafka_quorum import Quorum, describe_quorum
 from streams.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -71,18 +76,58 @@ class BrokerStatus:
     log_file: Path
 
 
-def broker_properties(settings: Settings, home: Path) -> dict[str, str]:
-    """server.properties of the single node, tuned for a dev box and for tests.
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a local cluster: its id, ports, home and the quorum it votes in.
 
-    Replication factors are 1 (one node); internal topics have few partitions so that the
-    first consumer group or transaction starts fast; topics are never auto-created, so a typo
-    in a topic name fails instead of silently creating a topic.
+    A single broker is node 1 of a cluster of one; in an N-node cluster every node is broker
+    and controller (``process.roles=broker,controller``), all of them voters.
     """
-    host, port, cport = settings.kafka_host, settings.kafka_port, settings.kafka_controller_port
+
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path
+    voters: str
+    """``controller.quorum.voters``: ``id@host:port`` of every controller, comma-separated."""
+    nodes: int = 1
+    cluster_id_file: Path | None = None
+    """Where the cluster id is kept (shared by every node); None: ``home/cluster.id``."""
+
+    @property
+    def replication_factor(self) -> int:
+        """Internal topics' and new topics' default: every node up to 3."""
+        return min(3, self.nodes)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """2 of 3: a write survives one node lost and is refused when only one is left."""
+        return max(1, self.replication_factor - 1)
+
+
+def single_node(settings: Settings, home: Path) -> NodeSpec:
+    host, cport = settings.kafka_host, settings.kafka_controller_port
+    return NodeSpec(NODE_ID, settings.kafka_port, cport, home, f"{NODE_ID}@{host}:{cport}")
+
+
+def broker_properties(
+    settings: Settings, home: Path, node: NodeSpec | None = None
+) -> dict[str, str]:
+    """server.properties of one node, tuned for a dev box and for tests.
+
+    Replication factors are those of the cluster (1 for one node; 3 and
+    ``min.insync.replicas=2`` for three or more), internal topics included; internal topics
+    have few partitions so that the first consumer group or transaction starts fast; topics
+    are never auto-created, so a typo in a topic name fails instead of silently creating a
+    topic.
+    """
+    node = node or single_node(settings, home)
+    host, port, cport = settings.kafka_host, node.port, node.controller_port
+    rf, min_isr = str(node.replication_factor), str(node.min_insync_replicas)
     return {
         "process.roles": "broker,controller",
-        "node.id": str(NODE_ID),
-        "controller.quorum.voters": f"{NODE_ID}@{host}:{cport}",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": node.voters,
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
         "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -90,18 +135,18 @@ def broker_properties(settings: Settings, home: Path) -> dict[str, str]:
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(home / "data"),
         "num.partitions": str(settings.partitions),
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
+        "default.replication.factor": rf,
+        "min.insync.replicas": min_isr,
         "auto.create.topics.enable": "false",
         "delete.topic.enable": "true",
         "group.initial.rebalance.delay.ms": "0",
-        "offsets.topic.replication.factor": "1",
+        "offsets.topic.replication.factor": rf,
         "offsets.topic.num.partitions": "12",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": "4",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": min_isr,
         "share.coordinator.state.topic.num.partitions": "4",
         # A dev broker's disk is small: keep a day of data and small segments.
         "log.retention.hours": "24",
@@ -260,9 +305,10 @@ def private_broker_settings(data_dir: Path, **overrides: Any) -> Settings:
 class LocalKafka:
     """Fetch, format, start, stop and inspect the local broker of one data dir."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, node: NodeSpec | None = None) -> None:
         self.settings = settings
-        self.home = settings.data_dir / "kafka"
+        self.node = node or single_node(settings, settings.data_dir / "kafka")
+        self.home = self.node.home
         self.jar_root = settings.cache_dir / f"kafka-{settings.kafka_version}"
         self.libs = self.jar_root / "libs"
         self.properties_file = self.home / "server.properties"
@@ -274,7 +320,7 @@ class LocalKafka:
     @property
     def bootstrap(self) -> str:
         """The local broker's address (never the external ``kafka_bootstrap``)."""
-        return f"{self.settings.kafka_host}:{self.settings.kafka_port}"
+        return f"{self.settings.kafka_host}:{self.node.port}"
 
     def status(self) -> BrokerStatus:
         """Whether this data dir's broker process is alive (read-only: fixes nothing)."""
@@ -297,20 +343,47 @@ class LocalKafka:
         call started it (so the caller should stop it), False when it was running (or
         starting: then this waits for it too)."""
         with _flock(self.home / ".lock"):
-            pid = self._running_pid()
-            if pid is not None:
-                self._wait_ready(pid, started_here=False)
+            pid = self.spawn()
+            if pid is None:
+                self._wait_ready(self._running_pid_or_fail(), started_here=False)
                 return False
-            if self.pid_file.exists():
-                log.info("removing stale pid file %s", self.pid_file)
-                self.pid_file.unlink()
-            self._check_ports()
-            java = _find_java()
-            libs = self.fetch_jars()
-            self._write_config()
-            self._format_storage(java, libs)
-            self._start(java, libs)
+            self._wait_ready(pid, started_here=True)
             return True
+
+    def spawn(self) -> int | None:
+        """Start the JVM unless it runs already, without waiting for it to serve (a node of
+        a cluster cannot serve before a majority of its quorum runs); its pid, or None when
+        it was running. The caller holds the node's lock or accepts a race."""
+        if self._running_pid() is not None:
+            return None
+        if self.pid_file.exists():
+            log.info("removing stale pid file %s", self.pid_file)
+            self.pid_file.unlink()
+        self._check_ports()
+        java = _find_java()
+        libs = self.fetch_jars()
+        self._write_config()
+        self._format_storage(java, libs)
+        return self._spawn(java, libs)
+
+    def _running_pid_or_fail(self) -> int:
+        pid = self._running_pid()
+        if pid is None:
+            raise LocalKafkaError(f"the Kafka broker of {self.home} exited\n{self._log_tails()}")
+        return pid
+
+    def wait_ready(self, pid: int, started_here: bool = True) -> None:
+        """Wait until the node answers metadata (see :meth:`spawn`)."""
+        self._wait_ready(pid, started_here)
+
+    def kill(self) -> int | None:
+        """SIGKILL the node (no controlled shutdown: a crash); its pid, None if none ran."""
+        with _flock(self.home / ".lock"):
+            pid = self._running_pid()
+            if pid is None:
+                return None
+            self._kill(pid)
+            return pid
 
     def down(self) -> bool:
         """Stop the broker (controlled shutdown, SIGKILL after a timeout); False if none ran."""
@@ -408,8 +481,8 @@ class LocalKafka:
     def _check_ports(self) -> None:
         host = self.settings.kafka_host
         for name, port in (
-            ("TURNSTREAM_KAFKA_PORT", self.settings.kafka_port),
-            ("TURNSTREAM_KAFKA_CONTROLLER_PORT", self.settings.kafka_controller_port),
+            ("TURNSTREAM_KAFKA_PORT", self.node.port),
+            ("TURNSTREAM_KAFKA_CONTROLLER_PORT", self.node.controller_port),
         ):
             if not _port_free(host, port):
                 raise LocalKafkaError(
@@ -419,7 +492,7 @@ class LocalKafka:
 
     def _write_config(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        props = broker_properties(self.settings, self.home)
+        props = broker_properties(self.settings, self.home, self.node)
         self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j2.properties").write_text(_package_file("log4j2.properties"))
 
@@ -427,7 +500,7 @@ class LocalKafka:
         """Format the KRaft log dir once; the cluster id is kept next to it."""
         if (self.home / "data" / "meta.properties").is_file():
             return
-        id_file = self.home / "cluster.id"
+        id_file = self.node.cluster_id_file or self.home / "cluster.id"
         cluster_id = id_file.read_text().strip() if id_file.is_file() else _new_cluster_id()
         id_file.write_text(cluster_id + "\n")
         command = [
@@ -449,7 +522,7 @@ class LocalKafka:
             "-Dlog4j2.shutdownHookEnabled=false",
         ]
 
-    def _start(self, java: str, libs: Path) -> None:
+    def _spawn(self, java: str, libs: Path) -> int:
         command = [
             java, f"-Xmx{self.settings.kafka_heap}", *_JVM_OPTS, *self._log_opts(),
             "-cp", f"{libs}/*", MAIN_CLASS, str(self.properties_file),
@@ -467,7 +540,7 @@ class LocalKafka:
         tmp = self.pid_file.with_suffix(".tmp")
         tmp.write_text(f"{proc.pid}\n")
         tmp.replace(self.pid_file)
-        self._wait_ready(proc.pid, started_here=True)
+        return proc.pid
 
     def _wait_ready(self, pid: int, started_here: bool) -> None:
         """Wait for a metadata answer; if the broker dies or the deadline passes, fail loudly.
@@ -526,6 +599,296 @@ class LocalKafka:
             child.wait(timeout=KILL_TIMEOUT_S)
             del _children[self.properties_file]
         self.pid_file.unlink(missing_ok=True)
+
+
+CLUSTER_DIR = "kafka-cluster"
+CLUSTER_FILE = "cluster.json"
+PORT_STRIDE = 2
+"""Node i of a cluster laid out from the settings listens on ``kafka_port + 2*i`` and
+``kafka_controller_port + 2*i``: 19092/19093, 19094/19095, 19096/19097 by default."""
+IN_SYNC_TIMEOUT_S = 120.0
+
+
+class Role(StrEnum):
+    """Which node of a cluster to find (and kill)."""
+
+    PARTITION_LEADER = "partition_leader"
+    CONTROLLER = "controller"
+    COORDINATOR = "coordinator"
+
+
+def cluster_ports(settings: Settings, nodes: int) -> list[tuple[int, int]]:
+    """(broker port, controller port) of each node, laid out from the settings."""
+    ports = [
+        (settings.kafka_port + PORT_STRIDE * i, settings.kafka_controller_port + PORT_STRIDE * i)
+        for i in range(nodes)
+    ]
+    flat = [port for pair in ports for port in pair]
+    if len(set(flat)) != len(flat) or max(flat) > 65535:
+        raise LocalKafkaError(
+            f"a {nodes}-node cluster needs distinct ports kafka_port+2i and "
+            f"kafka_controller_port+2i (i < {nodes}); kafka_port={settings.kafka_port}, "
+            f"kafka_controller_port={settings.kafka_controller_port} give {flat}"
+        )
+    return ports
+
+
+class LocalCluster:
+    """N local KRaft nodes, each broker and controller, on loopback, from the same jars.
+
+    Each node is a :class:`LocalKafka` with its own home (``<data_dir>/kafka-cluster/node<id>``),
+    pid file and log; all are voters of one metadata quorum and share one cluster id.
+    Replication factor 3 (every node up to 3) and ``min.insync.replicas=2``. The nodes can be
+    found by role (a partition's leader, the active controller, a group's coordinator),
+    SIGKILLed and started again: the failover tests and ``bench/chaos.py --cluster``.
+
+    Clients and workers need ``kafka_bootstrap=cluster.bootstrap`` (every node, so that a
+    client starting while one is down finds another) and ``replication_factor=3``:
+    :meth:`client_settings`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        nodes: int = 3,
+        ports: list[tuple[int, int]] | None = None,
+    ) -> None:
+        if nodes < 1:
+            raise LocalKafkaError("a cluster needs at least one node")
+        self.settings = settings
+        self.root = settings.data_dir / CLUSTER_DIR
+        self.ports = ports or cluster_ports(settings, nodes)
+        if len(self.ports) != nodes:
+            raise LocalKafkaError(f"{nodes} nodes need {nodes} port pairs, got {len(self.ports)}")
+        host = settings.kafka_host
+        voters = ",".join(f"{i + 1}@{host}:{cport}" for i, (_, cport) in enumerate(self.ports))
+        self.nodes: dict[int, LocalKafka] = {
+            i + 1: LocalKafka(
+                settings,
+                NodeSpec(
+                    node_id=i + 1,
+                    port=port,
+                    controller_port=cport,
+                    home=self.root / f"node{i + 1}",
+                    voters=voters,
+                    nodes=nodes,
+                    cluster_id_file=self.root / "cluster.id",
+                ),
+            )
+            for i, (port, cport) in enumerate(self.ports)
+        }
+
+    @classmethod
+    def recorded(cls, settings: Settings) -> LocalCluster | None:
+        """The cluster ``turnstream kafka up --nodes N`` started in this data dir, if any."""
+        try:
+            spec = json.loads((settings.data_dir / CLUSTER_DIR / CLUSTER_FILE).read_text())
+            ports = [(int(a), int(b)) for a, b in spec["ports"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return cls(settings, len(ports), ports)
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes.values())
+
+    @property
+    def replication_factor(self) -> int:
+        return next(iter(self.nodes.values())).node.replication_factor
+
+    def client_settings(self, **overrides: Any) -> Settings:
+        """Settings whose clients, workers and topic creation use this cluster."""
+        values: dict[str, Any] = {
+            "kafka_bootstrap": self.bootstrap,
+            "replication_factor": self.replication_factor,
+        }
+        values.update(overrides)
+        return self.settings.model_copy(update=values)
+
+    def node_of(self, node_id: int) -> LocalKafka:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise LocalKafkaError(f"no node {node_id} (nodes {sorted(self.nodes)})") from None
+
+    def running(self) -> list[int]:
+        return [nid for nid, node in self.nodes.items() if node.status().running]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def up(self) -> str:
+        """Start every node that is not running, then wait until all serve and every broker
+        is registered; return the bootstrap (every node)."""
+        with _flock(self.root / ".lock"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            record = {"nodes": len(self.nodes), "ports": [list(p) for p in self.ports]}
+            (self.root / CLUSTER_FILE).write_text(json.dumps(record) + "\n")
+            spawned = {nid: node.spawn() for nid, node in self.nodes.items()}
+            for nid, pid in spawned.items():
+                node = self.nodes[nid]
+                if pid is None:
+                    node.wait_ready(node._running_pid_or_fail(), started_here=False)
+                else:
+                    node.wait_ready(pid, started_here=True)
+        self.wait_registered()
+        return self.bootstrap
+
+    def down(self) -> bool:
+        """Stop every node (controlled shutdown, all at once); False when none ran."""
+        stopped = [False] * len(self.nodes)
+
+        def stop(i: int, node: LocalKafka) -> None:
+            stopped[i] = node.down()
+
+        threads = [
+            threading.Thread(target=stop, args=(i, node))
+            for i, node in enumerate(self.nodes.values())
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return any(stopped)
+
+    def kill(self, node_id: int) -> int | None:
+        """SIGKILL one node; its pid, or None when it was not running."""
+        return self.node_of(node_id).kill()
+
+    def stop(self, node_id: int) -> bool:
+        """Stop one node with a controlled shutdown (its leaderships move first)."""
+        return self.node_of(node_id).down()
+
+    def start(self, node_id: int) -> None:
+        """Start one node again on its data dir and wait until it serves."""
+        self.node_of(node_id).ensure_running()
+
+    def wait_registered(self, timeout_s: float | None = None) -> None:
+        """Wait until the metadata of a live node lists every running node as a broker."""
+        timeout_s = timeout_s or self.settings.kafka_start_timeout_s
+        deadline = time.monotonic() + timeout_s
+        want = set(self.running())
+        while True:
+            have = asyncio.run(self._brokers())
+            if want <= have:
+                return
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(
+                    f"brokers {sorted(want - have)} not registered after {timeout_s:.0f} s"
+                )
+            time.sleep(0.2)
+
+    def wait_in_sync(self, timeout_s: float = IN_SYNC_TIMEOUT_S) -> float:
+        """Wait until every partition of every topic has all its replicas in sync and the
+        metadata quorum is caught up (after a node came back: before the next is stopped);
+        the seconds it took."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        while True:
+            lagging = asyncio.run(self._lagging())
+            if not lagging:
+                return time.monotonic() - started
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(
+                    f"not in sync after {timeout_s:.0f} s: {', '.join(lagging[:5])}"
+                )
+            time.sleep(0.5)
+
+    # -- roles ----------------------------------------------------------------------------
+
+    async def active_controller(self) -> int:
+        """The node id of the metadata quorum's leader, asked of each live controller until
+        one names a leader (an election may be running: it waits for it)."""
+        deadline = time.monotonic() + self.settings.kafka_start_timeout_s
+        while True:
+            for quorum in await self._quorums():
+                if quorum.leader_id in self.nodes:
+                    return quorum.leader_id
+            if time.monotonic() > deadline:
+                raise LocalKafkaError("no controller leads the metadata quorum")
+            await asyncio.sleep(0.2)
+
+    async def partition_leader(self, topic: str, partition: int) -> int:
+        """The node id that leads ``topic``-``partition`` now."""
+        async with self._admin() as admin:
+            for described in await admin.describe_topics([topic]):
+                for part in described.get("partitions", []):
+                    if part["partition"] == partition and part["leader"] in self.nodes:
+                        return int(part["leader"])
+        raise LocalKafkaError(f"{topic}-{partition} has no leader")
+
+    async def group_coordinator(self, group_id: str) -> int:
+        """The node id coordinating consumer group ``group_id``."""
+        deadline = time.monotonic() + self.settings.kafka_start_timeout_s
+        async with self._admin() as admin:
+            while True:
+                try:
+                    return int(await admin.find_coordinator(group_id))
+                except KafkaError as exc:  # the offsets topic is created on first ask
+                    if not exc.retriable or time.monotonic() > deadline:
+                        raise
+                await asyncio.sleep(0.2)
+
+    async def find(
+        self, role: Role, *, topic: str = "", partition: int = 0, group: str = ""
+    ) -> int:
+        if role is Role.CONTROLLER:
+            return await self.active_controller()
+        if role is Role.PARTITION_LEADER:
+            return await self.partition_leader(topic, partition)
+        return await self.group_coordinator(group)
+
+    # -- internals ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _admin(self) -> AsyncIterator[AIOKafkaAdminClient]:
+        live = [self.nodes[nid].bootstrap for nid in self.running()] or [self.bootstrap]
+        admin = AIOKafkaAdminClient(bootstrap_servers=",".join(live), request_timeout_ms=10_000)
+        await admin.start()
+        try:
+            yield admin
+        finally:
+            await admin.close()
+
+    async def _quorums(self) -> list[Quorum]:
+        host = self.settings.kafka_host
+        found = []
+        for nid in self.running():
+            with contextlib.suppress(OSError, TimeoutError, KafkaError):
+                found.append(await describe_quorum(host, self.nodes[nid].node.controller_port))
+        return found
+
+    async def _brokers(self) -> set[int]:
+        for nid in self.running():
+            host, _, port = self.nodes[nid].bootstrap.rpartition(":")
+            try:
+                conn = await asyncio.wait_for(create_conn(host, int(port)), 3.0)
+            except (TimeoutError, OSError, KafkaError):
+                continue
+            try:
+                response: Any = await conn.send(MetadataRequest([]))
+                return {int(broker[0]) for broker in response.brokers}
+            except (TimeoutError, OSError, KafkaError):
+                continue
+            finally:
+                conn.close()
+        return set()
+
+    async def _lagging(self) -> list[str]:
+        """Partitions (and the quorum) not fully in sync, as text; [] when all are."""
+        lagging: list[str] = []
+        quorums = await self._quorums()
+        if not any(q.caught_up() and set(q.voters) == set(self.nodes) for q in quorums):
+            lagging.append("metadata quorum")
+        try:
+            async with self._admin() as admin:
+                topics = await admin.describe_topics()
+        except KafkaError as exc:
+            return [*lagging, f"metadata ({exc!r})"]
+        for described in topics:
+            for part in described.get("partitions", []):
+                if set(part["isr"]) != set(part["replicas"]):
+                    lagging.append(f"{described['topic']}-{part['partition']}")
+        return lagging
 
 
 def _package_file(name: str) -> str:
