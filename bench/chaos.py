@@ -27,9 +27,10 @@ no worker is killed from 15 s before the broker's stop until 15 s after it is ba
 running workers ride the outage out. A worker that exits
 on its own is started again and counted in ``unplanned_exits``.
 
-**Counts** (after the load, ``--drain`` seconds for late answers and 3 s of settling):
-``sent`` turns, ``received`` turns answered, ``lost`` = sent - received, ``duplicates`` =
-response records beyond the first for a turn, ``error_responses`` (status not OK).
+**Counts** (after the load, ``--drain`` seconds for late answers and 3 s of settling; the
+judges are in bench/chaos_judge.py): ``sent`` turns, ``received`` turns answered OK,
+``error_responses`` turns answered with an ERROR (not received), ``lost`` turns with no
+response, ``duplicates`` = response records beyond the first for a turn.
 ``recovery`` per fault: the turns in flight at the fault, and ``in_flight_answered_s``, the
 time from the fault until the last of them was answered (what a customer caught by the
 fault waited); ``first_answer_s``, until the next answer from any turn.
@@ -46,6 +47,19 @@ its last. The workers run with a retrieval deadline of ``--retrieval-deadline`` 
 gap, which would change the turn legitimately (gaps are tested in tests/test_turn_stages.py);
 ``retrieval_gaps`` counts the turns that still had one. Memories are not part of the
 replay (it runs no memory ingestion); they do not enter the compared state.
+
+**Responses** (``response_mismatches``): each replayed turn's TurnResponse against the one
+the customer got, on what a customer sees (text, status, error, outcome, session, address,
+coalesced turns; not timings).
+
+**Analytics** (``--analytics``): once the analytics group has no lag, the workers stop and
+each one's embedded store is read; every received turn must have exactly one ``turns`` row
+over all stores (``FINAL``) by (tenant, session, turn id): ``analytics_missing``,
+``analytics_duplicates`` (``analytics_in_several_stores`` of them in more than one worker's
+store), ``analytics_extra``; ``analytics_unmerged_rows`` counts rows a store holds twice
+until its merge (no analyst query sees them).
+
+The exit status is 1 when any judge fails (``verdict`` in the summary names which).
 
 Defaults take about 6 minutes on a 2-core machine. ``python -m bench.chaos`` is the same;
 the load and faults are in bench/chaos_soak.py, the state replay in bench/chaos_replay.py.
@@ -69,11 +83,23 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.chaos_judge import (
+    dump_analytics,
+    expected_analytics,
+    failures,
+    judge_analytics,
+    judge_answers,
+    judge_responses,
+)
 from bench.chaos_replay import replay
 from bench.chaos_soak import Soak
 from bench.harness.figures import summary
 from bench.harness.pipeline import Cluster, pipeline_settings, prepare, private_cluster, wait_ready
-from schemas.events.turn_response import ResponseStatus
+from schemas.events.turn_response import TurnResponse
+from sinks.analytics.store import chdb_path
+from streams.analytics_consumer import group_id as analytics_group
+from streams.consumer_lag import LagReader
+from streams.settings import Settings
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess
 
@@ -140,26 +166,17 @@ async def _soak(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
             await asyncio.sleep(SETTLE_S)
             counts = client.response_counts
             responses = client.responses()
-            sent = len(soak.turns)
-            received = sum(1 for t in soak.turns if counts[t] > 0)
             seen = client.records()
             records = {t: seen[t] for t in soak.turns if t in seen}
+            answers = judge_answers(soak.turns, responses, counts)
             result.update(
                 {
-                    "sent": sent,
-                    "received": received,
-                    "lost": sent - received,
-                    "duplicates": sum(max(0, counts[t] - 1) for t in soak.turns),
-                    "error_responses": sum(
-                        1
-                        for t in soak.turns
-                        if t in responses and responses[t].status is not ResponseStatus.OK
-                    ),
+                    **answers,
                     "stalled": soak.stalled,
                     "send_retries": soak.send_retries,
                     "conversations": len(soak.conversations),
                     "load_s": round(loaded_s, 1),
-                    "turns_per_s": round(received / max(loaded_s, 1e-9), 2),
+                    "turns_per_s": round(answers["received"] / max(loaded_s, 1e-9), 2),
                     "e2e_ms": summary(
                         [
                             (t.answered_at - t.sent_at) * 1000
@@ -168,7 +185,6 @@ async def _soak(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
                         ],
                         1,
                     ),
-                    "lost_turn_ids": [t for t in soak.turns if counts[t] == 0],
                     "recovery": soak.recovery(),
                     "unplanned_exits": soak.unplanned_exits,
                     "completed_records_per_turn": dict(
@@ -181,16 +197,53 @@ async def _soak(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         tasks = []
+        if args.analytics:
+            result["analytics_drain_s"] = await analytics_drained(settings, args.drain)
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in soak.workers))
         await asyncio.to_thread(broker.down)
+        if args.analytics:
+            stores = [
+                await asyncio.to_thread(dump_analytics, chdb_path(w.settings), database)
+                for w in soak.workers
+                for database in [w.settings.analytics.database]
+            ]
+            result.update(
+                judge_analytics(
+                    expected_analytics(soak.turns, responses),
+                    [[tuple(k) for k in s["final"]] for s in stores],
+                    [[tuple(k) for k in s["raw"]] for s in stores],
+                )
+            )
+            result["analytics_errors"] = [s["error"] for s in stores if "error" in s]
         print("replaying every conversation in-process ...")
-        result.update(await replay(soak.conversations, records))
+        replayed: dict[str, TurnResponse] = {}
+        result.update(await replay(soak.conversations, records, replayed))
+        result.update(judge_responses(responses, replayed))
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in soak.workers))
     result["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
     return result
+
+
+async def analytics_drained(settings: Settings, timeout: float) -> float | None:
+    """Seconds until the workers' analytics group has no lag (every completed turn written
+    and committed), None if it still had some after ``timeout``."""
+    reader = LagReader(settings)
+    await reader.start()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        while loop.time() - start < timeout:
+            with contextlib.suppress(Exception):
+                lag = await reader.lag(analytics_group(settings))
+                if lag and not any(lag.values()):
+                    return round(loop.time() - start, 1)
+            await asyncio.sleep(1.0)
+        return None
+    finally:
+        await reader.stop()
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -203,20 +256,38 @@ def _range(text: str) -> tuple[float, float]:
 
 def print_result(result: dict[str, Any]) -> None:
     print("\nresult")
-    for key in ("sent", "received", "lost", "duplicates", "state_mismatches"):
+    keys = ["sent", "received", "error_responses", "lost", "duplicates", "state_mismatches"]
+    keys += ["response_mismatches"]
+    if "analytics_missing" in result:
+        keys += ["analytics_missing", "analytics_duplicates", "analytics_extra"]
+    for key in keys:
         print(f"  {key}: {result[key]}")
     e2e = result["e2e_ms"]
     print(
         f"  {result['turns_per_s']} turns/s over {result['load_s']} s; e2e p50/p99/max "
-        f"{e2e.get('p50')}/{e2e.get('p99')}/{e2e.get('max')} ms; error responses "
-        f"{result['error_responses']}; stalled {result['stalled']}; send retries "
-        f"{result['send_retries']}; unplanned exits {len(result['unplanned_exits'])}"
+        f"{e2e.get('p50')}/{e2e.get('p99')}/{e2e.get('max')} ms; stalled {result['stalled']}; "
+        f"send retries {result['send_retries']}; unplanned exits {len(result['unplanned_exits'])}"
     )
     print(
         f"  state compared on {result['state_compared_turns']} turns of "
         f"{result['state_compared_sessions']} sessions; answers differing from the replay: "
         f"{result['answers_differ']}; turns with a retrieval gap: {result['retrieval_gaps']}"
     )
+    print(
+        f"  responses compared with the replay's: {result['response_compared']}, differing"
+        f" {result['response_mismatches']}"
+    )
+    if "analytics_missing" in result:
+        print(
+            f"  analytics: {result['analytics_rows']} rows (FINAL, per store"
+            f" {result['analytics_rows_per_store']}) for {result['analytics_expected']} received"
+            f" turns; in several stores {result['analytics_in_several_stores']}; unmerged"
+            f" {result['analytics_unmerged_rows']}; drained after {result['analytics_drain_s']} s"
+        )
+        for error in result["analytics_errors"]:
+            print(f"  analytics store not read: {error}")
+    bad = failures(result)
+    print(f"  verdict: {'FAIL: ' + '; '.join(bad) if bad else 'clean'}")
     for fault in result["recovery"]:
         print(
             f"  {fault['kind']} {fault['target']} at {fault['at_s']} s (down {fault['down_s']} s):"
@@ -255,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    clean = result["lost"] == result["duplicates"] == result["state_mismatches"] == 0
-    return 0 if clean else 1
+    return 1 if failures(result) else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from bench.chaos_soak import Conversation
 from bench.harness.inprocess import in_process_deps
 from schemas.domain.turn_context import TurnContext
 from schemas.domain.turn_record import TurnRecord
+from schemas.events.turn_response import TurnResponse
 
 
 def state_view(context: TurnContext) -> dict[str, Any]:
@@ -40,9 +41,13 @@ def differences(streamed: dict[str, Any], replayed: dict[str, Any]) -> dict[str,
 
 
 async def replay(
-    conversations: list[Conversation], records: dict[str, TurnRecord]
+    conversations: list[Conversation],
+    records: dict[str, TurnRecord],
+    responses: dict[str, TurnResponse] | None = None,
 ) -> dict[str, Any]:
-    """Each conversation again through ``run_turn`` with the same turn ids; compare states."""
+    """Each conversation again through ``run_turn`` with the same turn ids; compare states.
+    ``responses``, when given, receives each replayed turn's TurnResponse (compared with the
+    customer's by :func:`bench.chaos_judge.judge_responses`)."""
     from processors.turn.in_process import MemoryState, run_turn
     from schemas.events.turn_requested import TurnRequested
 
@@ -66,7 +71,9 @@ async def replay(
                 update={"customer_id": None, "session_id": None}
             )
             request = TurnRequested(turn_id=turn_id, input=sent, sent_at=datetime.now(UTC))
-            _, replayed = await run_turn(request, state, deps)
+            response, replayed = await run_turn(request, state, deps)
+            if responses is not None:
+                responses[turn_id] = response
             compared += 1
             diff = differences(state_view(streamed.context), state_view(replayed.context))
             if streamed.context.response_text != replayed.context.response_text:
