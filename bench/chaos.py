@@ -6,6 +6,7 @@ session's state is compared with a replay of its turns.
                           [--partitions 8] [--kill-every 20:45] [--restart-after 1:5]
                           [--broker-at 0.5] [--broker-down 5] [--no-broker-restart]
                           [--seed 7] [--keep] [--json PATH]
+                          [--cluster N] [--node-down 5]
 
 Setup (loopback only): a private broker on free ports, its data dir on disk in a temporary
 directory, a fresh topic prefix with ``--partitions`` partitions, the example pack published,
@@ -61,6 +62,11 @@ until its merge (no analyst query sees them).
 
 The exit status is 1 when any judge fails (``verdict`` in the summary names which).
 
+**``--cluster N``** (N > 1): the soak runs on a private N-node cluster (RF 3,
+``min.insync.replicas=2``) and, instead of the broker restart, SIGKILLs the leader of a
+request-topic partition, the active controller and the group coordinator, then restarts every
+node in turn; ``broker_kills`` in the JSON lists each (bench/chaos_cluster.py).
+
 Defaults take about 6 minutes on a 2-core machine. ``python -m bench.chaos`` is the same;
 the load and faults are in bench/chaos_soak.py, the state replay in bench/chaos_replay.py.
 """
@@ -83,6 +89,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.chaos_cluster import NodeFaults, private_node_cluster
 from bench.chaos_judge import (
     dump_analytics,
     expected_analytics,
@@ -99,6 +106,7 @@ from schemas.events.turn_response import TurnResponse
 from sinks.analytics.store import chdb_path
 from streams.analytics_consumer import group_id as analytics_group
 from streams.consumer_lag import LagReader
+from streams.local_kafka import LocalCluster, LocalKafka
 from streams.settings import Settings
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess
@@ -107,18 +115,25 @@ SETTLE_S = 3.0
 
 
 async def soak(args: argparse.Namespace) -> dict[str, Any]:
+    if args.cluster > 1:  # bench/chaos_cluster.py: N nodes, node kills for the broker restart
+        async with private_node_cluster(args.cluster, keep=args.keep) as nodes:
+            return await _soak(args, nodes, nodes.nodes)
     async with private_cluster("chaos", keep=args.keep) as cluster:
         return await _soak(args, cluster)
 
 
-async def _soak(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
+async def _soak(
+    args: argparse.Namespace, cluster: Cluster, nodes: LocalCluster | None = None
+) -> dict[str, Any]:
     root, broker = cluster.root, cluster.broker
-    assert broker is not None  # a private broker: the soak restarts it
+    kafka = broker or nodes
+    assert kafka is not None  # a private broker (restarted) or cluster (nodes killed)
     settings = pipeline_settings(
         cluster.base, "chaos", partitions=args.partitions, analytics=args.analytics
     )
     worker_env = {"TURNSTREAM_PHASES__RETRIEVAL__TIMEOUT_S": str(args.retrieval_deadline)}
-    soak = Soak(args, settings, broker)
+    soak = Soak(args, settings, broker or LocalKafka(settings))  # the broker: restarted
+    node_faults = NodeFaults(soak, nodes, settings) if nodes is not None else None
     soak.workers = [
         WorkerProcess(
             settings.model_copy(update={"data_dir": root / f"w{i}"}),
@@ -151,7 +166,11 @@ async def _soak(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
                 asyncio.create_task(soak.kill_loop(i, soak.t0 + args.calm, end - args.calm))
                 for i in range(args.workers)
             ]
-            if not args.no_broker_restart:
+            if node_faults is not None:
+                faults.append(
+                    asyncio.create_task(node_faults.run(soak.t0 + args.calm, args.node_down))
+                )
+            elif not args.no_broker_restart:
                 faults.append(
                     asyncio.create_task(
                         soak.broker_restart(soak.t0 + args.broker_at * args.duration)
@@ -186,6 +205,7 @@ async def _soak(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
                         1,
                     ),
                     "recovery": soak.recovery(),
+                    "broker_kills": node_faults.report() if node_faults else [],
                     "unplanned_exits": soak.unplanned_exits,
                     "completed_records_per_turn": dict(
                         Counter(client.record_counts[t] for t in soak.turns)
@@ -200,7 +220,7 @@ async def _soak(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
         if args.analytics:
             result["analytics_drain_s"] = await analytics_drained(settings, args.drain)
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in soak.workers))
-        await asyncio.to_thread(broker.down)
+        await asyncio.to_thread(kafka.down)
         if args.analytics:
             stores = [
                 await asyncio.to_thread(dump_analytics, chdb_path(w.settings), database)
@@ -309,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-at", type=float, default=0.5, help="fraction of the duration")
     parser.add_argument("--broker-down", type=float, default=5.0, help="seconds stopped")
     parser.add_argument("--no-broker-restart", action="store_true")
+    parser.add_argument(
+        "--cluster", type=int, default=1, metavar="N", help="N > 1: N-node cluster, node kills"
+    )
+    parser.add_argument("--node-down", type=float, default=5.0, help="s a killed node is down")
     parser.add_argument("--turn-timeout", type=float, default=180.0)
     parser.add_argument("--drain", type=float, default=180.0, help="seconds for late answers")
     parser.add_argument("--retrieval-deadline", type=float, default=30.0)

@@ -1,0 +1,151 @@
+"""The chaos soak on a replicated cluster (``bench/chaos.py --cluster N``): a private N-node
+KRaft cluster (streams/local_kafka.py ``LocalCluster``: every node broker and controller, RF 3,
+``min.insync.replicas=2``) instead of the single broker, and node faults instead of the one
+broker restart.
+
+**Node faults**, one after another from ``--calm`` seconds into the load, each starting once
+the cluster is whole again (every partition's replicas in sync, the metadata quorum caught up):
+
+1. SIGKILL the leader of partition 0 of the request topic,
+2. SIGKILL the active controller (the metadata quorum's leader),
+3. SIGKILL the coordinator of the pipeline's consumer group,
+
+each killed node started again ``--node-down`` seconds later on its data dir; then
+
+4. a rolling restart: every node in turn stopped (controlled shutdown) and started again,
+   the next only once the cluster is in sync.
+
+Worker SIGKILLs keep their schedule outside the node faults (from 15 s before the first
+until 15 s after the last, none), so each stall is the node's. Each node fault is in the
+soak's ``recovery`` (kind ``node_<role>``) and in ``broker_kills``: which node, which role,
+when, how long down (until it served again), how long until in sync, and what the turns in
+flight at the fault waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.chaos_soak import BROKER_CALM_S, Fault, Soak
+from bench.harness.pipeline import Cluster
+from streams.local_kafka import LocalCluster, Role, private_local_cluster
+from streams.settings import Settings
+from streams.topics import TURN_REQUESTED, pipeline_group
+
+KILLS = (Role.PARTITION_LEADER, Role.CONTROLLER, Role.COORDINATOR)
+ROLLING = "rolling_restart"
+
+
+@dataclass
+class NodeFault:
+    """One node taken away: what ``broker_kills`` lists."""
+
+    role: str
+    node: int
+    how: str
+    """``SIGKILL`` or ``stop`` (controlled shutdown, in the rolling restart)."""
+    at_s: float
+    down_s: float = 0.0
+    """From the kill (or stop) until the node served again."""
+    in_sync_s: float = 0.0
+    """From serving again until every replica was in sync."""
+    in_flight: int = 0
+
+
+@dataclass
+class NodeCluster(Cluster):
+    """The bench's :class:`Cluster` (root, base settings; no single broker) with the nodes."""
+
+    nodes: LocalCluster | None = None
+
+
+@contextlib.asynccontextmanager
+async def private_node_cluster(nodes: int, *, keep: bool = False) -> AsyncIterator[NodeCluster]:
+    """A temporary directory and an ``nodes``-node cluster of our own in it; at the end the
+    cluster stops and the directory goes, unless the bench failed or ``keep``."""
+    root = Path(tempfile.mkdtemp(prefix="turnstream-chaos-cluster-"))
+    failed = True
+    try:
+        cluster = private_local_cluster(root, nodes)
+        t0 = time.monotonic()
+        await asyncio.to_thread(cluster.up)
+        print(f"{nodes}-node cluster up on {cluster.bootstrap} in {time.monotonic() - t0:.1f} s")
+        try:
+            yield NodeCluster(root, cluster.client_settings(data_dir=root), None, cluster)
+        finally:
+            await asyncio.to_thread(cluster.down)
+        failed = False
+    finally:
+        if failed or keep:
+            print(f"worker logs and data kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+class NodeFaults:
+    """The node-fault schedule of one soak, on the soak's clock."""
+
+    def __init__(self, soak: Soak, cluster: LocalCluster, settings: Settings) -> None:
+        self.soak = soak
+        self.cluster = cluster
+        self.settings = settings
+        self.done: list[tuple[NodeFault, Fault]] = []
+
+    async def run(self, start: float, node_down_s: float) -> None:
+        soak = self.soak
+        soak.no_kills = (start - BROKER_CALM_S, float("inf"))
+        await asyncio.sleep(max(0.0, start - soak.now()))
+        prefix = self.settings.topic_prefix
+        for role in KILLS:
+            node = await self.cluster.find(
+                role, topic=TURN_REQUESTED.name(prefix), partition=0, group=pipeline_group(prefix)
+            )
+            await self._take_down(role.value, node, "SIGKILL", node_down_s)
+        for node in sorted(self.cluster.nodes):
+            await self._take_down(ROLLING, node, "stop", 0.0)
+        soak.no_kills = (soak.no_kills[0], soak.now() + BROKER_CALM_S)
+
+    async def _take_down(self, role: str, node: int, how: str, down_for: float) -> None:
+        soak = self.soak
+        in_flight = soak.in_flight()
+        fault = Fault(f"node_{role}", f"node{node}", soak.elapsed(), in_flight)
+        record = NodeFault(role, node, how, round(fault.at_s, 1), in_flight=len(in_flight))
+        print(f"[{fault.at_s:6.1f} s] {how} node {node} ({role}), {len(in_flight)} in flight")
+        t = soak.now()
+        if how == "SIGKILL":
+            await asyncio.to_thread(self.cluster.kill, node)
+        else:
+            await asyncio.to_thread(self.cluster.stop, node)
+        await asyncio.sleep(down_for)
+        await asyncio.to_thread(self.cluster.start, node)
+        record.down_s = fault.down_s = round(soak.now() - t, 2)
+        record.in_sync_s = round(await asyncio.to_thread(self.cluster.wait_in_sync), 2)
+        soak.faults.append(fault)
+        self.done.append((record, fault))
+        print(
+            f"[{soak.elapsed():6.1f} s] node {node} back after {record.down_s} s, "
+            f"in sync {record.in_sync_s} s later"
+        )
+
+    def report(self) -> list[dict[str, Any]]:
+        """``broker_kills``: each node fault with the soak's recovery figures for it."""
+        recovery = {(r["kind"], r["target"], r["at_s"]): r for r in self.soak.recovery()}
+        rows = []
+        for record, fault in self.done:
+            seen = recovery.get((fault.kind, fault.target, round(fault.at_s, 1)), {})
+            rows.append(
+                {
+                    **asdict(record),
+                    "in_flight_answered_s": seen.get("in_flight_answered_s"),
+                    "first_answer_s": seen.get("first_answer_s"),
+                }
+            )
+        return rows
