@@ -19,11 +19,13 @@ import fcntl
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -276,8 +278,78 @@ _children: dict[Path, subprocess.Popen[bytes]] = {}
 LOOPBACK = "127.0.0.1"
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+TEST_PORTS_FROM = 20000
+"""Test ports start here: above the project's default ports (9464, 18080, 18124, 19092/3)."""
+PORT_LEASE_S = 600.0
+"""A port :func:`free_ports` handed out is not handed out again, to any process, for this long."""
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
+def _test_port_ranges() -> list[range]:
+    """Where test brokers' ports come from: below the ephemeral range, else above it."""
+    low, high = _ephemeral_range()
+    ranges = [range(TEST_PORTS_FROM, low), range(max(high + 1, TEST_PORTS_FROM), 65536)]
+    return [r for r in ranges if len(r) >= 1000]
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether nothing holds the port (no SO_REUSEADDR: a TIME_WAIT socket counts too)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """Ports the OS has just handed out: free now, and unlikely to be taken again soon."""
+    """``count`` distinct ports, free now, outside the ephemeral range (tests, benches).
+
+    An ephemeral port is the one a client's outgoing connection may get: with a broker down
+    on such a port, a reconnecting client once connected the socket to itself (TCP
+    simultaneous open on loopback) and the broker could not bind its port again for minutes
+    (issue 20). So the ports come from below ``ip_local_port_range`` (or above it), at a
+    random place, each checked by a bind; a lease file under a lock keeps parallel test
+    processes from taking the same port for :data:`PORT_LEASE_S`. Where the range leaves no
+    room, the OS picks (bind to port 0) as before."""
+    ranges = _test_port_ranges()
+    if not ranges:
+        return _os_ports(count, host)
+    leases_file = Path(tempfile.gettempdir()) / "turnstream-port-leases.json"
+    candidates = [port for r in ranges for port in r]
+    start = random.randrange(len(candidates))
+    with _flock(leases_file.with_suffix(".lock")):
+        now = time.time()
+        try:
+            leases = {int(p): float(t) for p, t in json.loads(leases_file.read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            leases = {}
+        leases = {p: t for p, t in leases.items() if t > now}
+        ports: list[int] = []
+        for i in range(len(candidates)):
+            port = candidates[(start + i) % len(candidates)]
+            if port not in leases and _bindable(host, port):
+                ports.append(port)
+                leases[port] = now + PORT_LEASE_S
+                if len(ports) == count:
+                    break
+        else:
+            raise LocalKafkaError(f"no {count} free ports in {ranges}")
+        tmp = leases_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({str(p): t for p, t in leases.items()}))
+        tmp.replace(leases_file)
+    return ports
+
+
+def _os_ports(count: int, host: str) -> list[int]:
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
         for sock in sockets:
@@ -300,6 +372,21 @@ def private_broker_settings(data_dir: Path, **overrides: Any) -> Settings:
         data_dir=data_dir,
         **overrides,
     )
+
+
+def private_local_cluster(data_dir: Path, nodes: int = 3, **overrides: Any) -> LocalCluster:
+    """A private N-node cluster in ``data_dir`` on free loopback ports (tests, benches); its
+    :meth:`LocalCluster.client_settings` name it, never ``TURNSTREAM_KAFKA_BOOTSTRAP``'s."""
+    ports = free_ports(2 * nodes)
+    settings = load_settings(
+        kafka_bootstrap=None,
+        kafka_host=LOOPBACK,
+        kafka_port=ports[0],
+        kafka_controller_port=ports[1],
+        data_dir=data_dir,
+        **overrides,
+    )
+    return LocalCluster(settings, nodes, list(zip(ports[::2], ports[1::2], strict=True)))
 
 
 class LocalKafka:
@@ -795,10 +882,10 @@ class LocalCluster:
 
     # -- roles ----------------------------------------------------------------------------
 
-    async def active_controller(self) -> int:
+    async def active_controller(self, timeout_s: float | None = None) -> int:
         """The node id of the metadata quorum's leader, asked of each live controller until
         one names a leader (an election may be running: it waits for it)."""
-        deadline = time.monotonic() + self.settings.kafka_start_timeout_s
+        deadline = time.monotonic() + (timeout_s or self.settings.kafka_start_timeout_s)
         while True:
             for quorum in await self._quorums():
                 if quorum.leader_id in self.nodes:
@@ -809,7 +896,7 @@ class LocalCluster:
 
     async def partition_leader(self, topic: str, partition: int) -> int:
         """The node id that leads ``topic``-``partition`` now."""
-        async with self._admin() as admin:
+        async with self.admin() as admin:
             for described in await admin.describe_topics([topic]):
                 for part in described.get("partitions", []):
                     if part["partition"] == partition and part["leader"] in self.nodes:
@@ -819,7 +906,7 @@ class LocalCluster:
     async def group_coordinator(self, group_id: str) -> int:
         """The node id coordinating consumer group ``group_id``."""
         deadline = time.monotonic() + self.settings.kafka_start_timeout_s
-        async with self._admin() as admin:
+        async with self.admin() as admin:
             while True:
                 try:
                     return int(await admin.find_coordinator(group_id))
@@ -840,7 +927,7 @@ class LocalCluster:
     # -- internals ------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _admin(self) -> AsyncIterator[AIOKafkaAdminClient]:
+    async def admin(self) -> AsyncIterator[AIOKafkaAdminClient]:
         live = [self.nodes[nid].bootstrap for nid in self.running()] or [self.bootstrap]
         admin = AIOKafkaAdminClient(bootstrap_servers=",".join(live), request_timeout_ms=10_000)
         await admin.start()
@@ -880,7 +967,7 @@ class LocalCluster:
         if not any(q.caught_up() and set(q.voters) == set(self.nodes) for q in quorums):
             lagging.append("metadata quorum")
         try:
-            async with self._admin() as admin:
+            async with self.admin() as admin:
                 topics = await admin.describe_topics()
         except KafkaError as exc:
             return [*lagging, f"metadata ({exc!r})"]

@@ -17,7 +17,12 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.local_kafka import LocalKafka, private_broker_settings
+from streams.local_kafka import (
+    LocalCluster,
+    LocalKafka,
+    private_broker_settings,
+    private_local_cluster,
+)
 from streams.settings import Settings, load_settings
 from streams.topic_admin import wait_for_leaders
 
@@ -49,6 +54,22 @@ def kafka_settings(
         yield settings
     finally:
         broker.down()
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A private 3-node KRaft cluster (each node broker and controller, RF 3,
+    ``min.insync.replicas=2``) on free loopback ports, for the tests that kill its nodes:
+    module-scoped (it takes ~25-40 s to start). Never an external cluster: with
+    ``TURNSTREAM_KAFKA_BOOTSTRAP`` set the tests that need it are skipped."""
+    if os.environ.get("TURNSTREAM_KAFKA_BOOTSTRAP"):
+        pytest.skip("kills nodes of a local cluster of its own; TURNSTREAM_KAFKA_BOOTSTRAP is set")
+    cluster = private_local_cluster(tmp_path_factory.mktemp("cluster"), nodes=3)
+    cluster.up()
+    try:
+        yield cluster
+    finally:
+        cluster.down()
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from streams.local_kafka import MAIN_CLASS, LocalKafka, free_ports
+from streams.local_kafka import (
+    LOOPBACK,
+    MAIN_CLASS,
+    LocalKafka,
+    LocalKafkaError,
+    _port_free,
+    cluster_ports,
+    free_ports,
+)
 from streams.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +103,70 @@ def test_status_of_a_data_dir_without_broker_is_stopped(tmp_path: Path) -> None:
     done = kafka_status(env)
     assert done.returncode == 3
     assert done.stdout.startswith("kafka: stopped")
+
+
+def test_cluster_ports_are_laid_out_two_apart_and_must_not_collide(tmp_path: Path) -> None:
+    settings = load_settings(
+        kafka_bootstrap=None, data_dir=tmp_path, kafka_port=19092, kafka_controller_port=19093
+    )
+    assert cluster_ports(settings, 3) == [(19092, 19093), (19094, 19095), (19096, 19097)]
+    clash = settings.model_copy(update={"kafka_controller_port": 19094})
+    with pytest.raises(LocalKafkaError, match="distinct ports"):
+        cluster_ports(clash, 3)
+
+
+def _cluster_env(tmp_path: Path) -> dict[str, str]:
+    """Free ports laid out as ``kafka up --nodes 3`` lays them out (port + 2i)."""
+    for _ in range(50):
+        port = free_ports(1)[0]
+        if port + 5 <= 65535 and all(_port_free(LOOPBACK, port + i) for i in range(6)):
+            break
+    else:
+        pytest.skip("no six consecutive free ports")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TURNSTREAM_")}
+    return env | {
+        "TURNSTREAM_DATA_DIR": str(tmp_path / "data"),
+        "TURNSTREAM_KAFKA_PORT": str(port),
+        "TURNSTREAM_KAFKA_CONTROLLER_PORT": str(port + 1),
+    }
+
+
+def kafka(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "kafka", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(420)
+def test_kafka_up_nodes_3_starts_a_replicated_cluster_that_status_and_down_find(
+    tmp_path: Path,
+) -> None:
+    env = _cluster_env(tmp_path)
+    client_env = env
+    try:
+        up = kafka(env, "up", "--nodes", "3")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "3-node cluster running" in up.stdout
+        bootstrap = up.stdout.split("TURNSTREAM_KAFKA_BOOTSTRAP=")[1].split()[0]
+        assert len(bootstrap.split(",")) == 3
+        assert "TURNSTREAM_REPLICATION_FACTOR=3" in up.stdout
+        client_env = env | {"TURNSTREAM_KAFKA_BOOTSTRAP": bootstrap}
+        # what up prints for clients: with it set, status and down still act on the cluster
+        status = kafka(client_env, "status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "3 node(s) answering, active controller node " in status.stdout
+        again = kafka(env, "up", "--nodes", "3")
+        assert again.returncode == 0 and "already running" in again.stdout
+    finally:
+        down = kafka(client_env, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "3-node cluster stopped" in down.stdout
+    assert kafka(env, "status").returncode == 3
+    leftover = subprocess.run(["ps", "-eo", "args="], capture_output=True, text=True).stdout
+    assert str(tmp_path / "data") not in leftover
