@@ -60,6 +60,19 @@ SIZE_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLarge
 """What a producer or broker says of a record too large: sending it again cannot help."""
 
 
+def too_large(exc: BaseException) -> bool:
+    """Whether ``exc`` or what caused it is a :data:`SIZE_ERRORS` (Faust raises its own
+    ``ProducerSendError`` from aiokafka's)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, SIZE_ERRORS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def original_bound(max_request_size: int) -> int:
     """How many bytes of an original a dead letter keeps, for a producer that sends records of
     up to ``max_request_size`` bytes (its ``max_request_size``)."""
@@ -169,7 +182,7 @@ async def deliver(
                 type(exc).__name__,
                 exc,
             )
-            if isinstance(exc, SIZE_ERRORS) or attempt == attempts:
+            if too_large(exc) or attempt == attempts:
                 break
             await sleep(delay)
             delay = min(delay * 2, backoff_max_s)
