@@ -1,24 +1,35 @@
 """The analytics consumer on a real broker: ClickHouse down during a load, then back.
 
-While every insert fails, nothing is committed and nothing is lost; once inserts succeed,
-every turn's rows are present exactly once (FINAL), replays and poison records included, and
-the offsets are committed. A second consumer group replaying the whole stream into the same
-tables changes no count.
+"Down" is real: the data directories of the test database's tables are made unwritable
+(``chattr +i`` as root, read-only permissions otherwise), so chdb itself fails every insert
+(``filesystem error: create_directories: Operation not permitted``) until they are writable
+again. While every insert fails, nothing is committed and nothing is stored (raw counts);
+once inserts succeed, the offsets are committed and every turn's rows are there: exactly once
+in the raw table for a turn whose record came once, and exactly once under ``FINAL`` (the
+product's reading: every analyst view reads ``FINAL``, since a record read twice, by a
+replay after a crash or a rebalance, is written twice and collapsed only when
+``ReplacingMergeTree`` merges) for the replayed ones, poison records included. A second
+consumer group replaying the whole stream into the same tables changes no ``FINAL`` count,
+and after ``OPTIMIZE ... FINAL`` the raw counts equal them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import contextlib
+import os
+import shutil
+import stat
+import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
-from clickhouse_connect.driver.exceptions import OperationalError
 
 from schemas.codec import encode
 from schemas.domain.customer_data import (
@@ -59,22 +70,49 @@ TURN_COUNT = 60
 REPLAYED = 20
 
 
-class FlakyClient:
-    """The real client, except that every insert fails while ``down`` is set."""
+def table_dirs(store: AnalyticsStore) -> list[Path]:
+    """The data directories of every table of the store's database."""
+    found = store.query(
+        "SELECT data_paths FROM system.tables WHERE database = {db:String}",
+        {"db": store.database},
+    ).rows
+    return [Path(p) for (paths,) in found for p in paths]
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.down = threading.Event()
-        self.failures = 0
 
-    def insert(self, *args: Any, **kwargs: Any) -> Any:
-        if self.down.is_set():
-            self.failures += 1
-            raise OperationalError("ClickHouse unavailable (injected)")
-        return self.inner.insert(*args, **kwargs)
+def _writable(directory: Path) -> bool:
+    probe = directory / f"probe-{uuid.uuid4().hex[:6]}"
+    try:
+        probe.mkdir()
+    except OSError:
+        return False
+    probe.rmdir()
+    return True
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+
+@contextlib.contextmanager
+def unwritable(dirs: list[Path]) -> Iterator[None]:
+    """Make ``dirs`` unwritable for this process (root included) while inside."""
+    immutable = os.geteuid() == 0
+    if immutable and shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: cannot make a directory unwritable")
+    modes = {d: d.stat().st_mode for d in dirs}
+    try:
+        for d in dirs:
+            if immutable:
+                done = subprocess.run(["chattr", "+i", str(d)], capture_output=True, check=False)
+                if done.returncode != 0:
+                    pytest.skip(f"chattr +i failed here: {done.stderr.decode().strip()}")
+            else:
+                d.chmod(stat.S_IRUSR | stat.S_IXUSR)
+        if any(_writable(d) for d in dirs):
+            pytest.skip("the table directories stay writable on this file system")
+        yield
+    finally:
+        for d in dirs:
+            if immutable:
+                subprocess.run(["chattr", "-i", str(d)], capture_output=True, check=False)
+            else:
+                d.chmod(modes[d])
 
 
 @pytest.fixture
@@ -90,13 +128,10 @@ async def settings(kafka_settings: Settings) -> Settings:
 
 
 @pytest.fixture
-async def flaky_store(settings: Settings) -> AsyncIterator[tuple[AnalyticsStore, FlakyClient]]:
-    store = await asyncio.to_thread(open_store, settings)
-    flaky = FlakyClient(store.client)
-    store.client = flaky
-    yield store, flaky
-    store.client = flaky.inner
-    await asyncio.to_thread(store.close)
+async def store(settings: Settings) -> AsyncIterator[AnalyticsStore]:
+    opened = await asyncio.to_thread(open_store, settings)
+    yield opened
+    await asyncio.to_thread(opened.close)
 
 
 async def end_offsets(settings: Settings, topics: list[str]) -> dict[TopicPartition, int]:
@@ -201,25 +236,28 @@ def the_load(settings: Settings) -> tuple[list[tuple[str, bytes | None, bytes]],
 
 
 async def test_clickhouse_down_during_a_load_loses_and_duplicates_nothing(
-    settings: Settings, flaky_store: tuple[AnalyticsStore, FlakyClient]
+    settings: Settings, store: AnalyticsStore
 ) -> None:
-    store, flaky = flaky_store
-    flaky.down.set()
     consumer = AnalyticsConsumer(settings, store=store)
-    await consumer.start()
-    try:
-        load, expected = the_load(settings)
-        await produce(settings, load)
-        topics = sorted({topic for topic, _, _ in load})
-        ends = await end_offsets(settings, topics)
-        assert sum(ends.values()) == len(load)
+    load, expected = the_load(settings)
+    topics = sorted({topic for topic, _, _ in load})
+    with unwritable(table_dirs(store)):
+        await consumer.start()
+        try:
+            await produce(settings, load)
+            ends = await end_offsets(settings, topics)
+            assert sum(ends.values()) == len(load)
 
-        await wait_until(lambda: flaky.failures >= 3, "three failed writes")
-        assert consumer.stats.committed == {} and consumer.stats.batches == 0
-        assert set((await committed(settings, list(ends))).values()) == {None}
-        assert count(store, "SELECT count() FROM turns") == 0
-
-        flaky.down.clear()  # ClickHouse is back
+            await wait_until(lambda: consumer.stats.write_failures >= 3, "three failed writes")
+            assert "Operation not permitted" in (consumer.stats.last_error or "")
+            assert consumer.stats.committed == {} and consumer.stats.batches == 0
+            assert set((await committed(settings, list(ends))).values()) == {None}
+            for table in tables.ALL_TABLES:  # nothing stored, not even part of a batch
+                assert count(store, f"SELECT count() FROM {table.name}") == 0, table.name
+        except BaseException:
+            await consumer.stop()
+            raise
+    try:  # ClickHouse can write again
         await wait_until(lambda: consumer.stats.committed == ends, "every offset committed")
     finally:
         await consumer.stop()
@@ -227,21 +265,32 @@ async def test_clickhouse_down_during_a_load_loses_and_duplicates_nothing(
     assert consumer.stats.records == len(load)
     assert consumer.stats.write_failures >= 3 and consumer.stats.poison == 1
     assert await committed(settings, list(ends)) == ends
+    turns = varied_turns(TURN_COUNT, prefix=f"{settings.topic_prefix}-turn")
+    once = [t.record.turn_id for t in turns[REPLAYED:]]  # their record came once
+    sent_once = rows.merge(rows.completed_turn_rows(t) for t in turns[REPLAYED:]).counts()
+    ids = ", ".join(f"'{t}'" for t in once)
     for table in tables.TURN_TABLES:
-        assert count(store, f"SELECT count() FROM {table.name} FINAL") == expected[table.name], (
-            table.name
-        )
+        name = table.name
+        assert count(store, f"SELECT count() FROM {name} FINAL") == expected[name], name
+        raw = count(store, f"SELECT count() FROM {name} WHERE turn_id IN ({ids})")
+        assert raw == sent_once[name], name  # no retry wrote anything twice
+        assert count(store, f"SELECT count() FROM {name}") >= expected[name], name
     assert store.query(
         "SELECT count(), uniqExact(turn_id), max(n) FROM "
         "(SELECT turn_id, count() AS n FROM turns FINAL GROUP BY turn_id)"
     ).rows == [(TURN_COUNT, TURN_COUNT, 1)]
+    assert store.query(
+        f"SELECT count(), max(n) FROM (SELECT turn_id, count() AS n FROM turns "
+        f"WHERE turn_id IN ({ids}) GROUP BY turn_id)"
+    ).rows == [(TURN_COUNT - REPLAYED, 1)]
     assert store.query(
         "SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason"
     ).rows == [("bad_marker", 3), ("codec.bad_marker", 1)]
     assert count(store, "SELECT count() FROM webhook_deliveries FINAL") == 4
     assert count(store, "SELECT count() FROM analytics_events FINAL") == 2
 
-    # a second group replays everything into the same tables: no count changes
+    # a second group replays everything into the same tables: no FINAL count changes, and
+    # once merged the raw tables hold the same rows
     replay = settings.model_copy(
         update={"analytics": settings.analytics.model_copy(update={"group_id": "replay"})}
     )
@@ -253,6 +302,8 @@ async def test_clickhouse_down_during_a_load_loses_and_duplicates_nothing(
         await again.stop()
     for table in tables.TURN_TABLES:
         assert count(store, f"SELECT count() FROM {table.name} FINAL") == expected[table.name]
+        await asyncio.to_thread(store.command, f"OPTIMIZE TABLE {table.name} FINAL")
+        assert count(store, f"SELECT count() FROM {table.name}") == expected[table.name]
     assert count(store, "SELECT count() FROM dead_letters FINAL") == 4
 
 
