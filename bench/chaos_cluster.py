@@ -34,13 +34,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from bench.chaos_soak import BROKER_CALM_S, Fault, Soak
 from bench.harness.pipeline import Cluster
-from streams.local_kafka import LocalCluster, Role, private_local_cluster
+from streams.local_kafka import LocalCluster, LocalKafkaError, Role, private_local_cluster
 from streams.settings import Settings
 from streams.topics import TURN_REQUESTED, pipeline_group
 
 KILLS = (Role.PARTITION_LEADER, Role.CONTROLLER, Role.COORDINATOR)
+NODE_START_TIMEOUT_S = 180.0
+"""A node SIGKILLed under load recovers its logs before it serves: on a loaded 2-core box
+that took over 60 s (the single broker's default start timeout)."""
+START_TRIES = 2
 ROLLING = "rolling_restart"
 
 
@@ -58,6 +64,8 @@ class NodeFault:
     in_sync_s: float = 0.0
     """From serving again until every replica was in sync."""
     in_flight: int = 0
+    error: str | None = None
+    """Why the node did not come back (the schedule then stops: no second node is taken)."""
 
 
 @dataclass
@@ -74,7 +82,7 @@ async def private_node_cluster(nodes: int, *, keep: bool = False) -> AsyncIterat
     root = Path(tempfile.mkdtemp(prefix="turnstream-chaos-cluster-"))
     failed = True
     try:
-        cluster = private_local_cluster(root, nodes)
+        cluster = private_local_cluster(root, nodes, kafka_start_timeout_s=NODE_START_TIMEOUT_S)
         t0 = time.monotonic()
         await asyncio.to_thread(cluster.up)
         print(f"{nodes}-node cluster up on {cluster.bootstrap} in {time.monotonic() - t0:.1f} s")
@@ -98,22 +106,38 @@ class NodeFaults:
         self.cluster = cluster
         self.settings = settings
         self.done: list[tuple[NodeFault, Fault]] = []
+        self.errors: list[str] = []
 
     async def run(self, start: float, node_down_s: float) -> None:
         soak = self.soak
         soak.no_kills = (start - BROKER_CALM_S, float("inf"))
         await asyncio.sleep(max(0.0, start - soak.now()))
+        try:
+            for role in KILLS:
+                node = await self._find(role)
+                if node is None:
+                    return
+                if not await self._take_down(role.value, node, "SIGKILL", node_down_s):
+                    return
+            for node in sorted(self.cluster.nodes):
+                if not await self._take_down(ROLLING, node, "stop", 0.0):
+                    return
+        finally:
+            soak.no_kills = (soak.no_kills[0], soak.now() + BROKER_CALM_S)
+
+    async def _find(self, role: Role) -> int | None:
         prefix = self.settings.topic_prefix
-        for role in KILLS:
-            node = await self.cluster.find(
+        try:
+            return await self.cluster.find(
                 role, topic=TURN_REQUESTED.name(prefix), partition=0, group=pipeline_group(prefix)
             )
-            await self._take_down(role.value, node, "SIGKILL", node_down_s)
-        for node in sorted(self.cluster.nodes):
-            await self._take_down(ROLLING, node, "stop", 0.0)
-        soak.no_kills = (soak.no_kills[0], soak.now() + BROKER_CALM_S)
+        except (LocalKafkaError, KafkaError) as exc:
+            self.errors.append(f"{role}: not found ({exc!r}); node faults stopped")
+            print(f"[{self.soak.elapsed():6.1f} s] {self.errors[-1]}")
+            return None
 
-    async def _take_down(self, role: str, node: int, how: str, down_for: float) -> None:
+    async def _take_down(self, role: str, node: int, how: str, down_for: float) -> bool:
+        """Take the node away and bring it back; False when it did not come back."""
         soak = self.soak
         in_flight = soak.in_flight()
         fault = Fault(f"node_{role}", f"node{node}", soak.elapsed(), in_flight)
@@ -125,15 +149,26 @@ class NodeFaults:
         else:
             await asyncio.to_thread(self.cluster.stop, node)
         await asyncio.sleep(down_for)
-        await asyncio.to_thread(self.cluster.start, node)
-        record.down_s = fault.down_s = round(soak.now() - t, 2)
-        record.in_sync_s = round(await asyncio.to_thread(self.cluster.wait_in_sync), 2)
         soak.faults.append(fault)
         self.done.append((record, fault))
+        for attempt in range(1, START_TRIES + 1):
+            try:
+                await asyncio.to_thread(self.cluster.start, node)
+                record.down_s = fault.down_s = round(soak.now() - t, 2)
+                record.in_sync_s = round(await asyncio.to_thread(self.cluster.wait_in_sync), 2)
+                break
+            except LocalKafkaError as exc:
+                record.error = f"try {attempt}: {str(exc).splitlines()[0]}"
+                print(f"[{soak.elapsed():6.1f} s] node {node} not back: {record.error}")
+        else:
+            record.down_s = fault.down_s = round(soak.now() - t, 2)
+            return False
+        record.error = None
         print(
             f"[{soak.elapsed():6.1f} s] node {node} back after {record.down_s} s, "
             f"in sync {record.in_sync_s} s later"
         )
+        return True
 
     def report(self) -> list[dict[str, Any]]:
         """``broker_kills``: each node fault with the soak's recovery figures for it."""
@@ -148,4 +183,4 @@ class NodeFaults:
                     "first_answer_s": seen.get("first_answer_s"),
                 }
             )
-        return rows
+        return rows + [{"error": error} for error in self.errors]

@@ -64,7 +64,9 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     ``TURNSTREAM_KAFKA_BOOTSTRAP`` set the tests that need it are skipped."""
     if os.environ.get("TURNSTREAM_KAFKA_BOOTSTRAP"):
         pytest.skip("kills nodes of a local cluster of its own; TURNSTREAM_KAFKA_BOOTSTRAP is set")
-    cluster = private_local_cluster(tmp_path_factory.mktemp("cluster"), nodes=3)
+    cluster = private_local_cluster(
+        tmp_path_factory.mktemp("cluster"), nodes=3, kafka_start_timeout_s=180.0
+    )  # a node SIGKILLed under load recovers its logs first: >60 s on a loaded 2-core box
     cluster.up()
     try:
         yield cluster
