@@ -63,6 +63,9 @@ async def replay(
         state = MemoryState()
         state.add_pack(pack)
         first: dict[str, Any] | None = None
+        # the retrieval gaps of the conversation's streamed turns so far: a gap changes a
+        # turn legitimately, and so the state the next turns start from
+        gaps: list[str] = []
         for turn_id in conversation.turn_ids:
             streamed = records[turn_id]
             # The soak sends anonymous turns; P1 fills in the session and a minted customer id,
@@ -81,7 +84,16 @@ async def replay(
             if diff:
                 mismatched_turns += 1
                 if first is None:
-                    first = {"channel_id": conversation.channel_id, "turn_id": turn_id, **diff}
+                    first = {
+                        "channel_id": conversation.channel_id,
+                        "turn_id": turn_id,
+                        "earlier_turn_gaps": gaps,
+                        **diff,
+                    }
+            gaps += [
+                f"{turn_id}:{g.retrieval_type.value}:{g.reason.value}"
+                for g in streamed.context.retrieval_gaps
+            ]
         if first is not None:
             mismatched_sessions.append(first)
     return {
