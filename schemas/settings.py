@@ -313,8 +313,33 @@ class Settings(BaseSettings):
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
     kafka_start_timeout_s: float = Field(default=60.0, gt=0)
     kafka_wait_s: float = Field(default=120.0, ge=0)
-    """How long a starting worker waits for an unreachable cluster before it exits: a worker
-    restarted while the brokers restart too waits for them instead of crash-looping."""
+    """How long a starting worker waits out an unreachable cluster at any step of its start
+    (topics, packs, group join, recovery; counted from the step's first failed attempt) before
+    it exits with one line: a worker restarted while the brokers restart too waits for them
+    instead of crash-looping. Once started, a worker waits for the cluster indefinitely."""
+    kafka_backoff_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="after a failed connection to a broker a client waits this long before it "
+        "connects to that broker again, doubling per consecutive failure up to "
+        "kafka_backoff_max_s (±20 % jitter); Kafka's reconnect.backoff.ms",
+    )
+    kafka_backoff_max_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="the longest wait between connection attempts to an unreachable broker "
+        "(and between a starting worker's retries); Kafka's reconnect.backoff.max.ms. A "
+        "client notices a broker that is back within about this long",
+    )
+    log_repeat_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="a worker logs a Kafka client warning or error that repeats (each failed "
+        "reconnect during an outage) once per this many seconds, with how many it held back; "
+        "0: every record",
+    )
     topic_prefix: str = Field(default="turnstream", pattern=r"^[A-Za-z0-9._-]+$")
     partitions: int = Field(default=12, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1, le=7)
@@ -341,6 +366,20 @@ class Settings(BaseSettings):
         "Faust's RocksDB store reads a key only in the database of the event's partition, so "
         "a customer's persistent data written from one session's partition is not seen from "
         "another's (docs/operations.md)",
+    )
+    session_idle_ttl_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="a channel identity's session (its gate, session states, last response, "
+        "retrieval join) idle this long, with no turn in flight or waiting, is deleted by the "
+        "worker that owns its partition (tombstones in the changelogs); its next message starts "
+        "a fresh session (and a new customer id unless the gateway sends one). 0: never",
+    )
+    customer_data_idle_ttl_s: float = Field(
+        default=90 * 86400.0,
+        ge=0,
+        description="a customer's persistent data not updated for this long is deleted (a "
+        "tombstone); kept per customer, so it outlives the sessions it was written from. 0: never",
     )
     pack_index_niceness: int = Field(
         default=10,

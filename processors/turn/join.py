@@ -55,7 +55,8 @@ def step(
         state = state.model_copy(update={"results": [*state.results, result]})
     if state.envelope is None or _types(state) != set(RetrievalType):
         return JoinStep(state)
-    return JoinStep(RetrievalJoin(turn_id=turn_id, done=True), (state.envelope, state.results))
+    finished = RetrievalJoin(turn_id=turn_id, done=True, deadline=state.deadline)  # its age
+    return JoinStep(finished, (state.envelope, state.results))
 
 
 def missing(state: RetrievalJoin) -> list[RetrievalType]:

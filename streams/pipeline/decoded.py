@@ -42,6 +42,10 @@ class DecodedTable(Generic[M]):
         self.table[key] = raw
         self._remember(key, raw, value)
 
+    def forget(self, key: bytes) -> None:
+        """Drop the cached model of a key deleted from the table underneath."""
+        self._decoded.pop(key, None)
+
     def _remember(self, key: bytes, raw: bytes, value: M) -> None:
         if len(self._decoded) >= MAX_ENTRIES:
             self._decoded.clear()

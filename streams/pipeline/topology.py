@@ -154,7 +154,7 @@ def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
             value_type=bytes,
             partitions=settings.partitions,
             changelog_topic=topic(changelog),
-            store=store_url(settings.table_store, roaming=roaming),
+            store=store_url(settings.table_store, name, roaming=roaming),
             options=dict(ROCKSDB_OPTIONS) if settings.table_store == "rocksdb" else None,
         )
 

@@ -18,6 +18,7 @@ from streams.pipeline.stage_agents import (
     StageAgent,
     TakenUp,
 )
+from streams.pipeline.sweeper import Sweeper
 from streams.pipeline.topology import RAW
 from streams.roles import Role, runs
 from streams.topics import (
@@ -75,6 +76,9 @@ def register(pipeline: Pipeline, concurrency: int, role: Role = Role.ALL) -> Non
         app.timer(DEADLINE_TICK_S, name="join-deadlines")(joiner.tick)
         decider = StageAgent(pipeline, decide, t.planned, Phase.PLANNING)
         stages.append(("decide", Phase.RULE_SELECTION, t.retrieved, decider.handle))
+    if runs(role, Role.CONTEXT) or runs(role, Role.DECIDE):  # the tables that grow per session
+        sweeper = Sweeper(pipeline, joiner.joins if runs(role, Role.DECIDE) else None)
+        app.timer(sweeper.interval, name="idle-state-sweep")(sweeper.sweep)
     if runs(role, Role.ANSWER):
         generator = StageAgent(pipeline, generate_answer, t.generated, Phase.GENERATION)
         stages.append(("generate", Phase.GENERATION, t.planned, generator.handle))

@@ -1,0 +1,223 @@
+"""The idle-state sweeper: timers that delete idle sessions, customer data and finished
+retrieval joins from the tables of the partitions this worker owns.
+
+What is expired is decided by :mod:`processors.turn.expiry`; this module only reads the
+tables and deletes. Each deletion writes a tombstone to the key's changelog partition
+(``streams.pipeline.stores``), so neither a restart from the changelogs nor one from the
+local store brings it back; the one exception is the last response, whose changelog is the
+customer-facing response topic (delete policy, its own retention): it is deleted locally
+only, and Kafka's retention drops it from the topic.
+
+A decision and its deletions run with no ``await`` between them, on the event loop the
+agents run on, so no turn can be admitted halfway: a session with a turn in flight, waiting
+requests, or a handler of this worker working on it is never touched. The scan yields to the
+event loop every thousand keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, cast
+
+from faust.types import TableT
+
+from processors.turn.expiry import (
+    idle_longer,
+    join_expired,
+    last_activity,
+    session_expired,
+    ttl_of,
+    turn_pending,
+)
+from schemas.codec import CodecError, decode_as
+from schemas.domain.customer_data import CustomerDataStore
+from schemas.domain.session import SessionState
+from schemas.events.pipeline_state import RetrievalJoin, SessionGate
+from schemas.events.turn_response import TurnResponse
+from streams.pipeline.base import Pipeline
+from streams.pipeline.decoded import DecodedTable
+from streams.pipeline.table_ports import customer_table_key, session_table_key
+
+logger = logging.getLogger(__name__)
+
+YIELD_EVERY = 1000
+MAX_SWEEP_S = 300.0
+"""The sweep interval: a quarter of the shortest TTL, at most this, at least a second."""
+
+
+class SweptStore(Protocol):
+    """What :mod:`streams.pipeline.stores` adds to Faust's stores."""
+
+    def local_items(self) -> Any: ...
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def home(self, key: bytes) -> int | None: ...
+
+    def expire(self, key: bytes, *, tombstone: bool = True) -> bool: ...
+
+
+def store_of(table: TableT[bytes, bytes] | None) -> SweptStore | None:
+    return None if table is None else cast(SweptStore, table.data)
+
+
+def sweep_interval(*ttls: timedelta | None) -> float:
+    known = [t.total_seconds() for t in ttls if t is not None]
+    return min(MAX_SWEEP_S, max(1.0, min(known) / 4)) if known else MAX_SWEEP_S
+
+
+@dataclass
+class Swept:
+    """What one sweep deleted."""
+
+    sessions: int = 0
+    session_states: int = 0
+    responses: int = 0
+    customers: int = 0
+    joins: int = 0
+
+
+def _decoded(raw: bytes | None, model: Any) -> Any:
+    if raw is None:
+        return None
+    try:
+        return decode_as(raw, model)
+    except CodecError:
+        return None
+
+
+def _customers_of(tenant: str, gate: SessionGate) -> set[bytes]:
+    """The customer-data keys a pending turn of ``gate`` may read or write."""
+    ids = {gate.customer_id} if gate.customer_id else set()
+    for request in [gate.in_flight, *gate.in_flight_later, *gate.waiting]:
+        if request is not None and request.input.customer_id:
+            ids.add(request.input.customer_id)
+    return {customer_table_key(tenant, c) for c in ids}
+
+
+class Sweeper:
+    def __init__(
+        self, pipeline: Pipeline, joins: DecodedTable[RetrievalJoin] | None = None
+    ) -> None:
+        self.p = pipeline
+        self.t = pipeline.topology
+        settings = self.t.settings
+        self.session_ttl = ttl_of(settings.session_idle_ttl_s)
+        self.customer_ttl = ttl_of(settings.customer_data_idle_ttl_s)
+        self.joins = joins
+        self.interval = sweep_interval(self.session_ttl, self.customer_ttl)
+
+    async def sweep(self) -> None:
+        """The timer: never raises (a failed sweep is logged and tried again next time)."""
+        try:
+            swept = await self.sweep_once(datetime.now(UTC))
+        except Exception:
+            logger.exception("idle-state sweep failed")
+            return
+        if any(vars(swept).values()):
+            logger.info("idle-state sweep: %s", swept)
+
+    async def sweep_once(self, now: datetime) -> Swept:
+        swept = Swept()
+        if self.t.gates is not None:
+            pending = await self._sweep_sessions(now, swept)
+            await self._sweep_customers(now, pending, swept)
+        if self.t.joins is not None:
+            await self._sweep_joins(now, swept)
+        return swept
+
+    async def _sweep_sessions(self, now: datetime, swept: Swept) -> set[bytes]:
+        """Expire idle sessions; return the customer keys of the pending turns."""
+        gates, responses = store_of(self.t.gates), store_of(self.t.responses)
+        sessions = store_of(self.t.sessions)
+        assert gates is not None and responses is not None and sessions is not None
+        pending: set[bytes] = set()
+        for count, key in enumerate([k for _, k, _ in gates.local_items()]):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            gate = _decoded(gates.get(key), SessionGate)  # now, not when the scan began
+            if gate is None:
+                continue
+            tenant = key.decode(errors="replace").split(":", 1)[0]
+            if turn_pending(gate) or self.p.busy.get(key):
+                pending |= _customers_of(tenant, gate)
+                continue
+            state_keys = [session_table_key(tenant, sid) for sid in gate.sessions.values()]
+            states: list[SessionState | None] = [
+                _decoded(sessions.get(k), SessionState) for k in state_keys
+            ]
+            response: TurnResponse | None = _decoded(responses.get(key), TurnResponse)
+            active = last_activity(
+                [response.responded_at if response else None]
+                + [s.updated_at for s in states if s is not None]
+            )
+            if not session_expired(gate, active, now, self.session_ttl):
+                continue
+            for state_key, state in zip(state_keys, states, strict=True):
+                # a session id the gateway gave may be shared with another identity
+                if (state is None or idle_longer(state.updated_at, now, self.session_ttl)) and (
+                    sessions.expire(state_key)
+                ):
+                    swept.session_states += 1
+            if responses.expire(key, tombstone=False):
+                swept.responses += 1
+            gates.expire(key)  # last: a sweep cut short finds the gate and finishes
+            self._forget(key)
+            swept.sessions += 1
+        await self._sweep_lone_responses(now, swept)
+        return pending
+
+    async def _sweep_lone_responses(self, now: datetime, swept: Swept) -> None:
+        """Responses of identities that never had a gate (requests rejected before
+        admission): local deletes once older than the session TTL."""
+        gates, responses = store_of(self.t.gates), store_of(self.t.responses)
+        assert gates is not None and responses is not None
+        for count, key in enumerate([k for _, k, _ in responses.local_items()]):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            if gates.home(key) is not None:
+                continue
+            response = _decoded(responses.get(key), TurnResponse)
+            at = response.responded_at if response is not None else None
+            if idle_longer(at, now, self.session_ttl) and responses.expire(key, tombstone=False):
+                self._forget(key)
+                swept.responses += 1
+
+    async def _sweep_customers(self, now: datetime, pending: set[bytes], swept: Swept) -> None:
+        customers = store_of(self.t.customers)
+        if customers is None or self.customer_ttl is None:
+            return
+        for count, key in enumerate([k for _, k, _ in customers.local_items()]):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            if key in pending:
+                continue
+            data = _decoded(customers.get(key), CustomerDataStore)
+            at = data.updated_at if data is not None else None
+            if idle_longer(at, now, self.customer_ttl) and customers.expire(key):
+                swept.customers += 1
+
+    async def _sweep_joins(self, now: datetime, swept: Swept) -> None:
+        joins = store_of(self.t.joins)
+        if joins is None or self.session_ttl is None:
+            return
+        for count, key in enumerate([k for _, k, _ in joins.local_items()]):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            join = _decoded(joins.get(key), RetrievalJoin)
+            if join is not None and join_expired(join, now, self.session_ttl):
+                joins.expire(key)
+                if self.joins is not None:
+                    self.joins.forget(key)
+                swept.joins += 1
+
+    def _forget(self, key: bytes) -> None:
+        """Drop what this process keeps on the side for the session."""
+        for decoded in (self.p.gates, self.p.responses):
+            if decoded is not None:
+                decoded.forget(key)
+        self.p.in_flight_index.pop(key, None)
+        self.p.progress.pop(key, None)
