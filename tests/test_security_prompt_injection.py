@@ -443,6 +443,9 @@ NO_EXPRESSION_CASES = [
 ]
 
 
+NO_EXPRESSION_IDS = [rule for rule, _, _ in NO_EXPRESSION_CASES]
+
+
 def test_the_example_pack_has_exactly_these_hard_rules_without_an_expression(
     pack: AgentPack,
 ) -> None:
@@ -454,7 +457,9 @@ def test_the_example_pack_has_exactly_these_hard_rules_without_an_expression(
     assert unchecked == set(NO_EXPRESSION_ORACLES) == {rule for rule, _, _ in NO_EXPRESSION_CASES}
 
 
-@pytest.mark.parametrize(("rule", "message", "complying"), NO_EXPRESSION_CASES, ids=lambda v: v)
+@pytest.mark.parametrize(
+    ("rule", "message", "complying"), NO_EXPRESSION_CASES, ids=NO_EXPRESSION_IDS
+)
 async def test_heuristic_turns_keep_the_rules_without_expression_and_say_they_were_not_judged(
     turns: Turns, pack: AgentPack, rule: str, message: str, complying: str
 ) -> None:
@@ -468,7 +473,9 @@ async def test_heuristic_turns_keep_the_rules_without_expression_and_say_they_we
     assert judged[rule] is JudgeVerdict.NOT_EVALUATED  # recorded, not silently passed
 
 
-@pytest.mark.parametrize(("rule", "message", "complying"), NO_EXPRESSION_CASES, ids=lambda v: v)
+@pytest.mark.parametrize(
+    ("rule", "message", "complying"), NO_EXPRESSION_CASES, ids=NO_EXPRESSION_IDS
+)
 async def test_an_llm_that_breaks_a_rule_without_expression_is_caught_by_the_judge(
     llm_turns: Turns, pack: AgentPack, fake: FakeOpenAi, rule: str, message: str, complying: str
 ) -> None:
