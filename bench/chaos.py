@@ -168,7 +168,9 @@ async def _soak(
             ]
             if node_faults is not None:
                 faults.append(
-                    asyncio.create_task(node_faults.run(soak.t0 + args.calm, args.node_down))
+                    asyncio.create_task(
+                        node_faults.run(soak.t0 + args.calm, end - args.calm, args.node_down)
+                    )
                 )
             elif not args.no_broker_restart:
                 faults.append(

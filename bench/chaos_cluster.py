@@ -15,6 +15,8 @@ each killed node started again ``--node-down`` seconds later on its data dir; th
 4. a rolling restart: every node in turn stopped (controlled shutdown) and started again,
    the next only once the cluster is in sync.
 
+No node fault begins after the load's end less ``--calm`` (listed as skipped): on a loaded
+2-core box a node takes ~70-85 s to serve again, so all seven need ``--duration`` ~540.
 Worker SIGKILLs keep their schedule outside the node faults (from 15 s before the first
 until 15 s after the last, none), so each stall is the node's. Each node fault is in the
 soak's ``recovery`` (kind ``node_<role>``) and in ``broker_kills``: which node, which role,
@@ -107,23 +109,37 @@ class NodeFaults:
         self.settings = settings
         self.done: list[tuple[NodeFault, Fault]] = []
         self.errors: list[str] = []
+        self.skipped: list[str] = []
 
-    async def run(self, start: float, node_down_s: float) -> None:
+    async def run(self, start: float, stop: float, node_down_s: float) -> None:
+        """The faults from ``start``; none begins after ``stop`` (the load's end less
+        ``--calm``, as for worker kills): those are listed as skipped."""
         soak = self.soak
         soak.no_kills = (start - BROKER_CALM_S, float("inf"))
         await asyncio.sleep(max(0.0, start - soak.now()))
         try:
             for role in KILLS:
+                if self._skip(role.value, stop):
+                    continue
                 node = await self._find(role)
                 if node is None:
                     return
                 if not await self._take_down(role.value, node, "SIGKILL", node_down_s):
                     return
             for node in sorted(self.cluster.nodes):
+                if self._skip(f"{ROLLING} node {node}", stop):
+                    continue
                 if not await self._take_down(ROLLING, node, "stop", 0.0):
                     return
         finally:
             soak.no_kills = (soak.no_kills[0], soak.now() + BROKER_CALM_S)
+
+    def _skip(self, what: str, stop: float) -> bool:
+        if self.soak.now() < stop:
+            return False
+        self.skipped.append(what)
+        print(f"[{self.soak.elapsed():6.1f} s] {what}: skipped (the load ends; see --duration)")
+        return True
 
     async def _find(self, role: Role) -> int | None:
         prefix = self.settings.topic_prefix
@@ -183,4 +199,5 @@ class NodeFaults:
                     "first_answer_s": seen.get("first_answer_s"),
                 }
             )
-        return rows + [{"error": error} for error in self.errors]
+        rows += [{"error": error} for error in self.errors]
+        return rows + [{"skipped": what} for what in self.skipped]
