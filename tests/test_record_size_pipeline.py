@@ -15,6 +15,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -154,3 +155,33 @@ async def test_a_gzip_5_mb_request_becomes_a_dead_letter_and_an_error_and_the_ne
         client, settings, 5 * 1024 * 1024, compression="gzip"
     )
     assert size > 5_000_000 and letter.truncated
+
+
+async def test_a_letter_the_broker_refuses_is_sent_minimal_and_the_request_still_answered(
+    kafka_settings: Settings, tmp_path: Path
+) -> None:
+    """A worker whose producer limit is set above the broker's ``message.max.bytes`` keeps a
+    5 MiB original whole; the broker refuses that letter (its produce is awaited), so the
+    minimal letter goes instead: no original, the whole original's size and hash, and the
+    refusal in its detail. The request is still answered and the session goes on."""
+    roomy = pipeline_settings(kafka_settings, tmp_path, producer_max_request_size=8 * 1024**2)
+    await prepare(roomy)
+    async with running_worker(roomy), TurnClient(roomy) as turn_client:
+        who = f"huge-{uuid.uuid4().hex[:10]}"
+        key = customer_says(who, "x").session_key.encode()
+        turn_id = f"huge-{uuid.uuid4().hex[:8]}"
+        value = _request_of(who, turn_id, 5 * 1024 * 1024)
+        await _produce(roomy, key, value, turn_id, "gzip")
+
+        response = await turn_client.response(turn_id, timeout=120)
+        assert response.error is not None and response.error.code == "too_large"
+        letter = await _dead_letter_of(roomy, key)
+        assert letter.original == b"" and letter.reason == "too_large"
+        assert (letter.original_size, letter.original_sha256) == (
+            len(value),
+            hashlib.sha256(value).hexdigest(),
+        )
+        assert "original not kept" in letter.detail and "TooLarge" in letter.detail
+
+        after = await turn_client.send(customer_says(who, "where is my order A-10024?"))
+        assert (await turn_client.response(after, timeout=120)).status is ResponseStatus.OK

@@ -177,8 +177,11 @@ class Pipeline:
         await deliver(letter, self._send_dead_letter)
 
     async def _send_dead_letter(self, key: bytes | None, value: bytes) -> None:
-        sent = await self.topology.dead_letter.send(key=key, value=value)
-        await sent  # delivered: a broker that refuses the record raises here
+        """Produce and wait for the broker's answer: a refusal raises here. The producer's
+        own ``send_and_wait``, not ``Topic.send``: that one hands the error to a second
+        future nobody reads, which asyncio then logs as never retrieved."""
+        topic = self.topology.dead_letter.get_topic_name()
+        await self.topology.app.producer.send_and_wait(topic, key, value, None, None, None)
 
     async def fail_turn(
         self, key: bytes, envelope: TurnEnvelope, phase: Phase, code: str, message: str
