@@ -60,7 +60,7 @@ def _worker(args: argparse.Namespace) -> int:
     from streams.worker import run_worker
 
     settings = load_settings()
-    configure_worker_logging(args.log_level)
+    configure_worker_logging(args.log_level, settings.log_repeat_s)
     asyncio.run(run_worker(settings, Role(args.role)))  # KafkaUnreachableError: one line
     return 0
 

@@ -32,6 +32,7 @@ from processors.pack.size import size_problems
 from schemas.codec import CodecError, decode_as
 from schemas.events.pack_published import PackPublished
 from schemas.pack import AgentPack
+from streams.kafka_backoff import wait_out_outage
 from streams.kafka_clients import consumer_kwargs
 from streams.settings import Settings
 from streams.topics import CONFIG_PACKS, tenant_agent_key
@@ -137,8 +138,8 @@ class ConfigTopicReader:
 
     async def start(self) -> None:
         """Connect and seek to the beginning; raises :class:`ConfigTopicMissingError`."""
-        await self._consumer.start()
         try:
+            await self._consumer.start()
             if self.topic not in await self._consumer.topics():
                 raise ConfigTopicMissingError(
                     f"{self.topic} does not exist: run `turnstream topics create`"
@@ -188,6 +189,9 @@ class PackRegistry:
         self._changed = asyncio.Event()
         self._reader: ConfigTopicReader | None = None
         self._task: asyncio.Task[None] | None = None
+        self.wait_out_outages = False
+        """A worker's registry: :meth:`start` waits out a cluster that does not answer
+        (``kafka_wait_s``, ``streams.kafka_backoff``) instead of failing at once."""
 
     def get(self, tenant: str, agent: str) -> PackSnapshot | None:
         """The active version of an agent's pack, or None if none was loaded."""
@@ -218,6 +222,12 @@ class PackRegistry:
         """Read the topic to its current end, then keep following it in the background."""
         if self._reader is not None:
             raise RuntimeError("PackRegistry already started")
+        if self.wait_out_outages:
+            await wait_out_outage(self._settings, "reading the packs", lambda: self._start(timeout))
+        else:
+            await self._start(timeout)
+
+    async def _start(self, timeout: float) -> None:
         reader = ConfigTopicReader(self._settings)
         await reader.start()
         self._reader = reader

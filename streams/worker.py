@@ -3,6 +3,12 @@
 Start order: topics (created if missing), the runtime (model, vector store, packs, each
 pack indexed), the role's Faust app, then the services outside the Faust app (memory
 ingestion with the retrieval role; analytics and webhooks). Stop in reverse.
+
+A broker lost at any step of the start is waited out (``streams.kafka_backoff``): the step
+is retried with a capped, jittered backoff and one WARNING per retry ("broker ... unreachable
+while ..., retrying in N s"); a Faust app whose start failed is stopped and built again. After
+``kafka_wait_s`` without an answer the start fails with :class:`KafkaUnreachableError`, which
+``turnstream worker`` prints as one line (exit 1), after closing what had started.
 """
 
 from __future__ import annotations
@@ -11,12 +17,17 @@ import asyncio
 import gc
 import logging
 import signal
-
-from aiokafka.errors import KafkaConnectionError
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from processors.llm_budget import stall_problem
 from streams.analytics_consumer import AnalyticsConsumer
 from streams.analytics_services import Service, analytics_services
+from streams.kafka_backoff import (
+    KafkaUnreachableError,
+    install_reconnect_backoff,
+    wait_out_outage,
+)
 from streams.kafka_ready import wait_until_serving
 from streams.pipeline.base import Pipeline
 from streams.pipeline.runtime import PipelineRuntime
@@ -32,11 +43,11 @@ from streams.worker_ops import WorkerOps
 
 logger = logging.getLogger(__name__)
 
-BROKER_RETRY_S = 2.0
+T = TypeVar("T")
 
+__all__ = ["KafkaUnreachableError", "Worker", "inside_a_command", "run_worker"]
 
-class KafkaUnreachableError(RuntimeError):
-    """The cluster did not answer while the worker started."""
+APP_STOP_TIMEOUT_S = 30.0
 
 
 class Worker:
@@ -50,6 +61,7 @@ class Worker:
         self._topology: Topology | None = None
         self._services: list[Service] = []
         self._runtime_started = False
+        self._runtime_begun = False  # a runtime whose start failed half-way is stopped too
         self._registry_only = False
         self.ops = WorkerOps(self)
 
@@ -71,18 +83,19 @@ class Worker:
 
     async def start(self) -> None:
         """Start, serving the ops endpoint from the first moment (``/ready`` says 503 and
-        why until everything runs); a failed start closes it again."""
+        why until everything runs); a failed start stops what had started."""
+        install_reconnect_backoff(self.settings.kafka_backoff_s, self.settings.kafka_backoff_max_s)
         await self.ops.serve()
         try:
             await self._start()
         except BaseException:
-            await self.ops.stop()
+            await self.stop()
             raise
         await self.ops.running()
 
     async def _start(self) -> None:
         self.ops.stage = "checking the topics"
-        report = await self._topics_once_reachable()
+        report = await self._through_outage("checking the topics", self._ensure_topics)
         if not report.ok:
             logger.warning("topics differ from the catalog: %s", "; ".join(report.mismatches))
         if self.runs_pipeline:
@@ -92,6 +105,8 @@ class Worker:
             )
             began = asyncio.get_running_loop().time()
             self.ops.stage = "loading the model and indexing the packs"
+            self.runtime.registry.wait_out_outages = True
+            self._runtime_begun = True
             await self.runtime.start()
             self._runtime_started = True
             logger.info(
@@ -99,42 +114,50 @@ class Worker:
                 len(self.runtime.registry.snapshots()),
                 asyncio.get_running_loop().time() - began,
             )
-            await self._coordinator_ready()
             self.ops.stage = "joining the consumer group"
-            topology = build_topology(self.settings, self.role)
-            pipeline = Pipeline(topology, self.runtime)
-            register(pipeline, self.settings.worker_concurrency, self.role)
-            self.ops.pipeline_built(pipeline)
-            await topology.app.start()
-            self._topology = topology
+            await self._through_outage("joining the consumer group", self._start_app)
         elif self.role is Role.WEBHOOKS:
-            await self.runtime.registry.start()  # subscriptions come with the packs
+            self.runtime.registry.wait_out_outages = True
             self._registry_only = True
+            await self.runtime.registry.start()  # subscriptions come with the packs
         if not self.runs_pipeline:
-            await self._coordinator_ready()
+            await self._through_outage("finding the group coordinator", self._coordinator_ready)
         for service in self._side_services():
-            await service.start()
+            await self._through_outage(f"starting {type(service).__name__}", service.start)
             self._services.append(service)
         freeze_startup_objects()
         logger.info("worker (%s) started on %s", self.role.value, self.settings.bootstrap_servers)
 
-    async def _topics_once_reachable(self) -> TopicReport:
-        """Check the topics, waiting up to ``kafka_wait_s`` for the cluster to answer."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.kafka_wait_s
-        while True:
-            try:
-                return await ensure_topics(self.settings)
-            except KafkaConnectionError:
-                if loop.time() >= deadline:
-                    raise KafkaUnreachableError(
-                        f"Kafka at {self.settings.bootstrap_servers} did not answer for "
-                        f"{self.settings.kafka_wait_s:.0f} s (TURNSTREAM_KAFKA_WAIT_S)"
-                    ) from None
-                logger.warning(
-                    "Kafka at %s is not reachable; retrying", self.settings.bootstrap_servers
-                )
-                await asyncio.sleep(BROKER_RETRY_S)
+    async def _through_outage(self, what: str, step: Callable[[], Awaitable[T]]) -> T:
+        """``step`` retried while the cluster does not answer (``kafka_wait_s`` at most)."""
+        return await wait_out_outage(self.settings, what, step)
+
+    async def _ensure_topics(self) -> TopicReport:
+        return await ensure_topics(self.settings)
+
+    async def _start_app(self) -> None:
+        """The role's Faust app, started; one whose start failed is stopped (a new one is
+        built for the next try: a Faust app does not start twice)."""
+        await self._coordinator_ready()
+        topology = build_topology(self.settings, self.role)
+        pipeline = Pipeline(topology, self.runtime)
+        register(pipeline, self.settings.worker_concurrency, self.role)
+        self.ops.pipeline_built(pipeline)
+        self._topology = topology
+        try:
+            await topology.app.start()
+        except BaseException:
+            self._topology = None
+            await self._stop_app(topology)
+            raise
+
+    @staticmethod
+    async def _stop_app(topology: Topology) -> None:
+        try:
+            async with asyncio.timeout(APP_STOP_TIMEOUT_S):
+                await topology.app.stop()
+        except Exception as exc:  # a half-started app: what is left is closed with the process
+            logger.warning("stopping the Faust app failed: %r", exc)
 
     async def _coordinator_ready(self) -> None:
         """Wait for the group coordinator (all of ``__consumer_offsets``, so every group of
@@ -173,8 +196,8 @@ class Worker:
         self._services.clear()
         topology, self._topology = self._topology, None
         if topology is not None:
-            await topology.app.stop()
-        if self._runtime_started:
+            await self._stop_app(topology)
+        if self._runtime_begun:
             await self.runtime.stop()
         elif self._registry_only:
             await self.runtime.registry.stop()
