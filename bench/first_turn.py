@@ -17,9 +17,7 @@ from pathlib import Path
 
 from processors.embedding import Embedder, InlineEmbedder
 from processors.phases.tools import PackToolExecutor
-from processors.retrieval import Indexer, LexicalIndexes
-from processors.retrieval.pack_items import sync_pack
-from processors.turn.deps import TurnDeps
+from processors.retrieval import LexicalIndexes
 from processors.turn.in_process import MemoryState
 from processors.turn.retrieval_stage import (
     join,
@@ -34,6 +32,7 @@ from schemas.domain.turn_input import Channel, TurnInput
 from schemas.events.turn_requested import TurnRequested
 from schemas.pack import AgentPack
 from sinks.python_tools import PythonToolExecutor
+from sinks.turn_deps import RetrievalPorts
 from sinks.vector_store import VectorStore
 from streams.settings import Settings
 
@@ -69,37 +68,31 @@ class FirstTurns:
     run against it with ``settings`` (the pack's own overrides apply, as in a worker)."""
 
     def __init__(self, embedder: Embedder, settings: Settings) -> None:
-        self._embedder = embedder
         self._inline = InlineEmbedder(embedder)
-        self._store = VectorStore.memory(embedder.dim)
-        self._lexicon = LexicalIndexes(self._store.documents)
-        self._indexer = Indexer(self._store, embedder, self._lexicon)
+        self._ports = RetrievalPorts.in_memory(embedder=embedder)
         self._settings = settings
         self._count = 0
 
     def use(self, pack: AgentPack) -> dict[str, int]:
         """Index ``pack`` (only what changed since the last call is embedded again)."""
-        reports = sync_pack(self._indexer, pack)
+        reports = self._ports.sync(pack)
         self.pack = pack
-        self.deps = TurnDeps(
-            embedder=self._embedder,
-            vectors=self._store,
-            lexicon=self._lexicon,
-            tools=lambda _pack: PackToolExecutor(PythonToolExecutor(Path("."))),  # none run
-            settings=self._settings,
+        self.deps = self._ports.turn_deps(
+            self._settings,
+            lambda _pack: PackToolExecutor(PythonToolExecutor(Path("."))),  # none run
         )
         return {rtype.value: r.embedded for rtype, r in reports.items()}
 
     def close(self) -> None:
-        self._store.close()
+        self._ports.close()
 
     @property
     def store(self) -> VectorStore:
-        return self._store
+        return self._ports.store
 
     @property
     def lexicon(self) -> LexicalIndexes:
-        return self._lexicon
+        return self._ports.lexicon
 
     async def turn(self, message: str, customer_id: str | None = BENCH_CUSTOMER) -> JoinedTurn:
         pack, deps = self.pack, self.deps

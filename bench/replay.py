@@ -35,17 +35,13 @@ from processors.pack.conversations import load_suite
 from processors.phases.tools import PackToolExecutor
 from processors.replay.recording import RecordedTurn, recorded_turn
 from processors.replay.report import summarize
-from processors.retrieval import Indexer, LexicalIndexes
-from processors.retrieval.pack_items import sync_pack
 from processors.tool_policy import ToolPolicy
-from processors.turn.deps import TurnDeps
 from processors.turn.in_process import MemoryState, run_turn
 from schemas.domain.turn_input import TurnInput
 from schemas.events.turn_requested import TurnRequested
-from sinks.embedder import default_embedder
 from sinks.pack_files import PackFiles, load_pack
 from sinks.python_tools import PythonToolExecutor
-from sinks.vector_store import VectorStore
+from sinks.turn_deps import RetrievalPorts
 from streams.replay_run import replay_pack
 from streams.replay_source import read_export, write_export
 from streams.settings import Settings, load_settings
@@ -64,12 +60,10 @@ async def record(pack_dir: Path, settings: Settings, turns: int) -> list[Recorde
     suite = load_suite(PackFiles(pack_dir), pack)
     if not suite.conversations:
         raise SystemExit(f"{pack_dir}: no conversation tests to record")
-    embedder = default_embedder(settings=settings)
-    store = VectorStore.memory(embedder.dim)
-    lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(store, embedder, lexicon), pack)
+    ports = RetrievalPorts.in_memory(settings)
+    ports.sync(pack)
     executor = PackToolExecutor(PythonToolExecutor(pack_dir, ToolPolicy.of(settings.tools)))
-    deps = TurnDeps(embedder, store, lexicon, lambda _p: executor, settings)
+    deps = ports.turn_deps(settings, lambda _p: executor)
     state = MemoryState()
     state.add_pack(pack)
     recorded: list[RecordedTurn] = []
@@ -97,7 +91,7 @@ async def record(pack_dir: Path, settings: Settings, turns: int) -> list[Recorde
                     _response, got = await run_turn(request, state, deps)
                     recorded.append(recorded_turn(request, got))
     finally:
-        store.close()
+        ports.close()
     return recorded
 
 

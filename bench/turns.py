@@ -100,7 +100,8 @@ overloaded baseline make it up to ~7 minutes. README figures:
 
 ``python bench/turns.py --workers 1,2`` makes all of them in one run (about twice as long);
 ``python -m bench.turns`` is the same. The pieces other benches share live in
-``bench/harness/`` (pipeline set-up, load generators, /proc watcher, profiler, printers).
+``bench/harness/`` (pipeline set-up, load generators, the timed streaming ask, /proc
+watcher, profiler, printers).
 """
 
 from __future__ import annotations
@@ -117,7 +118,6 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -150,6 +150,7 @@ from bench.harness.report import (
     print_unloaded,
     ratios,
 )
+from bench.harness.streaming import StreamTurns
 from schemas.events.turn_response import ResponseStatus
 from streams.settings import Settings
 from streams.turn_client import TurnClient
@@ -197,27 +198,8 @@ async def stream_run(
         watch = Watch(pids)
         watch.start()
         async with TurnClient(settings) as client:
-
-            async def ask(channel_id: str, message: str, deadline: float) -> Turn:
-                loop = asyncio.get_running_loop()
-                t = loop.time()
-                turn = Turn(await client.send(turn_input(channel_id, message)))
-                try:
-                    response = await client.response(turn.turn_id, max(0.0, deadline - loop.time()))
-                except TimeoutError:
-                    return turn
-                turn.answered_at = loop.time()
-                turn.e2e_ms = (turn.answered_at - t) * 1000
-                turn.response = response
-                return turn
-
-            def counted(turns: Sequence[Turn]) -> dict[str, int]:
-                counts = [client.response_counts[t.turn_id] for t in turns]
-                return {
-                    "lost": sum(1 for c in counts if c == 0),
-                    "duplicates": sum(c - 1 for c in counts if c > 1),
-                }
-
+            sent = StreamTurns(client)
+            ask, counted = sent.ask, sent.counted
             await wait_ready(settings, procs)
             warm_sessions = max(1, min(args.warmup, 2 * args.partitions))
             warm, _ = await closed_loop(

@@ -43,31 +43,19 @@ async def play_in_process(
     pack_dir: Path, settings: Settings, *, only: Sequence[str] = (), run_id: str | None = None
 ) -> SuiteReport:
     """The pack's conversations through ``run_turn``, one process, no broker."""
-    from processors.retrieval import Indexer, LexicalIndexes
-    from processors.retrieval.pack_items import sync_pack
-    from processors.turn.deps import TurnDeps
     from processors.turn.in_process import MemoryState, run_turn
-    from sinks.embedder import default_embedder
     from sinks.http_tools import pack_tool_executor
     from sinks.outbound_http import guarded_session
-    from sinks.vector_store import VectorStore
+    from sinks.turn_deps import RetrievalPorts
 
     pack = load_pack(pack_dir)
     suite = load_suite(PackFiles(pack_dir), pack)
-    embedder = default_embedder(settings=settings)
-    store = VectorStore.memory(embedder.dim)
-    lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(store, embedder, lexicon), pack)
+    ports = RetrievalPorts.in_memory(settings)
+    ports.sync(pack)
     policy = ToolPolicy.of(settings.tools)
     session = guarded_session(allow_private=policy.allow_private_http)
     executor = pack_tool_executor(pack_dir, policy, session)
-    deps = TurnDeps(
-        embedder=embedder,
-        vectors=store,
-        lexicon=lexicon,
-        tools=lambda _pack: executor,
-        settings=settings,
-    )
+    deps = ports.turn_deps(settings, lambda _pack: executor)
     state = MemoryState()
     state.add_pack(pack)
 
@@ -89,7 +77,7 @@ async def play_in_process(
         )
     finally:
         await session.close()
-        store.close()
+        ports.close()
 
 
 async def play_through_kafka(

@@ -30,38 +30,24 @@ async def replay_pack(
     from processors.replay.embeddings import PrefetchedEmbedder
     from processors.replay.run import replay
     from processors.replay.tools import RecordedTools
-    from processors.retrieval import Indexer, LexicalIndexes
-    from processors.retrieval.pack_items import sync_pack
-    from processors.retrieval.snapshot_index import SnapshotIndex
-    from processors.turn.deps import TurnDeps
     from schemas.pack.agent_pack import AgentPack
-    from sinks.embedder import default_embedder
     from sinks.llm_openai import OpenAiLlm
     from sinks.pack_files import load_pack
-    from sinks.vector_store import VectorStore
+    from sinks.turn_deps import RetrievalPorts
 
+    if live_llm and not settings.llm_base_url:
+        raise ValueError("--live-llm needs TURNSTREAM_LLM_BASE_URL (the model's endpoint)")
     # as a worker has it: through config.packs' canonical JSON (sorted keys), so that the
     # mappings in LLM prompts (a field's synonyms...) are in the worker's order
     pack = AgentPack.model_validate_json(load_pack(pack_dir).canonical_json())
-    embedder = PrefetchedEmbedder(default_embedder(settings=settings))
-    store = VectorStore.memory(embedder.dim)
-    vectors = SnapshotIndex(store)  # the pack's scopes as one matrix, as the worker searches
-    lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(vectors, embedder.inner, lexicon), pack)
+    # the pack's scopes as one matrix, as the worker searches
+    ports = RetrievalPorts.in_memory(settings, snapshot=True)
+    ports.sync(pack)
+    embedder = PrefetchedEmbedder(ports.embedder)
     embedder.prefetch(t.request.input.message for t in turns)
-    model = None
-    if live_llm:
-        if not settings.llm_base_url:
-            raise ValueError("--live-llm needs TURNSTREAM_LLM_BASE_URL (the model's endpoint)")
-        model = OpenAiLlm(settings)
+    model = OpenAiLlm(settings) if live_llm else None
     unused = RecordedTools.of(())  # replaced by the replay's own executor
-    deps = TurnDeps(
-        embedder=embedder,
-        vectors=vectors,
-        lexicon=lexicon,
-        tools=lambda _pack: unused,
-        settings=settings,
-    )
+    deps = ports.turn_deps(settings, lambda _pack: unused, embedder=embedder)
     session = None
     live = None
     if call_read_tools:
@@ -76,7 +62,7 @@ async def replay_pack(
         live_llm_tasks = dict.fromkeys(LLM_PHASES, model) if model is not None else None
         return await replay(turns, pack, deps, live_tools=live, live_llm=live_llm_tasks)
     finally:
-        store.close()
+        ports.close()
         if model is not None:
             await model.close()
         if session is not None:

@@ -37,23 +37,15 @@ def in_process_deps() -> tuple[AgentPack, TurnDeps]:
     memory, the pack's own tools, this process's settings (the baseline and the soak's
     replay)."""
     from processors.phases.tools import PackToolExecutor
-    from processors.retrieval import Indexer, LexicalIndexes
-    from processors.retrieval.pack_items import sync_pack
-    from sinks.embedder import default_embedder
     from sinks.python_tools import PythonToolExecutor
-    from sinks.vector_store import VectorStore
+    from sinks.turn_deps import RetrievalPorts
 
     pack = load_pack(EXAMPLE_PACK)
-    embedder = default_embedder()
-    store = VectorStore.memory(embedder.dim)
-    lexicon = LexicalIndexes(store.documents)
-    sync_pack(Indexer(store, embedder, lexicon), pack)
-    deps = TurnDeps(
-        embedder=embedder,
-        vectors=store,
-        lexicon=lexicon,
-        tools=lambda _pack: PackToolExecutor(PythonToolExecutor(EXAMPLE_PACK)),
-        settings=load_settings(),
+    settings = load_settings()
+    ports = RetrievalPorts.in_memory(settings)
+    ports.sync(pack)
+    deps = ports.turn_deps(
+        settings, lambda _pack: PackToolExecutor(PythonToolExecutor(EXAMPLE_PACK))
     )
     return pack, deps
 

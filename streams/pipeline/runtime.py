@@ -25,9 +25,8 @@ import aiohttp
 
 from processors.llm import LlmTask
 from processors.phases.tools import PackToolExecutor
-from processors.retrieval import Indexer, IndexReport, LexicalIndexes
+from processors.retrieval import Indexer, IndexReport
 from processors.retrieval.pack_items import sync_pack
-from processors.retrieval.snapshot_index import SnapshotIndex
 from processors.tool_policy import ToolPolicy
 from processors.turn.deps import TurnDeps
 from schemas.domain.phase import Phase
@@ -38,6 +37,7 @@ from sinks.embedder import default_embedder
 from sinks.http_tools import pack_tool_executor
 from sinks.llm_openai import OpenAiLlm
 from sinks.outbound_http import guarded_session
+from sinks.turn_deps import RetrievalPorts
 from sinks.vector_store import VectorStore
 from streams.metrics import metered
 from streams.pack_registry import PackRegistry, PackUpdate
@@ -127,10 +127,7 @@ class PipelineRuntime:
         self._deps: TurnDeps | None = None
         self._llms: dict[Phase, LlmTask] = {}
         self._batcher: EmbedBatcher | None = None
-        self._indexer: Indexer | None = None
-        self._store: VectorStore | None = None
-        self._vectors: SnapshotIndex | None = None
-        self._lexicon: LexicalIndexes | None = None
+        self._ports: RetrievalPorts | None = None
         self._index_lock = asyncio.Lock()
         self._index_tasks: set[asyncio.Task[None]] = set()
 
@@ -149,9 +146,12 @@ class PipelineRuntime:
 
     @property
     def indexer(self) -> Indexer:
-        if self._indexer is None:
+        return self._started_ports().indexer
+
+    def _started_ports(self) -> RetrievalPorts:
+        if self._ports is None:
             raise RuntimeError("PipelineRuntime not started")
-        return self._indexer
+        return self._ports
 
     async def in_model_thread(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run model work (embeddings) on the one model thread, off the event loop."""
@@ -164,25 +164,14 @@ class PipelineRuntime:
             functools.partial(default_embedder, settings=self.settings)
         )
         store = VectorStore.from_settings(self.settings, embedder.dim)
-        vectors = SnapshotIndex(store)
-        lexicon = LexicalIndexes(store.documents)
-        self._store = store
-        self._vectors = vectors
-        self._lexicon = lexicon
-        self._indexer = Indexer(vectors, embedder, lexicon)
+        ports = RetrievalPorts.over(store, embedder, snapshot=True)
+        self._ports = ports
         self._batcher = EmbedBatcher(embedder, self.in_model_thread)
         self._http = guarded_session(allow_private=self.settings.tools.allow_private_targets)
         tools = pack_tools(self.settings, self._http)
 
         self._llms = _llm_tasks(self.settings)
-        self._deps = TurnDeps(
-            embedder=embedder,
-            vectors=vectors,
-            lexicon=lexicon,
-            tools=tools,
-            settings=self.settings,
-            llm=metered(self._llms),
-        )
+        self._deps = ports.turn_deps(self.settings, tools, llm=metered(self._llms))
         await self.registry.start()
         for snapshot in self.registry.snapshots():  # no turn is taken yet: the model is free
             await self._index(snapshot.tenant, snapshot.agent, snapshot.version, snapshot.pack)
@@ -199,8 +188,8 @@ class PipelineRuntime:
                 await llm.close()
         if self._http is not None:
             await self._http.close()
-        if self._store is not None:
-            self._store.close()
+        if self._ports is not None:
+            self._ports.close()
         self._model_thread.shutdown(wait=False, cancel_futures=True)
 
     def _on_update(self, update: PackUpdate) -> None:
@@ -219,8 +208,9 @@ class PipelineRuntime:
         """Index a pack version, then make it available to turns; ``aside``: while turns
         run, off the model thread (:meth:`_index_aside`)."""
         async with self._index_lock:
-            if self._vectors is not None:  # another process may have indexed it
-                self._vectors.invalidate_agent(tenant, agent)
+            snapshot = self._ports.snapshot if self._ports is not None else None
+            if snapshot is not None:  # another process may have indexed it
+                snapshot.invalidate_agent(tenant, agent)
             started = time.monotonic()
             try:
                 if aside:
@@ -248,8 +238,7 @@ class PipelineRuntime:
         """Sync the pack from a thread of its own, its texts embedded by a child process at
         a lower CPU priority (started only when some text changed, ended after): the model
         thread stays the turns'."""
-        if self._vectors is None or self._lexicon is None:
-            raise RuntimeError("PipelineRuntime not started")
+        ports = self._started_ports()
         settings = self.settings
         with EmbedProcess(
             self.deps.embedder,
@@ -257,5 +246,5 @@ class PipelineRuntime:
             settings.cache_dir,
             niceness=settings.pack_index_niceness,
         ) as embedder:
-            aside = Indexer(self._vectors, embedder, self._lexicon)
+            aside = ports.indexer_using(embedder)
             return await asyncio.to_thread(sync_pack, aside, pack)
