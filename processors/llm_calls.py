@@ -24,7 +24,7 @@ from schemas.domain.usage import TokenUsage
 from schemas.fields import MAX_TEXT_CHARS, json_text
 from schemas.settings import PhaseSettings
 
-__all__ = ["RecordingLlm", "call_key", "recording", "with_calls"]
+__all__ = ["RecordingLlm", "call_key", "key_of", "recording", "with_calls"]
 
 
 def call_key(
@@ -40,6 +40,24 @@ def call_key(
     asked = [phase.value, schema_name, dict(schema), system, user, model]
     text = json.dumps(asked, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def key_of(
+    settings: PhaseSettings | None,
+    *,
+    phase: Phase,
+    system: str,
+    user: str,
+    schema_name: str,
+    schema: Mapping[str, Any],
+) -> tuple[str, str | None]:
+    """The :func:`call_key` of a port call made with the phase's ``settings``, and the model
+    the key names (the settings' ``model``; None when unset: the client's default)."""
+    model = (settings.model if settings is not None else None) or None
+    key = call_key(
+        phase=phase, system=system, user=user, schema_name=schema_name, schema=schema, model=model
+    )
+    return key, model
 
 
 @dataclass
@@ -64,14 +82,8 @@ class RecordingLlm:
         schema: Mapping[str, Any],
         settings: PhaseSettings | None = None,
     ) -> LlmResult:
-        model = (settings.model if settings is not None else None) or None
-        key = call_key(
-            phase=phase,
-            system=system,
-            user=user,
-            schema_name=schema_name,
-            schema=schema,
-            model=model,
+        key, model = key_of(
+            settings, phase=phase, system=system, user=user, schema_name=schema_name, schema=schema
         )
         try:
             result = await self.inner.complete_json(

@@ -1,14 +1,15 @@
 """The LLM during a replay: answered from the recorded calls (``TurnContext.llm_calls``),
 never from a model.
 
-A call is matched by its :func:`~processors.llm_calls.call_key` (a hash of phase, task,
-schema, prompts and model), first among the calls the same turn recorded, taken in their
-recorded order (a regenerated answer judged twice asks the same twice), then among all
-recorded calls. A recorded output is returned as it was (the phase validates it again and
-falls back again where it fell back); a recorded failure raises :class:`LlmError` with its
-recorded message, so the phase runs its heuristic as it did. A call nothing recorded, which
-is what a candidate pack that changes a prompt makes, raises :class:`LlmError` too: the
-phase runs its heuristic, and :attr:`RecordedLlm.missing` lists the call for the report.
+A call is matched by its :func:`~processors.llm_calls.key_of` (a hash of phase, task,
+schema, prompts and the phase settings' model), first among the calls the same turn
+recorded, taken in their recorded order (a regenerated answer judged twice asks the same
+twice), then among all recorded calls. A recorded output is returned as it was (the phase
+validates it again and falls back again where it fell back); a recorded failure raises
+:class:`LlmError` with its recorded message, so the phase runs its heuristic as it did. A
+call nothing recorded, which is what a candidate pack that changes a prompt makes, raises
+:class:`LlmError` too: the phase runs its heuristic, and :attr:`RecordedLlm.missing` lists
+the call for the report.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from processors.llm import LlmError, LlmResult
-from processors.llm_calls import call_key
+from processors.llm_calls import key_of
 from schemas.domain.llm_call import LlmCall
 from schemas.domain.phase import Phase
 from schemas.settings import PhaseSettings
@@ -79,14 +80,8 @@ class RecordedLlm:
         schema: Mapping[str, Any],
         settings: PhaseSettings | None = None,
     ) -> LlmResult:
-        model = (settings.model if settings is not None else None) or None
-        key = call_key(
-            phase=phase,
-            system=system,
-            user=user,
-            schema_name=schema_name,
-            schema=schema,
-            model=model,
+        key, _model = key_of(
+            settings, phase=phase, system=system, user=user, schema_name=schema_name, schema=schema
         )
         found = self._take(key)
         if found is not None:
