@@ -20,11 +20,15 @@ from schemas.events.turn_response import ResponseStatus
 from streams.local_llm import MODEL_ALIAS, LocalLlmServer
 from streams.settings import Settings
 from streams.turn_client import TurnClient
-from tests.local_llm_support import free_port, llm_mode_settings, pack_without_phase_overrides
+from tests.local_llm_support import (
+    MAX_TOKENS,
+    llm_pipeline_settings,
+    model_server_in,
+    pack_without_phase_overrides,
+)
 from tests.pipeline_support import (
     Redrives,
     customer_says,
-    pipeline_settings,
     prepare,
     running_worker,
     watching_redrives,
@@ -34,10 +38,6 @@ pytest.importorskip("xllamacpp", reason="needs the local-llm extra (see .ci/run)
 
 pytestmark = [pytest.mark.integration, pytest.mark.local_llm]
 
-MAX_TOKENS = 48
-"""Small on purpose: a 135M model fills any budget, and the bound is what is tested."""
-TIMEOUT_S = 120.0
-"""Generous: on a loaded 2-core machine a first 800-token prompt took 37 s to read."""
 LLM_PHASES = (Phase.SENSOR, Phase.RULE_SELECTION, Phase.GENERATION, Phase.ENFORCEMENT)
 MESSAGE = "where is my order A-10024?"
 
@@ -50,13 +50,8 @@ def redrives() -> Iterator[Redrives]:
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLlmServer]:
-    settings = Settings(cache_dir=tmp_path_factory.mktemp("llm"), local_llm_parallel=2)
-    server = LocalLlmServer(settings, free_port())
-    server.start()
-    try:
+    with model_server_in(tmp_path_factory.mktemp("llm")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +62,8 @@ async def client(
     redrives: Redrives,
 ) -> AsyncIterator[TurnClient]:
     del redrives  # attached before the worker starts
-    base = pipeline_settings(kafka_settings, tmp_path_factory.mktemp("local-llm"))
-    settings = llm_mode_settings(
-        base, model_server.endpoint, max_tokens=MAX_TOKENS, timeout_s=TIMEOUT_S
-    )
+    data_dir = tmp_path_factory.mktemp("local-llm")
+    settings = llm_pipeline_settings(kafka_settings, model_server.endpoint, data_dir)
     await prepare(settings, pack_without_phase_overrides(tmp_path_factory.mktemp("pack")))
     async with running_worker(settings), TurnClient(settings, records=True) as turn_client:
         yield turn_client

@@ -32,8 +32,12 @@ from streams.replay_run import replay_pack
 from streams.replay_source import TopicRange, read_topics
 from streams.settings import Settings
 from streams.turn_client import TurnClient
-from tests.local_llm_support import free_port, llm_mode_settings, pack_without_phase_overrides
-from tests.pipeline_support import AGENT, TENANT, pipeline_settings, prepare, running_worker
+from tests.local_llm_support import (
+    llm_pipeline_settings,
+    model_server_in,
+    pack_without_phase_overrides,
+)
+from tests.pipeline_support import AGENT, TENANT, prepare, running_worker
 
 pytest.importorskip("xllamacpp", reason="needs the local-llm extra (see .ci/run)")
 
@@ -42,19 +46,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.local_llm, pytest.mark.timeou
 CONVERSATIONS = (0, 2, 3, 5)
 """Example pack conversation tests, once each (5 turns, about 20 LLM calls): a turn with all
 four tasks on the 135M model took ~90 s on this loaded 2-core machine."""
-MAX_TOKENS = 48
-TIMEOUT_S = 120.0
 
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLlmServer]:
-    settings = Settings(cache_dir=tmp_path_factory.mktemp("llm"), local_llm_parallel=2)
-    server = LocalLlmServer(settings, free_port())
-    server.start()
-    try:
+    with model_server_in(tmp_path_factory.mktemp("llm")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +63,8 @@ def pack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def llm_settings(
     kafka_settings: Settings, model_server: LocalLlmServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
-    base = pipeline_settings(kafka_settings, tmp_path_factory.mktemp("replay-llm"))
-    return llm_mode_settings(
-        base, model_server.endpoint, max_tokens=MAX_TOKENS, timeout_s=TIMEOUT_S
-    )
+    data_dir = tmp_path_factory.mktemp("replay-llm")
+    return llm_pipeline_settings(kafka_settings, model_server.endpoint, data_dir)
 
 
 @pytest.fixture(scope="module")
