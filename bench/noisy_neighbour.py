@@ -35,7 +35,6 @@ if __package__ in (None, ""):  # `python bench/noisy_neighbour.py`: import `benc
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import time
@@ -45,8 +44,10 @@ from typing import Any
 
 from bench.harness.figures import summary
 from bench.harness.large_pack import texts_of, write_large_pack
-from bench.harness.load import Texts, Turn, turn_input
+from bench.harness.load import Texts, Turn
 from bench.harness.pipeline import pipeline_settings, prepare, private_cluster, wait_ready
+from bench.harness.report import load_average, run_header, write_json
+from bench.harness.streaming import StreamTurns
 from schemas.events.turn_response import ResponseStatus
 from sinks.pack_files import load_pack
 from streams.pack_publisher import publish_pack
@@ -88,22 +89,14 @@ class Turns:
     """Closed-loop acme-shop sessions over one client."""
 
     def __init__(self, client: TurnClient, sessions: int, run: str) -> None:
-        self.client = client
+        self.stream = StreamTurns(client)
         self.sessions = sessions
         self.run = run
         self.texts = Texts.load()
 
     async def ask(self, channel_id: str, timeout: float) -> Turn:
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        turn = Turn(await self.client.send(turn_input(channel_id, self.texts.next())))
-        try:
-            turn.response = await self.client.response(turn.turn_id, timeout)
-        except TimeoutError:
-            return turn
-        turn.answered_at = loop.time()
-        turn.e2e_ms = (turn.answered_at - began) * 1000
-        return turn
+        deadline = asyncio.get_running_loop().time() + timeout
+        return await self.stream.ask(channel_id, self.texts.next(), deadline)
 
     async def fixed(self, name: str, turns: int, timeout: float = 60.0) -> Window:
         async def session(s: int) -> list[Turn]:
@@ -178,10 +171,7 @@ async def measure(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "loadavg_at_start": [round(v, 2) for v in os.getloadavg()],
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    result = run_header(args)
     async with private_cluster("noisy", bootstrap=args.bootstrap, keep=args.keep) as cluster:
         limit = max(texts_of(args.intents, args.examples), 5000)
         settings = pipeline_settings(
@@ -209,7 +199,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
         finally:
             worker.stop()
-    result["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    result["loadavg_at_end"] = load_average()
     return result
 
 
@@ -240,9 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = asyncio.run(bench(args))
     print_result(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

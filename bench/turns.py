@@ -114,7 +114,6 @@ if __package__ in (None, ""):  # `python bench/turns.py`: import `bench.*` from 
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import time
@@ -143,12 +142,15 @@ from bench.harness.pipeline import (
 from bench.harness.procwatch import Watch
 from bench.harness.profile import Profiler
 from bench.harness.report import (
+    load_average,
     print_closed,
     print_open,
     print_profile,
     print_summary,
     print_unloaded,
     ratios,
+    run_header,
+    write_json,
 )
 from bench.harness.streaming import StreamTurns
 from schemas.events.turn_response import ResponseStatus
@@ -302,9 +304,8 @@ async def stream_run(
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
-        "loadavg_at_start": [round(v, 2) for v in os.getloadavg()],
+        **run_header(args),
         "host": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "env": passed_through(),
         "streaming": [],
     }
@@ -316,7 +317,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_baseline:
         result["baseline"] = await baseline_run(args)
     result["ratios"] = ratios(result)
-    result["loadavg_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    result["loadavg_at_end"] = load_average()
     return result
 
 
@@ -380,9 +381,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = asyncio.run(bench(args))
     print_summary(result)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return 0
 
 

@@ -1,8 +1,34 @@
-"""The printed lines of bench/turns.py and its streaming / in-process ratios."""
+"""The printed lines of bench/turns.py and its streaming / in-process ratios; the header
+and the JSON file of a bench's result (bench/turns.py, bench/noisy_neighbour.py)."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+from pathlib import Path
 from typing import Any
+
+
+def load_average() -> list[float]:
+    """The machine's 1, 5 and 15 minute load averages (a shared machine drifts)."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def run_header(args: argparse.Namespace) -> dict[str, Any]:
+    """What a result starts with: the load at the start and the arguments of the run."""
+    return {
+        "loadavg_at_start": load_average(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+
+
+def write_json(path: Path | None, result: dict[str, Any]) -> None:
+    """``result`` as indented JSON at ``path`` (its folder made), if a path was given."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _p(stats: dict[str, float], digits: int = 1) -> str:
