@@ -359,13 +359,12 @@ class Settings(BaseSettings):
         "pack validate, pack load and the worker refuse a larger pack",
     )
     table_store: Literal["rocksdb", "memory"] = Field(
-        default="memory",
-        description="where the worker's Faust tables live: memory (no files; every start "
-        "replays whole changelogs) or rocksdb (rocksdict, under <data_dir>/faust; a restart "
-        "recovers from the local store plus the changelogs' tail). Not the default yet: "
-        "Faust's RocksDB store reads a key only in the database of the event's partition, so "
-        "a customer's persistent data written from one session's partition is not seen from "
-        "another's (docs/operations.md)",
+        default="rocksdb",
+        description="where the worker's Faust tables live: rocksdb (rocksdict, under "
+        "<data_dir>/faust; a restart recovers from the local store plus the changelogs' "
+        "tail) or memory (no files; every start replays whole changelogs). On both, a key "
+        "not keyed by the record key (customer data, session state) has one local home, read "
+        "from any partition this worker holds (docs/operations.md)",
     )
     session_idle_ttl_s: float = Field(
         default=7 * 86400.0,
