@@ -4,9 +4,10 @@ one sent gzip-compressed (the broker limits the compressed batch, ``message.max.
 1,048,588 by default, so it is accepted; the worker's consumer gets it decompressed) each
 become a ``too_large`` dead letter, below the worker producer's limit, with a prefix of the
 original and the whole original's size and SHA-256, and an error response; the session's
-next turn is answered. Before the fix the dead letter kept the whole original, Faust's
-producer refused it (``MessageSizeTooLargeError``), the actor restarted and the offset was
-committed: no dead letter, no response."""
+next turn is answered. So does 20 MiB of gzip-compressed junk, addressed by its key and
+headers, and a letter the broker itself refuses is sent minimal. Before the fix the dead
+letter kept the whole original, Faust's producer refused it (``MessageSizeTooLargeError``),
+the actor restarted and the offset was committed: no dead letter, no response."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from tests.pipeline_support import AGENT, customer_says, pipeline_settings, prep
 pytestmark = pytest.mark.integration
 
 SMILE = "\U0001f600"  # 4 bytes of UTF-8
-CLIENT_MAX_REQUEST = 8 * 1024 * 1024
+CLIENT_MAX_REQUEST = 32 * 1024 * 1024
 """The test producer's own limit: aiokafka checks a record's uncompressed size against it."""
 
 
@@ -109,12 +110,17 @@ async def _dead_letter_of(settings: Settings, key: bytes, timeout: float = 60.0)
 
 
 async def _oversized_request_is_dead_lettered_and_answered(
-    client: TurnClient, settings: Settings, size: int, compression: str | None
+    client: TurnClient,
+    settings: Settings,
+    size: int,
+    compression: str | None,
+    *,
+    undecodable: bool = False,
 ) -> tuple[int, DeadLetter]:
     who = f"big-{uuid.uuid4().hex[:10]}"
     key = customer_says(who, "x").session_key.encode()
     turn_id = f"big-{uuid.uuid4().hex[:8]}"
-    value = _request_of(who, turn_id, size)
+    value = b"Z" * size if undecodable else _request_of(who, turn_id, size)
     await _produce(settings, key, value, turn_id, compression)
 
     response = await client.response(turn_id, timeout=120)
@@ -155,6 +161,16 @@ async def test_a_gzip_5_mb_request_becomes_a_dead_letter_and_an_error_and_the_ne
         client, settings, 5 * 1024 * 1024, compression="gzip"
     )
     assert size > 5_000_000 and letter.truncated
+
+
+async def test_an_undecodable_gzip_20_mb_record_is_dead_lettered_and_answered_by_its_headers(
+    client: TurnClient, settings: Settings
+) -> None:
+    """Larger than any valid request can be: answered from its key and headers."""
+    size, letter = await _oversized_request_is_dead_lettered_and_answered(
+        client, settings, 20 * 1024 * 1024, compression="gzip", undecodable=True
+    )
+    assert size == 20 * 1024 * 1024 and letter.original == b"Z" * len(letter.original)
 
 
 async def test_a_letter_the_broker_refuses_is_sent_minimal_and_the_request_still_answered(
