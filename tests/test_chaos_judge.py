@@ -4,8 +4,10 @@ The last test reads a real embedded store through :func:`dump_analytics`."""
 
 from __future__ import annotations
 
-import asyncio
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench.chaos_judge import (
     dump_analytics,
@@ -20,9 +22,6 @@ from schemas.domain.outcome import Resolution, TurnOutcome
 from schemas.domain.phase import Phase
 from schemas.domain.turn_input import Channel
 from schemas.events.turn_response import ResponseStatus, TurnResponse
-from sinks.analytics import rows, tables
-from sinks.analytics.store import chdb_path
-from tests.test_analytics_helpers import analytics_settings, make_turn, open_store
 
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -139,27 +138,35 @@ def test_analytics_rows_missing_twice_or_extra_fail_the_soak() -> None:
     assert failures({**base, **unmerged}) == []
 
 
-async def test_dump_analytics_reads_a_real_store_final_and_raw() -> None:
-    """Two records of one turn: two raw rows until a merge, one row FINAL (read in a child
-    process, as the soak reads each worker's store once the worker has stopped)."""
-    settings = analytics_settings()
-    store = await asyncio.to_thread(open_store, settings)
-    turn = make_turn("dump-1", session="s-dump")
-    other = make_turn("dump-2", session="s-dump")
-    batch = rows.merge([rows.completed_turn_rows(turn), rows.completed_turn_rows(other)])
-    try:
-        await asyncio.to_thread(store.write, batch)
-        await asyncio.to_thread(store.write, rows.merge([rows.completed_turn_rows(turn)]))
-        assert tables.TURNS.name in batch.rows
-    finally:
-        await asyncio.to_thread(store.close)
-    # the engine is process-wide: the child opens the directory once this process let go
-    dumped = await asyncio.to_thread(
-        dump_analytics, chdb_path(settings), settings.analytics.database
-    )
+WRITE_TWICE = """
+import sys
+from pathlib import Path
+from sinks.analytics import rows
+from tests.test_analytics_helpers import analytics_settings, make_turn, open_store
+
+settings = analytics_settings(chdb_path=Path(sys.argv[1]), database="soak")
+store = open_store(settings)
+turn, other = make_turn("dump-1", session="s-dump"), make_turn("dump-2", session="s-dump")
+store.write(rows.merge([rows.completed_turn_rows(turn), rows.completed_turn_rows(other)]))
+store.write(rows.merge([rows.completed_turn_rows(turn)]))
+store.close()
+"""
+
+
+def test_dump_analytics_reads_a_real_store_final_and_raw(tmp_path: Path) -> None:
+    """Two records of one turn in a real embedded store: two raw rows until a merge, one
+    row FINAL. Written and read by child processes, as the soak reads each stopped worker's
+    store (chdb runs one data directory per process)."""
+    store = tmp_path / "clickhouse"
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-c", WRITE_TWICE, str(store)], cwd=repo, check=True)
+    dumped = dump_analytics(store, "soak")
     assert "error" not in dumped, dumped
     assert sorted(map(tuple, dumped["final"])) == [
         ("t1", "s-dump", "dump-1"),
         ("t1", "s-dump", "dump-2"),
     ]
     assert sorted(map(tuple, dumped["raw"])).count(("t1", "s-dump", "dump-1")) == 2
+    keys = {("t1", "s-dump", "dump-1"), ("t1", "s-dump", "dump-2")}
+    judged = judge_analytics(keys, [map(tuple, dumped["final"])], [map(tuple, dumped["raw"])])
+    assert (judged["analytics_duplicates"], judged["analytics_unmerged_rows"]) == (0, 1)
