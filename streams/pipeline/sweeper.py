@@ -120,24 +120,40 @@ class Sweeper:
         if any(vars(swept).values()):
             logger.info("idle-state sweep: %s", swept)
 
+    def _paused(self) -> bool:
+        """While partitions move or tables recover, a local delete could be undone by the
+        records recovery still applies: the sweep waits for the next tick."""
+        app = self.t.app
+        return bool(getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False))
+
+    async def _yield(self, count: int) -> bool:
+        """Yield to the event loop every thousand keys; False when the sweep must stop."""
+        if count % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
+        return not self._paused()
+
     async def sweep_once(self, now: datetime) -> Swept:
         swept = Swept()
+        if self._paused():
+            return swept
         if self.t.gates is not None:
             pending = await self._sweep_sessions(now, swept)
-            await self._sweep_customers(now, pending, swept)
+            if pending is not None:
+                await self._sweep_customers(now, pending, swept)
         if self.t.joins is not None:
             await self._sweep_joins(now, swept)
         return swept
 
-    async def _sweep_sessions(self, now: datetime, swept: Swept) -> set[bytes]:
-        """Expire idle sessions; return the customer keys of the pending turns."""
+    async def _sweep_sessions(self, now: datetime, swept: Swept) -> set[bytes] | None:
+        """Expire idle sessions; return the customer keys of the pending turns (None: the
+        scan was cut short, so they are not all known)."""
         gates, responses = store_of(self.t.gates), store_of(self.t.responses)
         sessions = store_of(self.t.sessions)
         assert gates is not None and responses is not None and sessions is not None
         pending: set[bytes] = set()
         for count, key in enumerate([k for _, k, _ in gates.local_items()]):
-            if count % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
+            if not await self._yield(count):
+                return None
             gate = _decoded(gates.get(key), SessionGate)  # now, not when the scan began
             if gate is None:
                 continue
@@ -176,8 +192,8 @@ class Sweeper:
         gates, responses = store_of(self.t.gates), store_of(self.t.responses)
         assert gates is not None and responses is not None
         for count, key in enumerate([k for _, k, _ in responses.local_items()]):
-            if count % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
+            if not await self._yield(count):
+                return
             if gates.home(key) is not None:
                 continue
             response = _decoded(responses.get(key), TurnResponse)
@@ -191,8 +207,8 @@ class Sweeper:
         if customers is None or self.customer_ttl is None:
             return
         for count, key in enumerate([k for _, k, _ in customers.local_items()]):
-            if count % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
+            if not await self._yield(count):
+                return
             if key in pending:
                 continue
             data = _decoded(customers.get(key), CustomerDataStore)
@@ -205,8 +221,8 @@ class Sweeper:
         if joins is None or self.session_ttl is None:
             return
         for count, key in enumerate([k for _, k, _ in joins.local_items()]):
-            if count % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
+            if not await self._yield(count):
+                return
             join = _decoded(joins.get(key), RetrievalJoin)
             if join is not None and join_expired(join, now, self.session_ttl):
                 joins.expire(key)
