@@ -28,32 +28,18 @@ import argparse
 import asyncio
 import json
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
-
-from aiokafka import AIOKafkaConsumer
-from pydantic import BaseModel
 
 from bench.harness.figures import summary
 from bench.harness.load import Texts, turn_input
 from bench.harness.pipeline import pipeline_settings, prepare, private_cluster, wait_ready
-from schemas.codec import CodecError, decode
+from bench.harness.records import per_turn, read_records
 from streams.settings import Settings
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess
 
-TRACED = ("turn.", "retrieval.", "table.")
 WARM_TURNS = 10
-IDLE_POLLS = 3
-
-
-def turn_of(model: BaseModel) -> str | None:
-    """The turn a pipeline record belongs to (a gate names its turn in flight, if any)."""
-    for holder in (model, getattr(model, "record", None), getattr(model, "in_flight", None)):
-        turn_id = getattr(holder, "turn_id", None)
-        if isinstance(turn_id, str):
-            return turn_id
-    return None
 
 
 async def run_turns(settings: Settings, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
@@ -71,44 +57,6 @@ async def run_turns(settings: Settings, args: argparse.Namespace) -> dict[str, t
     return sent
 
 
-async def read_records(
-    settings: Settings, turns: set[str]
-) -> tuple[dict[str, list[tuple[int, str]]], Counter[str]]:
-    """Turn id -> [(producer timestamp ms, topic without prefix)] over the traced topics, and
-    every record counted by topic (state records name no turn)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    records: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    counts: Counter[str] = Counter()
-    try:
-        prefix = f"{settings.topic_prefix}."
-        names = [
-            t
-            for t in await consumer.topics()
-            if t.startswith(prefix) and t[len(prefix) :].startswith(TRACED)
-        ]
-        consumer.subscribe(names)
-        idle = 0
-        while idle < IDLE_POLLS:
-            batch = await consumer.getmany(timeout_ms=1000)
-            idle = 0 if batch else idle + 1
-            for tp, messages in batch.items():
-                topic = tp.topic[len(prefix) :]
-                counts[topic] += len(messages)
-                for message in messages:
-                    try:
-                        turn_id = turn_of(decode(message.value or b""))
-                    except CodecError:
-                        continue
-                    if turn_id in turns:
-                        records[turn_id].append((message.timestamp, topic))
-    finally:
-        await consumer.stop()
-    return records, counts
-
-
 def report(
     sent: dict[str, tuple[float, float]],
     records: dict[str, list[tuple[int, str]]],
@@ -120,8 +68,7 @@ def report(
     result: dict[str, Any] = {
         "turns": n,
         "e2e_ms": summary([e2e for _, e2e in sent.values()]),
-        "records_per_turn": {t: round(c / turns, 2) for t, c in sorted(counts.items())},
-        "records_per_turn_total": round(sum(counts.values()) / turns, 2),
+        **per_turn(counts, turns),
         "slowest": [],
     }
     print(f"{n} turns one at a time: e2e {result['e2e_ms']}")

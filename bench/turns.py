@@ -42,8 +42,8 @@ Runs, in this order, for each worker count:
   process, on one clock. ``send_lag_ms`` says how late the sender was on its schedule (high
   values mean the bench itself was starved of CPU). Per-phase p50/p99 come from the
   response's ``timings_ms``. Turns not answered ``--drain`` s after the last send are
-  ``unanswered`` (and ``lost``); percentiles then cover only the answered ones, which the
-  output says.
+  ``unanswered`` (an overloaded pipeline is still on them); percentiles then cover only the
+  answered ones, which the output says.
 
 **Transport overhead per hop** of a turn = (e2e - the phases' own time) / 8. The phases' own
 time is the sum of ``timings_ms`` along the critical path: every phase, plus only the slowest
@@ -60,8 +60,17 @@ waits in a topic or in an agent's queue, nor decode/encode or table writes outsi
 blocks, so the overhead is transport *plus queueing plus serialization*: at low load it is
 the hop cost, near saturation it is mostly queueing.
 
-**Lost / duplicate**: after each run and 1 s of settling, a turn with no response is lost,
-a turn with more than one response record is a duplicate (``TurnClient.response_counts``).
+**Lost / duplicate**: after each run the bench waits for its unanswered turns (at most
+``--full-drain`` s): one with no response once the pipeline group has consumed and
+committed every record is ``lost`` (null, with ``still_unanswered``, if the wait ran out
+first; bench/harness/streaming.py); a turn with more than one response record is a
+duplicate (``TurnClient.response_counts``).
+
+**Per turn**: ``records_per_turn`` (by topic) and ``records_per_turn_total`` of a run are
+the records on its prefix's turn, retrieval and table-changelog topics over the turns it
+sent, warm-up included (bench/harness/records.py, as bench/turn_trace.py counts them);
+``worker_cpu_ms_per_turn`` of a stage is the workers' CPU time in it over its answered
+turns, the baseline's ``cpu_ms_per_turn`` this process's. ``per_turn``: the closed loop's.
 
 **Worker RSS**: VmRSS of each worker process (and any children) from /proc, sampled every
 0.25 s; ``rss_mb.max`` over the whole life of the worker, ``rss_mb.open_loop`` the max
@@ -69,19 +78,9 @@ during and right after the open-loop run (when ``--active-sessions`` sessions ar
 ``cpu_cores`` per process and run (worker, broker JVM, bench) is CPU time over wall time.
 
 **Baseline** (``--no-baseline`` skips it): after the workers and the broker are stopped, the
-same texts through ``processors.turn.in_process.run_turn`` in this process (same processors
-and settings, in-memory state, Qdrant in memory, no Kafka):
-
-* ``unloaded``: ``--unloaded-turns`` turns one at a time, round-robin over the open loop's
-  sessions (the service time of a turn);
-* ``open_loop``: arrivals on the same schedule (rate, duration, sessions) into a FIFO queue
-  worked off by ``--baseline-servers`` concurrent turns (a bounded pool, as an in-process
-  server would run; one task per arrival instead shares the loop among all of them, and
-  when over capacity every turn then ends late). Latency counts from the scheduled
-  arrival, ``queue_wait_ms`` is the part spent queued; ``overloaded`` says the pool did
-  not keep up with the rate (latency then grows with the run's length), and arrivals still
-  queued ``--drain`` s after the last one are ``unanswered``;
-* ``closed_loop``: the same S and T.
+same texts through ``run_turn`` in this process, no Kafka: ``unloaded``, ``open_loop`` (a FIFO
+pool of ``--baseline-servers`` turns) and ``closed_loop`` (bench/harness/inprocess.py says
+how each is measured).
 
 ``ratios`` are streaming / in-process: ``latency_p50`` (open-loop e2e p50 over the in-process
 open-loop p50 at the same rate), ``latency_p50_vs_unloaded`` (over the in-process unloaded
@@ -126,7 +125,7 @@ from bench.harness.load import (
     Texts,
     Turn,
     closed_loop,
-    latency_report,
+    one_at_a_time,
     open_loop,
     throughput,
     turn_input,
@@ -141,8 +140,11 @@ from bench.harness.pipeline import (
 )
 from bench.harness.procwatch import Watch
 from bench.harness.profile import Profiler
+from bench.harness.records import per_turn, read_records
 from bench.harness.report import (
     load_average,
+    lost_words,
+    per_turn_figures,
     print_closed,
     print_open,
     print_profile,
@@ -152,14 +154,14 @@ from bench.harness.report import (
     run_header,
     write_json,
 )
-from bench.harness.streaming import StreamTurns
+from bench.harness.streaming import StreamTurns, pipeline_backlog
 from schemas.events.turn_response import ResponseStatus
 from streams.settings import Settings
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess
 
 SETTLE_S = 1.0
-UNLOADED_MAX_S = 20.0
+UNLOADED_S = 20.0
 __all__ = ["Texts", "Turn", "closed_loop", "quiet", "summary", "turn_input"]
 """What other benches import from here (bench/llm_turns.py)."""
 
@@ -199,9 +201,9 @@ async def stream_run(
             pids[f"worker{i}"] = proc.pid
         watch = Watch(pids)
         watch.start()
-        async with TurnClient(settings) as client:
-            sent = StreamTurns(client)
-            ask, counted = sent.ask, sent.counted
+        async with TurnClient(settings) as client, pipeline_backlog(settings) as backlog:
+            sent = StreamTurns(client, backlog)
+            ask = sent.ask
             await wait_ready(settings, procs)
             warm_sessions = max(1, min(args.warmup, 2 * args.partitions))
             warm, _ = await closed_loop(
@@ -212,31 +214,34 @@ async def stream_run(
             errors = sum(
                 1 for t in warm if t.response and t.response.status is ResponseStatus.ERROR
             )
-            result["warmup"] = {"turns": len(warm), "errors": errors, **counted(warm)}
+            result["warmup"] = {
+                "turns": len(warm),
+                "errors": errors,
+                **await sent.settled(warm, args.full_drain),
+            }
             print(
                 f"[{workers} worker(s)] ready in {result['ready_s']} s ({len(warm)} warm-up "
-                f"turns, {result['warmup']['lost']} lost, {errors} errors)",
+                f"turns, {lost_words(result['warmup'])}, {errors} errors)",
                 flush=True,
             )
-            if errors + result["warmup"]["lost"] == len(warm):
+            if not any(t.response and t.response.status is not ResponseStatus.ERROR for t in warm):
                 raise RuntimeError(f"no warm-up turn was answered well; see {run_dir}")
 
             stage: dict[str, Any]
             if args.unloaded_turns > 0:
                 stage = {}
-                loop = asyncio.get_running_loop()
                 with watch.stage("unloaded", stage):
-                    turns = []
-                    stop_at = loop.time() + UNLOADED_MAX_S
-                    for i in range(args.unloaded_turns):
-                        if loop.time() > stop_at:
-                            break
-                        channel = f"unloaded-{i % args.active_sessions}"
-                        turns.append(await ask(channel, texts.next(), loop.time() + args.drain))
+                    turns = await one_at_a_time(
+                        ask,
+                        texts,
+                        args.unloaded_turns,
+                        args.active_sessions,
+                        args.drain,
+                        UNLOADED_S,
+                    )
                     await asyncio.sleep(SETTLE_S)
                 stage["turns"] = len(turns)
-                stage.update(latency_report(turns, transport=True))
-                stage.update(counted(turns))
+                await sent.report(stage, turns, args.full_drain)
                 result["unloaded"] = stage
                 print_unloaded(f"[{workers} worker(s)] unloaded", stage)
 
@@ -260,8 +265,7 @@ async def stream_run(
                     profiler.stop()
                 await asyncio.sleep(SETTLE_S)
                 stage.update(throughput(turns, elapsed))
-                stage.update(latency_report(turns, transport=True))
-                stage.update(counted(turns))
+                await sent.report(stage, turns, args.full_drain)
                 result["closed_loop"] = stage
                 print_closed(f"[{workers} worker(s)] closed loop", stage)
                 if profiler is not None:
@@ -288,8 +292,7 @@ async def stream_run(
                 stage["sent"] = len(turns)
                 stage["sessions_touched"] = min(len(turns), args.active_sessions)
                 stage["achieved_rate_per_s"] = round(len(turns) / args.duration, 2)
-                stage.update(latency_report(turns, transport=True))
-                stage.update(counted(turns))
+                await sent.report(stage, turns, args.full_drain)
                 result["open_loop"] = stage
                 print_open(f"[{workers} worker(s)] open loop", stage)
     finally:
@@ -298,6 +301,7 @@ async def stream_run(
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in procs))
     assert watch is not None
     result["rss_mb"] = {n: watch.rss_mb(n) for n in pids if n.startswith("worker")}
+    result.update(per_turn((await read_records(settings, set()))[1], sent.sent))
     return result
 
 
@@ -316,6 +320,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await streaming(args, result)
     if not args.no_baseline:
         result["baseline"] = await baseline_run(args)
+    result["per_turn"] = per_turn_figures(result)
     result["ratios"] = ratios(result)
     result["loadavg_at_end"] = load_average()
     return result
@@ -361,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=int, default=100, help="turns before measuring")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds a turn may take")
+    parser.add_argument(
+        "--full-drain", type=float, default=300.0, help="at most this long for the unanswered"
+    )
     parser.add_argument("--no-analytics", action="store_true", help="workers without ClickHouse")
     parser.add_argument("--no-baseline", action="store_true", help="skip the in-process runs")
     parser.add_argument(

@@ -1,5 +1,23 @@
 """The pipeline's processors in this process (no Kafka): the turns bench's baseline and the
-chaos soak's state replay."""
+chaos soak's state replay.
+
+The baseline of bench/turns.py (``--no-baseline`` skips it): after the workers and the
+broker are stopped, the same texts through ``processors.turn.in_process.run_turn`` in this
+process (same processors and settings, in-memory state, Qdrant in memory, no Kafka):
+
+* ``unloaded``: ``--unloaded-turns`` turns one at a time, round-robin over the open loop's
+  sessions (the service time of a turn);
+* ``open_loop``: arrivals on the same schedule (rate, duration, sessions) into a FIFO queue
+  worked off by ``--baseline-servers`` concurrent turns (a bounded pool, as an in-process
+  server would run; one task per arrival instead shares the loop among all of them, and
+  when over capacity every turn then ends late). Latency counts from the scheduled
+  arrival, ``queue_wait_ms`` is the part spent queued; ``overloaded`` says the pool did
+  not keep up with the rate (latency then grows with the run's length), and arrivals still
+  queued ``--drain`` s after the last one are ``unanswered``;
+* ``closed_loop``: the same S and T.
+
+``cpu_ms_per_turn`` of a stage: this process's CPU time in it over its answered turns.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +33,16 @@ from typing import Any
 from bench.harness.load import (
     Texts,
     Turn,
+    answered_count,
     closed_loop,
     latency_report,
+    one_at_a_time,
     open_loop_fifo,
     throughput,
     turn_input,
 )
 from bench.harness.pipeline import EXAMPLE_PACK
-from bench.harness.procwatch import Watch
+from bench.harness.procwatch import Watch, cpu_ms_per_turn
 from bench.harness.report import print_closed, print_open, print_unloaded
 from processors.turn.deps import TurnDeps
 from schemas.pack.agent_pack import AgentPack
@@ -88,12 +108,10 @@ async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
     watch = Watch({"bench": os.getpid()})
     stage: dict[str, Any] = {}
     with watch.stage("unloaded", stage):
-        turns = [
-            await ask(f"unloaded-{i % args.active_sessions}", texts.next(), math.inf)
-            for i in range(args.unloaded_turns)
-        ]
+        turns = await one_at_a_time(ask, texts, args.unloaded_turns, args.active_sessions, math.inf)
     stage["turns"] = len(turns)
     stage.update(latency_report(turns, transport=False))
+    stage["cpu_ms_per_turn"] = cpu_ms_per_turn(stage, "bench", answered_count(turns))
     result["unloaded"] = stage
     print_unloaded("[in-process] unloaded", stage)
     if args.rate > 0:
@@ -132,6 +150,7 @@ async def baseline_run(args: argparse.Namespace) -> dict[str, Any]:
             )
         stage.update(throughput(turns, elapsed))
         stage.update(latency_report(turns, transport=False))
+        stage["cpu_ms_per_turn"] = cpu_ms_per_turn(stage, "bench", answered_count(turns))
         result["closed_loop"] = stage
         print_closed("[in-process] closed loop", stage)
     total = sum(regenerated.values())

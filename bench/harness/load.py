@@ -192,6 +192,21 @@ async def open_loop_fifo(
     return turns
 
 
+async def one_at_a_time(
+    ask: Ask, texts: Texts, count: int, sessions: int, timeout: float, max_s: float = math.inf
+) -> list[Turn]:
+    """``count`` turns, each sent once the one before was answered (or timed out after
+    ``timeout``), round-robin over ``sessions`` sessions; none started after ``max_s``."""
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + max_s
+    turns: list[Turn] = []
+    for i in range(count):
+        if loop.time() > stop_at:
+            break
+        turns.append(await ask(f"unloaded-{i % sessions}", texts.next(), loop.time() + timeout))
+    return turns
+
+
 async def closed_loop(
     ask: Ask,
     texts: Texts,
@@ -219,6 +234,10 @@ async def closed_loop(
     finished = [t.answered_at for ts in per_session for t in ts if t.answered_at is not None]
     elapsed = (max(finished) if finished else loop.time()) - start
     return [t for ts in per_session for t in ts], elapsed
+
+
+def answered_count(turns: Sequence[Turn]) -> int:
+    return sum(1 for t in turns if t.response is not None)
 
 
 def throughput(turns: Sequence[Turn], elapsed: float) -> dict[str, float]:

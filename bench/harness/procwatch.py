@@ -82,7 +82,8 @@ class Watch:
 
     @contextlib.contextmanager
     def stage(self, label: str, into: dict[str, Any]) -> Iterator[None]:
-        """Label RSS samples, and put the CPU cores each process used into ``into``."""
+        """Label RSS samples, and put the CPU each process used into ``into``: seconds
+        (``cpu_s``) and cores (``cpu_cores``: seconds over the stage's wall time)."""
         self.label = label
         before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         system = system_busy_seconds()
@@ -91,11 +92,20 @@ class Watch:
             yield
         finally:
             wall = time.monotonic() - t0
-            cores = {
-                name: round((cpu_seconds(pid) - before[name]) / wall, 2)
-                for name, pid in self.pids.items()
-            }
+            used = {name: cpu_seconds(pid) - before[name] for name, pid in self.pids.items()}
+            into["cpu_s"] = {name: round(seconds, 3) for name, seconds in used.items()}
+            cores = {name: round(seconds / wall, 2) for name, seconds in used.items()}
             ours = sum(cores.values())
             cores["machine"] = round((system_busy_seconds() - system) / wall, 2)
             cores["others"] = round(max(0.0, cores["machine"] - ours), 2)
             into["cpu_cores"] = cores
+
+
+def cpu_ms_per_turn(stage: dict[str, Any], prefix: str, turns: int) -> float | None:
+    """CPU milliseconds the processes named ``prefix...`` used in a :meth:`Watch.stage`, per
+    turn of ``turns`` (None for none)."""
+    if turns <= 0:
+        return None
+    used: dict[str, float] = stage["cpu_s"]
+    seconds = sum(v for name, v in used.items() if name.startswith(prefix))
+    return round(1000 * seconds / turns, 2)

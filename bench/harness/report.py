@@ -37,6 +37,16 @@ def _p(stats: dict[str, float], digits: int = 1) -> str:
     return "/".join(f"{stats[k]:.{digits}f}" for k in ("p50", "p95", "p99"))
 
 
+def lost_words(stage: dict[str, Any]) -> str:
+    """``lost N dup D``; with ``lost`` unknown (the backlog was still being answered when
+    the wait ran out), how many were still unanswered then."""
+    if stage["lost"] is None:
+        lost = f"lost ? ({stage['still_unanswered']} still unanswered after {stage['drained_s']} s)"
+    else:
+        lost = f"lost {stage['lost']}"
+    return f"{lost} dup {stage['duplicates']}"
+
+
 def print_open(title: str, stage: dict[str, Any]) -> None:
     wait_key = "send_lag_ms" if "send_lag_ms" in stage else "queue_wait_ms"
     wait = wait_key.removesuffix("_ms").replace("_", " ")
@@ -48,14 +58,17 @@ def print_open(title: str, stage: dict[str, Any]) -> None:
     if stage.get("overloaded"):
         line += f"\n    overloaded: served {stage['served_turns_per_s']:g} turns/s"
     if stage["unanswered"]:
-        line += f"\n    {stage['unanswered']} turns unanswered: percentiles cover answered turns"
+        line += (
+            f"\n    {stage['unanswered']} turns unanswered within the drain window: "
+            "percentiles cover answered turns"
+        )
     if "transport_overhead_ms_per_hop" in stage:
         line += (
             f"\n    phases (critical path) p50 {stage['phase_sum_ms'].get('p50', 0):.1f} ms  "
             f"overhead/hop p50 {stage['transport_overhead_ms_per_hop'].get('p50', 0):.2f} ms  "
-            f"lost {stage['lost']} dup {stage['duplicates']}"
+            f"{lost_words(stage)}"
         )
-    line += f"\n    cpu cores {stage.get('cpu_cores')}"
+    line += _cpu(stage)
     phases = stage["phases_ms"]
     line += "\n    " + "  ".join(f"{k} {v['p50']:.1f}/{v['p99']:.1f}" for k, v in phases.items())
     print(line, flush=True)
@@ -67,9 +80,9 @@ def print_unloaded(title: str, stage: dict[str, Any]) -> None:
         line += (
             f"\n    phases (critical path) p50 {stage['phase_sum_ms'].get('p50', 0):.1f} ms  "
             f"overhead/hop p50 {stage['transport_overhead_ms_per_hop'].get('p50', 0):.2f} ms  "
-            f"lost {stage['lost']} dup {stage['duplicates']}"
+            f"{lost_words(stage)}"
         )
-    line += f"\n    cpu cores {stage.get('cpu_cores')}"
+    line += _cpu(stage)
     print(line, flush=True)
 
 
@@ -80,9 +93,17 @@ def print_closed(title: str, stage: dict[str, Any]) -> None:
         f"e2e p50/p95/p99 {_p(stage['e2e_ms'])} ms"
     )
     if "lost" in stage:
-        line += f"  lost {stage['lost']} dup {stage['duplicates']}"
-    line += f"\n    cpu cores {stage.get('cpu_cores')}"
+        line += f"  {lost_words(stage)}"
+    line += _cpu(stage)
     print(line, flush=True)
+
+
+def _cpu(stage: dict[str, Any]) -> str:
+    line = f"\n    cpu cores {stage.get('cpu_cores')}"
+    for key in ("worker_cpu_ms_per_turn", "cpu_ms_per_turn"):
+        if stage.get(key) is not None:
+            line += f"  {key.replace('_', ' ')} {stage[key]}"
+    return line
 
 
 def print_profile(profile: dict[str, Any]) -> None:
@@ -124,8 +145,30 @@ def print_summary(result: dict[str, Any]) -> None:
             f"closed loop; p50/p95/p99 {_p(base.get('open_loop', {}).get('e2e_ms', {}))} ms "
             "open loop"
         )
+    for key, value in result["per_turn"].items():
+        print(f"  per turn, {key}: {value}")
     for key, value in result["ratios"].items():
         print(f"  ratio {key}: {value}")
+
+
+def per_turn_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """The per-turn costs side by side (closed loop: no backlog left after it): records
+    written and worker CPU of each streaming run, the in-process CPU of the baseline."""
+    out: dict[str, Any] = {}
+    base = (result.get("baseline") or {}).get("closed_loop") or {}
+    in_process = base.get("cpu_ms_per_turn")
+    if in_process is not None:
+        out["in_process_cpu_ms_per_turn"] = in_process
+    for run in result["streaming"]:
+        worker = run.get("closed_loop", {}).get("worker_cpu_ms_per_turn")
+        entry: dict[str, Any] = {
+            "records_per_turn_total": run.get("records_per_turn_total"),
+            "worker_cpu_ms_per_turn": worker,
+        }
+        if worker is not None and in_process:
+            entry["worker_over_in_process_cpu"] = round(worker / in_process, 2)
+        out[f"workers_{run['workers']}"] = entry
+    return out
 
 
 def ratios(result: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +178,8 @@ def ratios(result: dict[str, Any]) -> dict[str, Any]:
         key = f"workers_{run['workers']}"
         entry: dict[str, float] = {}
         s_open, b_open = run.get("open_loop"), base.get("open_loop")
+        if s_open and not s_open["e2e_ms"].get("p50"):
+            s_open = None  # no turn answered in the window: no latency to compare
         if s_open and b_open and b_open["e2e_ms"].get("p50"):
             entry["latency_p50"] = round(s_open["e2e_ms"]["p50"] / b_open["e2e_ms"]["p50"], 2)
             entry["latency_p99"] = round(s_open["e2e_ms"]["p99"] / b_open["e2e_ms"]["p99"], 2)
