@@ -150,6 +150,11 @@ def broker_properties(
         "share.coordinator.state.topic.replication.factor": rf,
         "share.coordinator.state.topic.min.isr": min_isr,
         "share.coordinator.state.topic.num.partitions": "4",
+        # A node of a cluster registers once a majority of the quorum runs: on a loaded box
+        # the others' JVMs may take longer than Kafka's 60 s, and the node then exits.
+        "initial.broker.registration.timeout.ms": str(
+            max(60_000, int(settings.kafka_start_timeout_s * 1000))
+        ),
         # A dev broker's disk is small: keep a day of data and small segments.
         "log.retention.hours": "24",
         "log.segment.bytes": str(64 * 1024 * 1024),
