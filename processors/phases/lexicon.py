@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 __all__ = ["ACKNOWLEDGE", "AFFIRM", "DENY", "affirmation", "is_acknowledgement", "words"]
 
@@ -72,9 +73,17 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+@lru_cache(maxsize=4096)
+def _phrase(entry: str) -> str | None:
+    """A lexicon entry as it is looked for in the space-joined words (None: no words);
+    cached, as the entries are the same every turn."""
+    found = words(entry)
+    return f" {' '.join(found)} " if found else None
+
+
 def _hits(text_words: list[str], lexicon: Iterable[str]) -> bool:
     joined = f" {' '.join(text_words)} "
-    return any(f" {' '.join(words(entry))} " in joined for entry in lexicon if words(entry))
+    return any(p is not None and p in joined for p in map(_phrase, lexicon))
 
 
 def affirmation(

@@ -126,13 +126,40 @@ def mask_customer_data(
 ) -> CustomerDataMask:
     """The mask of ``store`` over the pack's ``fields``: only the store's keys are read."""
     present = set(store.variables) if store is not None else set()
+    fields = tuple(fields)
+    key = tuple(map(id, fields))
+    known = _MASKS.get(key)
+    if known is None or any(a is not b for a, b in zip(known[0], fields, strict=True)):
+        known = (fields, {})
+        if len(_MASKS) >= 64:
+            _MASKS.clear()
+        _MASKS[key] = known
+    exists = frozenset(f.key for f in fields if f.key in present)
+    mask = known[1].get(exists)
+    if mask is None:
+        mask = _mask(fields, exists)
+        if len(known[1]) >= 256:
+            known[1].clear()
+        known[1][exists] = mask
+    return mask
+
+
+_MASKS: dict[
+    tuple[int, ...], tuple[tuple[CustomerDataField, ...], dict[frozenset[str], CustomerDataMask]]
+] = {}
+"""Masks per list of field objects (a loaded pack is never changed in place; the objects
+are held so that an id is never reused) and set of fields present: a mask is the same for
+every turn whose customer has the same fields, so a turn does not rebuild it."""
+
+
+def _mask(fields: Iterable[CustomerDataField], exists: frozenset[str]) -> CustomerDataMask:
     return CustomerDataMask(
         fields=tuple(
             MaskedField(
                 key=field.key,
                 scope=field.scope,
                 type=field.type,
-                exists=field.key in present,
+                exists=field.key in exists,
                 allowed_values=tuple(field.allowed_values) if field.allowed_values else None,
                 patterns=tuple(field.extraction.patterns),
                 keywords=tuple(field.extraction.keywords),
@@ -275,9 +302,7 @@ def _glossary_hits(message: str, glossary: Sequence[GlossaryTerm]) -> list[str]:
     return [
         term.term
         for term in glossary
-        if any(
-            f" {' '.join(lower_words(name))} " in lowered for name in (term.term, *term.synonyms)
-        )
+        if any(f" {_needle(name)} " in lowered for name in (term.term, *term.synonyms))
     ]
 
 
@@ -290,9 +315,16 @@ def _pattern(source: str, ignore_case: bool = False) -> re.Pattern[str] | None:
     return re.compile(pattern.pattern, pattern.flags | re.IGNORECASE) if ignore_case else pattern
 
 
+@lru_cache(maxsize=4096)
+def _needle(phrase: str) -> str:
+    """``phrase`` as its space-joined lower-case words ("" when none): the pack's keywords,
+    values and synonyms are the same every turn, so they are split once."""
+    return " ".join(lower_words(phrase))
+
+
 def _phrase_at(lowered_words: str, phrase: str) -> int:
     """Position of ``phrase`` as whole words in the space-joined words, or -1."""
-    needle = " ".join(lower_words(phrase))
+    needle = _needle(phrase)
     if not needle:
         return -1
     return f" {lowered_words} ".find(f" {needle} ")

@@ -71,11 +71,14 @@ class BM25Index:
                 self._by_pair.setdefault(pair, []).append(term)
         self._closest: dict[str, tuple[str, float] | None] = {}
         """Memo of :meth:`closest` (the index never changes; racing threads write the same)."""
-
-    @property
-    def _unseen_idf(self) -> float:
-        n = len(self.docs)
-        return math.log(1.0 + (n + 0.5) / 0.5)
+        self._unseen_idf = math.log(1.0 + (n + 0.5) / 0.5)
+        self._gains: dict[str, list[tuple[int, int, float]]] = {
+            term: [(i, tf, tf + k1 * (1.0 - b + b * self._lengths[i] / self._avgdl)) for i, tf in p]
+            for term, p in self._postings.items()
+        }
+        """Per term, each posting's document, term frequency and BM25 denominator
+        ``tf + k1 * (1 - b + b * length / avgdl)``: what a search needs of the document,
+        computed once per index rather than per query."""
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -131,11 +134,12 @@ class BM25Index:
         if not weighted or limit <= 0:
             return []
         scores: dict[int, float] = {}
+        k1_plus_1 = self._k1 + 1.0
         for term, weight in weighted.items():
-            idf = self._idf[term]
-            for i, tf in self._postings[term]:
-                norm_len = 1.0 - self._b + self._b * self._lengths[i] / self._avgdl
-                gain = weight * idf * tf * (self._k1 + 1.0) / (tf + self._k1 * norm_len)
+            weighted_idf = weight * self._idf[term]
+            for i, tf, denominator in self._gains[term]:
+                # the same operations in the same order as the textbook formula (bit-equal)
+                gain = weighted_idf * tf * k1_plus_1 / denominator
                 scores[i] = scores.get(i, 0.0) + gain
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], self.docs[kv[0]].object_id))
         return [

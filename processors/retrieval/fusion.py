@@ -24,7 +24,7 @@ scores for the audit.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -76,6 +76,22 @@ class Candidate:
         return self.vector_score if self.rerank_score is None else self.rerank_score
 
 
+def _with_score(c: Candidate, score: float) -> Candidate:
+    """``replace(c, score=score)`` without ``dataclasses.replace``'s per-call introspection
+    (fusion scores every point of a scope on every turn)."""
+    return Candidate(
+        c.object_id,
+        c.point_id,
+        c.text,
+        c.payload,
+        c.vector_score,
+        c.lexical_score,
+        c.lexical_rank,
+        c.rerank_score,
+        score,
+    )
+
+
 def fuse(
     candidates: Sequence[Candidate], params: HybridParams, pool_top_n: int = 1
 ) -> list[Candidate]:
@@ -86,27 +102,31 @@ def fuse(
         raise ValueError("pool_top_n must be >= 1")
     if params.fusion is FusionMethod.RRF:
         scored = _rrf(candidates, params)
+        scores = [c.score for c in scored]
     else:
-        scored = [
-            replace(
-                c,
-                score=(
-                    params.vector_weight * c.semantic_score
-                    + params.lexical_weight * c.lexical_score
-                )
-                / (params.vector_weight + params.lexical_weight),
+        # The fused score of each point, kept beside it: only each object's pooled point
+        # becomes a new Candidate (a scope's every point is fused on every turn).
+        vw, lw = params.vector_weight, params.lexical_weight
+        total = vw + lw
+        scored = list(candidates)
+        scores = [
+            (
+                vw * (c.vector_score if c.rerank_score is None else c.rerank_score)
+                + lw * c.lexical_score
             )
-            for c in candidates
+            / total
+            for c in scored
         ]
-    by_object: dict[str, list[Candidate]] = {}
-    for c in scored:
-        by_object.setdefault(c.object_id, []).append(c)
+    by_object: dict[str, list[tuple[float, str, int]]] = {}
+    for i, c in enumerate(scored):
+        by_object.setdefault(c.object_id, []).append((-scores[i], c.point_id, i))
     pooled = []
     for points in by_object.values():
-        points.sort(key=lambda c: (-c.score, c.point_id))
+        points.sort(key=lambda p: (p[0], p[1]))
         top = points[:pool_top_n]
-        score = top[0].score if len(top) == 1 else sum(c.score for c in top) / len(top)
-        pooled.append(replace(top[0], score=score))
+        best = top[0][2]
+        score = scores[best] if len(top) == 1 else sum(scores[p[2]] for p in top) / len(top)
+        pooled.append(_with_score(scored[best], score))
     return sorted(pooled, key=lambda c: (-c.score, c.object_id))
 
 
@@ -120,5 +140,5 @@ def _rrf(candidates: Sequence[Candidate], params: HybridParams) -> list[Candidat
         total = params.vector_weight / (k + semantic_rank[c.point_id])
         if c.lexical_rank is not None:
             total += params.lexical_weight / (k + c.lexical_rank)
-        out.append(replace(c, score=total / ceiling))
+        out.append(_with_score(c, total / ceiling))
     return out

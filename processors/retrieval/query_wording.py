@@ -65,6 +65,8 @@ _MAX_PHRASE = max(len(k.split()) for k in GLOSSARY)
 _NEVER_DROPPED = frozenset({"ciao"})
 """Profile words that are a greeting or farewell in themselves: the model reads them."""
 _INFLECTIONS = ("s", "es", "d", "ed", "ing", "ly", "er", "y")
+_CLOSEST_LIMIT = 8192
+"""Words whose closest pack word a vocabulary remembers (then it starts again)."""
 
 
 def slip_distance(a: str, b: str, limit: int) -> int:
@@ -88,6 +90,8 @@ class Vocabulary:
         for term in self.counts:
             grouped.setdefault(term[0], []).append(term)
         self._by_initial = {k: tuple(v) for k, v in grouped.items()}
+        self._closest: dict[str, str | None] = {}
+        """Answers so far: a word's closest pack word depends only on the vocabulary."""
 
     def __contains__(self, word: str) -> bool:
         return word in self.counts
@@ -96,6 +100,15 @@ class Vocabulary:
         """The pack word a misspelt ``word`` stands for (module docstring, step 3)."""
         if word in self.counts or len(word) < MIN_TYPO_LENGTH or word in _ENGLISH:
             return None
+        if word in self._closest:
+            return self._closest[word]
+        found = self._search(word)
+        if len(self._closest) >= _CLOSEST_LIMIT:
+            self._closest.clear()
+        self._closest[word] = found
+        return found
+
+    def _search(self, word: str) -> str | None:
         limit = 1 if len(word) < LONG_WORD else 2
         best: tuple[int, int, str] | None = None
         for term in self._by_initial.get(word[0], ()):

@@ -20,6 +20,7 @@ Format: ``english: form, form, ...`` per line; the English side is what is embed
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 _TEXT = """
 hello: hola, buenas, buenos dias, buenas tardes, bonjour, bonsoir, salut, hallo, guten tag,
@@ -143,9 +144,12 @@ payment plan: plan de pagos, echeancier, ratenzahlung, raten, parcelamento, rate
 def fold(text: str) -> str:
     """Lower case without accents, one character for one ("Zählerstand" -> "zahlerstand"),
     so a span found in the folded text is the same span in the original."""
+    if text.isascii():  # what the characters below give for ASCII, one C call
+        return text.lower()
     return "".join(_fold_char(c) for c in text)
 
 
+@lru_cache(maxsize=4096)
 def _fold_char(c: str) -> str:
     lower = c.lower()
     lower = lower if len(lower) == 1 else c

@@ -88,7 +88,7 @@ def retrieval_requests(
     lexical terms."""
     given = context.input
     deadline = deps.clock() + timedelta(seconds=deadline_s)
-    embedding = [float(x) for x in features.vector]
+    embedding = np.asarray(features.vector).tolist()  # the floats float(x) gives, in C
     return [
         RetrievalRequested(
             turn_id=turn_id,
