@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.harness.pipeline import AGENT, TENANT
 from schemas.domain.turn_input import Channel, TurnInput
-from streams.local_kafka import LocalKafka
+from streams.local_kafka import LocalKafka, LocalKafkaError
 from streams.settings import Settings
 from streams.turn_client import TurnClient
 from streams.worker_process import WorkerProcess
@@ -38,6 +38,10 @@ rules fired, tools called."""
 
 
 BROKER_CALM_S = 15.0
+BROKER_UP_TRIES = 3
+"""Starts of the broker after its planned stop: on a loaded machine a start can miss
+:class:`LocalKafka`'s readiness deadline (it is then killed); the soak starts it again on the
+same data dir and records how many starts it took (``up_attempts``)."""
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Fault:
     at_s: float
     in_flight: list[str]
     down_s: float = 0.0
+    up_attempts: int = 1
 
 
 class Soak:
@@ -193,7 +198,16 @@ class Soak:
         t = self.now()
         await asyncio.to_thread(self.broker.down)
         await asyncio.sleep(self.args.broker_down)
-        await asyncio.to_thread(self.broker.up)
+        for attempt in range(1, BROKER_UP_TRIES + 1):
+            try:
+                await asyncio.to_thread(self.broker.up)
+                break
+            except LocalKafkaError as exc:
+                if attempt == BROKER_UP_TRIES:
+                    raise
+                why = str(exc).splitlines()[0]
+                print(f"[{self.elapsed():6.1f} s] broker start {attempt} failed ({why}); again")
+        fault.up_attempts = attempt
         fault.down_s = round(self.now() - t, 2)
         self.faults.append(fault)
         print(f"[{self.elapsed():6.1f} s] broker back after {fault.down_s} s")
@@ -233,6 +247,7 @@ class Soak:
                     "target": fault.target,
                     "at_s": round(fault.at_s, 1),
                     "down_s": fault.down_s,
+                    "up_attempts": fault.up_attempts,
                     "in_flight": len(fault.in_flight),
                     "in_flight_answered_s": done,
                     "first_answer_s": round(min(later) - at, 2) if later else None,
