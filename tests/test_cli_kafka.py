@@ -128,6 +128,8 @@ def _cluster_env(tmp_path: Path) -> dict[str, str]:
         "TURNSTREAM_DATA_DIR": str(tmp_path / "data"),
         "TURNSTREAM_KAFKA_PORT": str(port),
         "TURNSTREAM_KAFKA_CONTROLLER_PORT": str(port + 1),
+        # three JVMs at once on a loaded 2-core box: Kafka's 60 s to register can pass
+        "TURNSTREAM_KAFKA_START_TIMEOUT_S": "180",
     }
 
 
