@@ -161,6 +161,7 @@ async def _kill_and_return(pipeline: Pipeline, load: Load, role: Role, **where: 
     return what
 
 
+@pytest.mark.timeout(600)  # first: pays for the cluster's and the worker's start
 def test_cluster_topics_are_replicated_three_times_with_two_in_sync_required(
     cluster_pipeline: Pipeline,
 ) -> None:
