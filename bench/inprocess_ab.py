@@ -18,7 +18,9 @@ and the total over blocks for each tree, and old / new (the speed-up) of each, a
 median of the blocks' old / new ratios (a block and its pair ran back to back, so this one
 is the least hurt by load that comes and goes). Each turn's response
 and record (their JSON, less timings) are hashed in the child; the parent checks that the
-two trees answered every turn identically and names the first turn that differs.
+two trees answered every turn identically and names the first turn that differs (and how
+many turns' responses and how many records differ: two wirings score retrieval candidates
+in different float arithmetic, which shows in the records' scores first).
 
     git worktree add /tmp/old <old commit>
     python bench/inprocess_ab.py --old /tmp/old --new . --turns 600 --json /tmp/ab.json
@@ -272,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "answers_identical": not differing and len(old.digests) == len(new.digests),
         "turns_differing": len(differing),
+        "responses_differing": sum(
+            a[0] != b[0] for a, b in zip(old.digests, new.digests, strict=False)
+        ),
+        "records_differing": sum(
+            a[1] != b[1] for a, b in zip(old.digests, new.digests, strict=False)
+        ),
         "first_differing_turn": differing[0] if differing else None,
     }
     print(json.dumps(result, indent=2))
