@@ -80,6 +80,11 @@ class Swept:
     responses: int = 0
     customers: int = 0
     joins: int = 0
+    paused: bool = False
+    """The sweep did not run (or stopped): the worker was rebalancing or recovering."""
+
+    def deleted(self) -> int:
+        return self.sessions + self.session_states + self.responses + self.customers + self.joins
 
 
 def _decoded(raw: bytes | None, model: Any) -> Any:
@@ -119,7 +124,7 @@ class Sweeper:
         except Exception:
             logger.exception("idle-state sweep failed")
             return
-        if any(vars(swept).values()):
+        if swept.deleted():
             logger.info("idle-state sweep: %s", swept)
 
     def _paused(self) -> bool:
@@ -136,14 +141,18 @@ class Sweeper:
 
     async def sweep_once(self, now: datetime) -> Swept:
         swept = Swept()
-        if self._paused() or (self.session_ttl is None and self.customer_ttl is None):
+        if self.session_ttl is None and self.customer_ttl is None:
             return swept  # expiry off: no scan at all
+        if self._paused():
+            swept.paused = True
+            return swept
         if self.t.gates is not None:
             pending = await self._sweep_sessions(now, swept)
             if pending is not None:
                 await self._sweep_customers(now, pending, swept)
         if self.t.joins is not None:
             await self._sweep_joins(now, swept)
+        swept.paused = self._paused()
         return swept
 
     async def _sweep_sessions(self, now: datetime, swept: Swept) -> set[bytes] | None:
