@@ -63,8 +63,8 @@ async def replay(
         state = MemoryState()
         state.add_pack(pack)
         first: dict[str, Any] | None = None
-        # the retrieval gaps of the conversation's streamed turns so far: a gap changes a
-        # turn legitimately, and so the state the next turns start from
+        # the retrieval gaps of the conversation's streamed turns up to this one (the record's
+        # session holds this turn's rule fires too): a gap changes a turn legitimately
         gaps: list[str] = []
         for turn_id in conversation.turn_ids:
             streamed = records[turn_id]
@@ -78,6 +78,10 @@ async def replay(
             if responses is not None:
                 responses[turn_id] = response
             compared += 1
+            gaps += [
+                f"{turn_id}:{g.retrieval_type.value}:{g.reason.value}"
+                for g in streamed.context.retrieval_gaps
+            ]
             diff = differences(state_view(streamed.context), state_view(replayed.context))
             if streamed.context.response_text != replayed.context.response_text:
                 answers_differ += 1
@@ -87,13 +91,10 @@ async def replay(
                     first = {
                         "channel_id": conversation.channel_id,
                         "turn_id": turn_id,
-                        "earlier_turn_gaps": gaps,
+                        "retrieval_gaps_so_far": list(gaps),
                         **diff,
                     }
-            gaps += [
-                f"{turn_id}:{g.retrieval_type.value}:{g.reason.value}"
-                for g in streamed.context.retrieval_gaps
-            ]
+
         if first is not None:
             mismatched_sessions.append(first)
     return {
