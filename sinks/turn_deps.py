@@ -1,5 +1,5 @@
 """The one place a turn's retrieval ports are wired: the embedder, the vector store, the
-index turns search (the store itself, or the worker's :class:`SnapshotIndex` over it), the
+index turns search (the worker's :class:`SnapshotIndex` over the store), the
 lexical indexes read from the store, the :class:`Indexer` that keeps them in sync with a
 pack, and the :class:`TurnDeps` built over them.
 
@@ -43,20 +43,18 @@ class RetrievalPorts:
     """The model packs are indexed with (and, unless :meth:`turn_deps` is given another,
     the one turns embed their queries with)."""
     store: VectorStore
-    snapshot: SnapshotIndex | None
-    """The worker's in-memory matrix of each scope over ``store``; None: turns search
-    ``store`` directly."""
+    snapshot: SnapshotIndex
+    """The in-memory matrix of each scope over ``store``: what every turn searches (the
+    worker's path; searching ``store`` directly would be a sibling path scored otherwise)."""
     lexicon: LexicalIndexes
     indexer: Indexer
 
     @classmethod
-    def over(cls, store: VectorStore, embedder: Embedder, *, snapshot: bool) -> RetrievalPorts:
-        """The ports over ``store``; ``snapshot``: turns search a :class:`SnapshotIndex` of
-        it, as the worker does."""
-        index = SnapshotIndex(store) if snapshot else None
-        vectors: VectorIndex = index if index is not None else store
+    def over(cls, store: VectorStore, embedder: Embedder) -> RetrievalPorts:
+        """The ports over ``store``: turns search a :class:`SnapshotIndex` of it."""
+        index = SnapshotIndex(store)
         lexicon = LexicalIndexes(store.documents)
-        return cls(embedder, store, index, lexicon, Indexer(vectors, embedder, lexicon))
+        return cls(embedder, store, index, lexicon, Indexer(index, embedder, lexicon))
 
     @classmethod
     def in_memory(
@@ -64,18 +62,17 @@ class RetrievalPorts:
         settings: Settings | None = None,
         *,
         embedder: Embedder | None = None,
-        snapshot: bool = False,
     ) -> RetrievalPorts:
         """Over a Qdrant in memory (gone at :meth:`close`), with ``embedder`` or the default
         embedder of ``settings``' backend."""
         if embedder is None:
             embedder = default_embedder(settings=settings)
-        return cls.over(VectorStore.memory(embedder.dim), embedder, snapshot=snapshot)
+        return cls.over(VectorStore.memory(embedder.dim), embedder)
 
     @property
     def vectors(self) -> VectorIndex:
         """What turns search."""
-        return self.snapshot if self.snapshot is not None else self.store
+        return self.snapshot
 
     def sync(self, pack: AgentPack) -> dict[RetrievalType, IndexReport]:
         """Index ``pack`` (only what changed since the last sync is embedded again)."""

@@ -41,7 +41,7 @@ async def replay_pack(
     # mappings in LLM prompts (a field's synonyms...) are in the worker's order
     pack = AgentPack.model_validate_json(load_pack(pack_dir).canonical_json())
     # the pack's scopes as one matrix, as the worker searches
-    ports = RetrievalPorts.in_memory(settings, snapshot=True)
+    ports = RetrievalPorts.in_memory(settings)
     ports.sync(pack)
     embedder = PrefetchedEmbedder(ports.embedder)
     embedder.prefetch(t.request.input.message for t in turns)

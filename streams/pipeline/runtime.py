@@ -164,7 +164,7 @@ class PipelineRuntime:
             functools.partial(default_embedder, settings=self.settings)
         )
         store = VectorStore.from_settings(self.settings, embedder.dim)
-        ports = RetrievalPorts.over(store, embedder, snapshot=True)
+        ports = RetrievalPorts.over(store, embedder)
         self._ports = ports
         self._batcher = EmbedBatcher(embedder, self.in_model_thread)
         self._http = guarded_session(allow_private=self.settings.tools.allow_private_targets)
