@@ -5,14 +5,15 @@ session's state is compared with a replay of its turns.
     python bench/chaos.py [--duration 240] [--rate 4] [--sessions 24] [--workers 2]
                           [--partitions 8] [--kill-every 20:45] [--restart-after 1:5]
                           [--broker-at 0.5] [--broker-down 5] [--no-broker-restart]
-                          [--seed 7] [--keep] [--json PATH]
+                          [--seed 7] [--keep] [--json PATH] [--analytics]
                           [--cluster N] [--node-down 5]
 
 Setup (loopback only): a private broker on free ports, its data dir on disk in a temporary
 directory, a fresh topic prefix with ``--partitions`` partitions, the example pack published,
 ``--workers`` processes of ``python -m streams.cli worker`` (each with its own data dir;
-analytics off unless ``--analytics``, webhooks off), ready when their consumer groups are
-stable.
+analytics and webhooks off) and, with ``--analytics``, one ``worker --role analytics``
+process, the one writer of the one analytics store, as production workers share one
+ClickHouse (bench/chaos_workers.py); ready when their consumer groups are stable.
 
 **Load.** ``--sessions`` conversation slots; each runs conversations one after another, a
 conversation being one of ``bench.chaos_soak.SCRIPTS`` sent turn by turn (the next message once the
@@ -21,11 +22,11 @@ paced to at most ``--rate`` turns/s in total. A turn not answered within ``--tur
 ends its conversation (counted as ``stalled``; it may still be answered before the end).
 
 **Faults.** After ``--calm`` seconds and until ``--calm`` seconds before the end, each
-worker is SIGKILLed after a random ``--kill-every`` interval and started again after a random
-``--restart-after`` delay. At ``--broker-at`` of the duration the broker is stopped (SIGTERM:
-controlled shutdown) and started again ``--broker-down`` seconds later on the same data dir;
-no worker is killed from 15 s before the broker's stop until 15 s after it is back, so the
-running workers ride the outage out. A worker that exits
+worker (the analytics process too) is SIGKILLed after a random ``--kill-every`` interval and
+started again after a random ``--restart-after`` delay. At ``--broker-at`` of the duration
+the broker is stopped (SIGTERM: controlled shutdown) and started again ``--broker-down``
+seconds later on the same data dir; no worker is killed from 15 s before the broker's stop
+until 15 s after it is back, so the running workers ride the outage out. A worker that exits
 on its own is started again and counted in ``unplanned_exits``.
 
 **Counts** (after the load, ``--drain`` seconds for late answers and 3 s of settling; the
@@ -54,11 +55,11 @@ the customer got, on what a customer sees (text, status, error, outcome, session
 coalesced turns; not timings).
 
 **Analytics** (``--analytics``): once the analytics group has no lag, the workers stop and
-each one's embedded store is read; every received turn must have exactly one ``turns`` row
-over all stores (``FINAL``) by (tenant, session, turn id): ``analytics_missing``,
-``analytics_duplicates`` (``analytics_in_several_stores`` of them in more than one worker's
-store), ``analytics_extra``; ``analytics_unmerged_rows`` counts rows a store holds twice
-until its merge (no analyst query sees them).
+the analytics process's embedded store is read; every received turn must have exactly one
+``turns`` row (``FINAL``) by (tenant, session, turn id): ``analytics_missing``,
+``analytics_duplicates``, ``analytics_extra``. Its SIGKILLs make it read again what it had
+not committed: ``analytics_unmerged_rows`` counts the rows the store holds twice until its
+merge (no analyst query sees them; FINAL keeps one).
 
 The exit status is 1 when any judge fails (``verdict`` in the summary names which).
 
@@ -100,8 +101,9 @@ from bench.chaos_judge import (
 )
 from bench.chaos_replay import replay
 from bench.chaos_soak import Soak
+from bench.chaos_workers import group_members, wait_ready, worker_plan
 from bench.harness.figures import summary
-from bench.harness.pipeline import Cluster, pipeline_settings, prepare, private_cluster, wait_ready
+from bench.harness.pipeline import Cluster, pipeline_settings, prepare, private_cluster
 from schemas.events.turn_response import TurnResponse
 from sinks.analytics.store import chdb_path
 from streams.analytics_consumer import group_id as analytics_group
@@ -134,14 +136,17 @@ async def _soak(
     worker_env = {"TURNSTREAM_PHASES__RETRIEVAL__TIMEOUT_S": str(args.retrieval_deadline)}
     soak = Soak(args, settings, broker or LocalKafka(settings))  # the broker: restarted
     node_faults = NodeFaults(soak, nodes, settings) if nodes is not None else None
+    plan = worker_plan(args.workers, args.analytics)  # bench/chaos_workers.py
+    soak.names = [planned.name for planned in plan]
     soak.workers = [
         WorkerProcess(
-            settings.model_copy(update={"data_dir": root / f"w{i}"}),
-            root / f"worker{i}.log",
-            env=worker_env,
+            planned.settings(settings, root),
+            root / f"{planned.name}.log",
+            role=planned.role.value,
+            env={**worker_env, **planned.env()},
             log_level=args.worker_log_level,
         )
-        for i in range(args.workers)
+        for planned in plan
     ]
     result: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(),
@@ -153,8 +158,8 @@ async def _soak(
         await prepare(settings)
         for worker in soak.workers:
             worker.start()
-        await wait_ready(settings, soak.workers)
-        print(f"{args.workers} worker(s) ready; load for {args.duration:.0f} s at <= {args.rate}/s")
+        await wait_ready(settings, group_members(plan, settings, root), soak.workers)
+        print(f"{', '.join(soak.names)} ready; load for {args.duration:.0f} s at <= {args.rate}/s")
         async with TurnClient(settings, records=True) as client:
             soak.t0 = soak.now()
             end = soak.t0 + args.duration
@@ -164,7 +169,7 @@ async def _soak(
             ]
             faults = [
                 asyncio.create_task(soak.kill_loop(i, soak.t0 + args.calm, end - args.calm))
-                for i in range(args.workers)
+                for i in range(len(soak.workers))  # the analytics process too
             ]
             if node_faults is not None:
                 faults.append(
@@ -224,9 +229,10 @@ async def _soak(
         await asyncio.gather(*(asyncio.to_thread(w.stop) for w in soak.workers))
         await asyncio.to_thread(kafka.down)
         if args.analytics:
-            stores = [
+            stores = [  # the analytics process's one store
                 await asyncio.to_thread(dump_analytics, chdb_path(w.settings), database)
                 for w in soak.workers
+                if w.settings.analytics.enabled
                 for database in [w.settings.analytics.database]
             ]
             result.update(
@@ -338,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turn-timeout", type=float, default=180.0)
     parser.add_argument("--drain", type=float, default=180.0, help="seconds for late answers")
     parser.add_argument("--retrieval-deadline", type=float, default=30.0)
-    parser.add_argument("--analytics", action="store_true", help="workers write ClickHouse too")
+    parser.add_argument(
+        "--analytics", action="store_true", help="one analytics process writes ClickHouse"
+    )
     parser.add_argument("--worker-log-level", default="WARNING", help="e.g. INFO (--keep)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep logs and data")

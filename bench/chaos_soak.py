@@ -85,6 +85,8 @@ class Soak:
         self.send_retries = 0
         self.stalled = 0
         self.workers: list[WorkerProcess] = []
+        self.names: list[str] = []
+        """Each worker's name in faults and messages (``worker0``, ..., ``analytics``)."""
         self.planned_down: set[int] = set()
         self.no_kills = (float("inf"), float("inf"))
         """No SIGKILL from a little before the broker stops until a while after it is back,
@@ -97,6 +99,9 @@ class Soak:
 
     def elapsed(self) -> float:
         return self.now() - self.t0
+
+    def name(self, i: int) -> str:
+        return self.names[i] if i < len(self.names) else f"worker{i}"
 
     def in_flight(self) -> list[str]:
         return [t.turn_id for t in self.turns.values() if t.answered_at is None]
@@ -180,12 +185,12 @@ class Soak:
                 return
             worker = self.workers[i]
             self.planned_down.add(i)
-            fault = Fault("kill", f"worker{i}", self.elapsed(), self.in_flight())
+            fault = Fault("kill", self.name(i), self.elapsed(), self.in_flight())
             await asyncio.to_thread(worker.kill)
             delay = self.rng.uniform(*self.args.restart_after)
             fault.down_s = round(delay, 2)
             self.faults.append(fault)
-            print(f"[{fault.at_s:6.1f} s] SIGKILL worker{i}, {len(fault.in_flight)} in flight")
+            print(f"[{fault.at_s:6.1f} s] SIGKILL {fault.target}, {len(fault.in_flight)} in flight")
             await asyncio.sleep(delay)
             worker.start()
             self.planned_down.discard(i)
@@ -220,10 +225,11 @@ class Soak:
             for i, worker in enumerate(self.workers):
                 if i in self.planned_down or worker.alive():
                     continue
+                name, code = self.name(i), worker.exit_code()
                 self.unplanned_exits.append(
-                    {"worker": i, "at_s": round(self.elapsed(), 1), "code": worker.exit_code()}
+                    {"worker": name, "at_s": round(self.elapsed(), 1), "code": code}
                 )
-                print(f"[{self.elapsed():6.1f} s] worker{i} exited ({worker.exit_code()}): restart")
+                print(f"[{self.elapsed():6.1f} s] {name} exited ({code}): restart")
                 worker.start()
 
     # -- figures --------------------------------------------------------------------------
