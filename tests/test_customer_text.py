@@ -26,7 +26,7 @@ def turns() -> Iterator[Turns]:
     turns = Turns.create()
     turns.add_pack()
     yield turns
-    turns.store.close()
+    turns.ports.close()
 
 
 def test_an_over_long_token_is_clipped_as_a_lexical_feature() -> None:

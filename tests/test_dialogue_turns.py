@@ -23,7 +23,7 @@ def turns() -> Iterator[Turns]:
     created = Turns.create()
     created.add_pack()
     yield created
-    created.store.close()
+    created.ports.close()
 
 
 async def conversation(

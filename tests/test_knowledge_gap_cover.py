@@ -25,7 +25,7 @@ def turns() -> Iterator[Turns]:
     created = Turns.create()
     created.add_pack()
     yield created
-    created.store.close()
+    created.ports.close()
 
 
 async def test_no_knowledge_gap_is_sent_while_a_scenario_or_rule_covers_the_request(

@@ -16,12 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from processors.embedding import CachedEmbedder
 from processors.llm import LlmTask
 from processors.phases.enforcement import check_rule_expression
 from processors.phases.tools import PackToolExecutor, ToolExecutor
-from processors.retrieval import Indexer, LexicalIndexes
-from processors.retrieval.pack_items import sync_pack
 from processors.turn.answer import turn_variables
 from processors.turn.deps import TurnDeps
 from processors.turn.in_process import MemoryState, run_turn
@@ -35,6 +32,7 @@ from sinks.embedder import default_embedder
 from sinks.llm_openai import OpenAiLlm
 from sinks.pack_files import load_pack
 from sinks.python_tools import PythonToolExecutor
+from sinks.turn_deps import RetrievalPorts
 from sinks.vector_store import Layout, VectorStore
 from streams.settings import EnforcementPhaseSettings, Settings, load_settings
 from tests.fake_openai import FakeOpenAi, llm_phase
@@ -119,10 +117,7 @@ def llm_tasks(settings: Settings) -> dict[Phase, LlmTask]:
 class Turns:
     """The parts of a worker, shared by every tenant it serves."""
 
-    embedder: CachedEmbedder
-    store: VectorStore
-    lexicon: LexicalIndexes
-    indexer: Indexer
+    ports: RetrievalPorts
     state: MemoryState = field(default_factory=MemoryState)
     pack_dirs: dict[tuple[str, str], Path] = field(default_factory=dict)
     packs: dict[tuple[str, str], AgentPack] = field(default_factory=dict)
@@ -130,14 +125,12 @@ class Turns:
     @classmethod
     def create(cls, layout: Layout = Layout.PER_SCOPE) -> Turns:
         embedder = default_embedder()
-        store = VectorStore.memory(embedder.dim, layout=layout)
-        lexicon = LexicalIndexes(store.documents)
-        return cls(embedder, store, lexicon, Indexer(store, embedder, lexicon))
+        return cls(RetrievalPorts.over(VectorStore.memory(embedder.dim, layout=layout), embedder))
 
     def add_pack(self, pack_dir: Path = EXAMPLE) -> AgentPack:
         pack = load_pack(pack_dir)
         key = (pack.agent.tenant_id, pack.agent.agent_id)
-        sync_pack(self.indexer, pack)
+        self.ports.sync(pack)
         self.state.add_pack(pack)
         self.pack_dirs[key] = pack_dir
         self.packs[key] = pack
@@ -156,14 +149,7 @@ class Turns:
     def deps(
         self, settings: Settings | None = None, llm: Mapping[Phase, LlmTask] | None = None
     ) -> TurnDeps:
-        return TurnDeps(
-            embedder=self.embedder,
-            vectors=self.store,
-            lexicon=self.lexicon,
-            tools=self._tools,
-            settings=settings or load_settings(),
-            llm=dict(llm or {}),
-        )
+        return self.ports.turn_deps(settings or load_settings(), self._tools, llm=llm)
 
     async def say(
         self,

@@ -197,15 +197,15 @@ async def test_memories_are_found_only_by_their_own_tenant(turns: Turns) -> None
     assert a_item is not None and b_item is not None
     assert a_item[1].text != b_item[1].text  # the answers differ: each tenant's own data
 
-    turns.indexer.add(a_item[0], [a_item[1]])  # only acme-shop remembers so far
+    turns.ports.indexer.add(a_item[0], [a_item[1]])  # only acme-shop remembers so far
     again = await _both(turns, "about my refund for order A-10023 again", "iso-memory-2")
     assert _candidates(again.a[1], RetrievalType.MEMORIES) == {"iso-memory-1"}  # it is found
     assert _candidates(again.b[1], RetrievalType.MEMORIES) == set()
 
-    turns.indexer.add(b_item[0], [b_item[1]])  # the same id in globex: a point of its own
+    turns.ports.indexer.add(b_item[0], [b_item[1]])  # the same id in globex: a point of its own
     for tenant, item in ((A, a_item), (B, b_item)):
         scope = Scope(tenant, "support", RetrievalType.MEMORIES, CUSTOMER)
-        assert [doc.text for doc in turns.store.documents(scope)] == [item[1].text]
+        assert [doc.text for doc in turns.ports.store.documents(scope)] == [item[1].text]
 
 
 # -- analytics: a tenant's views are what they would be without the other tenant ------------
