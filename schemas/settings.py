@@ -359,7 +359,7 @@ class Settings(BaseSettings):
         "pack validate, pack load and the worker refuse a larger pack",
     )
     table_store: Literal["rocksdb", "memory"] = Field(
-        default="rocksdb",
+        default="memory",
         description="where the worker's Faust tables live: rocksdb (rocksdict, under "
         "<data_dir>/faust; a restart recovers from the local store plus the changelogs' "
         "tail) or memory (no files; every start replays whole changelogs). On both, a key "

@@ -106,7 +106,10 @@ class WorkerOps:
         elif not self._started:
             reasons.append(self.stage)
         topology = worker.topology
-        if topology is not None and not self._stopping:
+        # Before the start is done the Faust app may be built but its consumer not started
+        # (a start waiting out a broker loss builds the app again), and asking it for its
+        # assignment raises: the start's stage is the reason then.
+        if topology is not None and self._started and not self._stopping:
             app = topology.app
             assigned = app.consumer.assignment()
             details["assigned_partitions"] = len(assigned)
