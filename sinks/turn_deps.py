@@ -23,7 +23,6 @@ from processors.llm import LlmTask
 from processors.phases.tools import ToolExecutor
 from processors.retrieval import Indexer, IndexReport, LexicalIndexes
 from processors.retrieval.pack_items import sync_pack
-from processors.retrieval.ports import VectorIndex
 from processors.retrieval.snapshot_index import SnapshotIndex
 from processors.turn.deps import TurnDeps
 from schemas.domain.phase import Phase
@@ -69,11 +68,6 @@ class RetrievalPorts:
             embedder = default_embedder(settings=settings)
         return cls.over(VectorStore.memory(embedder.dim), embedder)
 
-    @property
-    def vectors(self) -> VectorIndex:
-        """What turns search."""
-        return self.snapshot
-
     def sync(self, pack: AgentPack) -> dict[RetrievalType, IndexReport]:
         """Index ``pack`` (only what changed since the last sync is embedded again)."""
         return sync_pack(self.indexer, pack)
@@ -81,7 +75,7 @@ class RetrievalPorts:
     def indexer_using(self, embedder: Embedder) -> Indexer:
         """An indexer of the same indexes that embeds with ``embedder`` (the worker's child
         process for a pack loaded while turns run)."""
-        return Indexer(self.vectors, embedder, self.lexicon)
+        return Indexer(self.snapshot, embedder, self.lexicon)
 
     def turn_deps(
         self,
@@ -95,7 +89,7 @@ class RetrievalPorts:
         for the turns' own query embeddings (a replay answers them from its recording)."""
         return TurnDeps(
             embedder=embedder if embedder is not None else self.embedder,
-            vectors=self.vectors,
+            vectors=self.snapshot,
             lexicon=self.lexicon,
             tools=tools,
             settings=settings,
