@@ -10,6 +10,7 @@ for callers that want the whole trace of a turn (the demo prints it).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -52,6 +53,10 @@ class TurnClient:
         """How many response records answered each turn id (exactly one is the promise)."""
         self.response_keys: Counter[tuple[str, bytes]] = Counter()
         """The same per (turn id, session key): a turn id is unique within its session."""
+        self.response_places: dict[str, list[str]] = {}
+        """Where each response record of a turn lies (``partition@offset sha256-prefix``): when
+        a turn is answered twice, identical bytes at two offsets mean a producer retry wrote
+        one record twice, different bytes mean the turn was answered again."""
         self._records: dict[str, TurnRecord] = {}
         """The first completed record of each turn: the one its response was made from (the
         session agent answers a turn once and drops a later completion of a re-driven turn)."""
@@ -122,6 +127,10 @@ class TurnClient:
                                 self._responses.setdefault(turn_id, response)
                                 self.response_counts[turn_id] += 1
                                 self.response_keys[(turn_id, message.key or b"")] += 1
+                                self.response_places.setdefault(turn_id, []).append(
+                                    f"{tp.partition}@{message.offset} "
+                                    f"{hashlib.sha256(message.value).hexdigest()[:12]}"
+                                )
                     except CodecError:
                         continue
             if batches:

@@ -130,7 +130,7 @@ async def _under_load(
 def _assert_each_turn_answered_once(load: Load, client: TurnClient, what: str) -> None:
     counts = client.response_counts
     lost = [t for t in load.sent if counts[t] == 0]
-    duplicated = {t: counts[t] for t in load.sent if counts[t] > 1}
+    duplicated = {t: client.response_places[t] for t in load.sent if counts[t] > 1}
     assert not lost, f"{what}: {len(lost)} of {len(load.sent)} turns never answered"
     assert not duplicated, f"{what}: answered more than once: {duplicated}"
     assert not load.failures, f"{what}: error responses {load.failures}"
@@ -205,11 +205,6 @@ async def test_partition_leader_killed_every_turn_answered_once(
     _assert_each_turn_answered_once(*await _under_load(cluster_pipeline, fault))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="broken once in 3 runs (fresh-clone CI, 2026-12-07): after a SIGKILL of the active "
-    "controller one turn was answered twice; cause not found (RELIABILITY.md, cluster row)",
-)
 @pytest.mark.timeout(420)
 async def test_active_controller_killed_every_turn_answered_once(
     cluster_pipeline: Pipeline,

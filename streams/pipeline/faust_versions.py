@@ -2,7 +2,8 @@
 
 ``faust_fixes.py`` and ``faust_fetch.py`` replace private methods of faust-streaming
 (``Consumer.ack``, ``Consumer._new_offset``, ``Consumer._add_gap``,
-``AIOKafkaConsumerThread._fetch_records``) and read private state of aiokafka's consumer
+``AIOKafkaConsumerThread._fetch_records``), override one (``Producer._settings_extra`` in
+``faust_producer.py``) and read private state of aiokafka's consumer
 (``_fetcher._records``). A release that renames or reshapes any of them would make a patch
 silently wrong, which the chaos soak showed means lost customer requests. So a worker refuses
 to start on a version the soak and ``tests/test_faust_fixes.py`` / ``tests/test_faust_fetch.py``

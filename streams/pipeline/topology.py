@@ -20,6 +20,7 @@ from faust.types import TableT
 from schemas.domain.retrieval import RetrievalType
 from streams.pipeline.faust_fetch import fix_idle_partition_fetches
 from streams.pipeline.faust_fixes import fix_offset_commits
+from streams.pipeline.faust_producer import use_idempotent_producer
 from streams.pipeline.stores import store_url
 from streams.roles import Role, app_suffix, runs
 from streams.settings import Settings
@@ -73,14 +74,14 @@ to the others: the recovery time after a crash is about this plus the table reco
 
 
 def build_app(settings: Settings, role: Role) -> faust.App:
-    """The role's Faust app, with this project's Faust fixes installed; created inside the
-    running event loop (Faust binds to it)."""
+    """The role's Faust app, with this project's Faust fixes installed and an idempotent
+    producer; created inside the running event loop (Faust binds to it)."""
     fix_offset_commits()
     fix_idle_partition_fetches()
     app_id = f"{settings.topic_prefix}.{app_suffix(role)}"
     datadir = settings.data_dir / "faust" / app_id  # RocksDB: this app's tables only
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates no missing parent
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store=STORES[settings.table_store],
@@ -99,6 +100,8 @@ def build_app(settings: Settings, role: Role) -> faust.App:
         broker_session_timeout=SESSION_TIMEOUT_S,
         broker_heartbeat_interval=SESSION_TIMEOUT_S / 4,
     )
+    use_idempotent_producer(app)
+    return app
 
 
 @dataclass(frozen=True)
