@@ -1,5 +1,7 @@
 """A worker killed with SIGKILL in the middle of a load, then restarted (twice): every turn
-is answered exactly once and no session state is lost (it comes back from the changelogs)."""
+is answered exactly once and no session state is lost (it comes back from the changelogs), on
+RocksDB tables (after a crash the local databases are discarded and the tables recover from
+their changelogs: ``streams.pipeline.stores``) and on memory tables."""
 
 from __future__ import annotations
 
@@ -29,10 +31,11 @@ KILLS_AFTER = (15, 35)
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("store", ["rocksdb", "memory"])
 async def test_a_killed_worker_restarts_and_every_turn_is_answered_once_with_its_state(
-    kafka_settings: Settings, tmp_path: Path
+    kafka_settings: Settings, tmp_path: Path, store: str
 ) -> None:
-    settings = pipeline_settings(kafka_settings, tmp_path / "data")
+    settings = pipeline_settings(kafka_settings, tmp_path / "data", table_store=store)
     await prepare(settings)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
     worker.start()
