@@ -359,10 +359,11 @@ class Settings(BaseSettings):
         "pack validate, pack load and the worker refuse a larger pack",
     )
     table_store: Literal["rocksdb", "memory"] = Field(
-        default="memory",
+        default="rocksdb",
         description="where the worker's Faust tables live: rocksdb (rocksdict, under "
-        "<data_dir>/faust; a restart recovers from the local store plus the changelogs' "
-        "tail) or memory (no files; every start replays whole changelogs). On both, a key "
+        "<data_dir>/faust; a restart after a clean stop recovers from the local store plus "
+        "the changelogs' tail, one after a crash from the whole changelogs) or memory (no "
+        "files; every start replays whole changelogs). On both, a key "
         "not keyed by the record key (customer data, session state) has one local home, read "
         "from any partition this worker holds (docs/operations.md)",
     )
