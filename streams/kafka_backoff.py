@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiokafka.client import AIOKafkaClient, ConnectionGroup
 from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from processors.backoff import Backoff
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -49,29 +49,15 @@ JITTER = 0.2
 """± this fraction of each delay, at random (Kafka's clients use the same factor)."""
 
 
-@dataclass
-class Backoff:
-    """Capped exponential backoff with jitter: ``first_s``, doubling per failure up to
-    ``max_s``, each delay multiplied by a random factor in [1 - JITTER, 1 + JITTER]."""
-
-    first_s: float
-    max_s: float
-    failures: int = 0
-    rng: Callable[[], float] = field(default=random.random, repr=False)
-
-    def next_delay(self) -> float:
-        """The delay after one more failure."""
-        self.failures += 1
-        base = min(self.max_s, self.first_s * 2 ** min(self.failures - 1, 32))
-        return float(base * (1 - JITTER + 2 * JITTER * self.rng()))
-
-    def reset(self) -> None:
-        self.failures = 0
+def jittered_backoff(first_s: float, max_s: float) -> Backoff:
+    """``first_s``, doubling per failure up to ``max_s``, each delay multiplied by a random
+    factor in [1 - JITTER, 1 + JITTER]."""
+    return Backoff(first_s, max(first_s, max_s), 1 - JITTER, 1 + JITTER)
 
 
 @dataclass
 class _NodeState:
-    backoff: Backoff
+    delays: Iterator[float]
     retry_at: float = 0.0
 
 
@@ -125,8 +111,9 @@ def install_reconnect_backoff(first_s: float, max_s: float) -> None:
         state = nodes.get(node_id)  # read again: other requests to the node ran meanwhile
         if conn is None:
             if state is None:
-                state = nodes[node_id] = _NodeState(Backoff(_config.first_s, _config.max_s))
-            state.retry_at = time.monotonic() + state.backoff.next_delay()
+                backoff = jittered_backoff(_config.first_s, _config.max_s)
+                state = nodes[node_id] = _NodeState(backoff.delays())
+            state.retry_at = time.monotonic() + next(state.delays)
         else:
             nodes.pop(node_id, None)
         return conn
@@ -172,7 +159,7 @@ async def wait_out_outage(settings: Settings, what: str, step: Callable[[], Awai
     such failure one WARNING and a backoff (capped, jittered); after ``kafka_wait_s`` of
     failures :class:`KafkaUnreachableError`. Any other error is raised at once."""
     loop = asyncio.get_running_loop()
-    backoff = Backoff(START_FIRST_S, max(START_FIRST_S, settings.kafka_backoff_max_s))
+    delays = jittered_backoff(START_FIRST_S, settings.kafka_backoff_max_s).delays()
     began: float | None = None
     while True:
         try:
@@ -188,7 +175,7 @@ async def wait_out_outage(settings: Settings, what: str, step: Callable[[], Awai
                     f"Kafka at {settings.bootstrap_servers} did not answer for "
                     f"{settings.kafka_wait_s:.0f} s while {what} (TURNSTREAM_KAFKA_WAIT_S)"
                 ) from None
-            delay = min(backoff.next_delay(), left)
+            delay = min(next(delays), left)
             logger.warning(
                 "broker %s unreachable while %s (%s), retrying in %.1f s",
                 settings.bootstrap_servers,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
+from processors.backoff import Backoff
 from schemas.codec import CodecError
 from schemas.events.dead_letter import DeadLetter
 from streams.kafka_clients import consumer_kwargs, producer_kwargs
@@ -84,9 +84,9 @@ class SinkPolicy:
     retry_max_s: float = 30.0
 
     def backoff(self, failures: int) -> float:
-        """Exponential backoff with jitter: half to all of ``initial * 2**(failures-1)``."""
-        ceiling = min(self.retry_max_s, self.retry_initial_s * 2.0 ** (failures - 1))
-        return ceiling * random.uniform(0.5, 1.0)
+        """Exponential backoff with jitter: half to all of ``initial * 2**(failures-1)``,
+        capped at ``retry_max_s``."""
+        return Backoff(self.retry_initial_s, self.retry_max_s, 0.5, 1.0).delay(failures)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from schemas.events.turn_response import ResponseStatus
-from streams.kafka_backoff import JITTER, Backoff, is_outage
+from streams.kafka_backoff import JITTER, is_outage, jittered_backoff
 from streams.local_kafka import LocalKafka, _ephemeral_range, free_ports, private_broker_settings
 from streams.log_setup import RepeatedRecords
 from streams.settings import Settings
@@ -37,13 +37,13 @@ _LEVEL = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL) ")
 
 
 def test_the_backoff_doubles_up_to_its_cap_with_jitter() -> None:
-    low = Backoff(0.1, 5.0, rng=lambda: 0.0)
-    assert [round(low.next_delay(), 3) for _ in range(8)] == [
+    low = jittered_backoff(0.1, 5.0).delays(rng=lambda: 0.0)
+    assert [round(next(low), 3) for _ in range(8)] == [
         round(d * (1 - JITTER), 3) for d in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0)
     ]
-    high = Backoff(0.1, 5.0, rng=lambda: 1.0)
-    assert [high.next_delay() for _ in range(10)][-1] == pytest.approx(5.0 * (1 + JITTER))
-    spread = {round(Backoff(1.0, 1.0).next_delay(), 6) for _ in range(50)}
+    high = jittered_backoff(0.1, 5.0).delays(rng=lambda: 1.0)
+    assert [next(high) for _ in range(10)][-1] == pytest.approx(5.0 * (1 + JITTER))
+    spread = {round(jittered_backoff(1.0, 1.0).delay(1), 6) for _ in range(50)}
     assert len(spread) > 40 and all(0.8 <= d <= 1.2 for d in spread)  # not in step
 
 

@@ -28,6 +28,7 @@ from aiokafka.errors import (
 )
 from pydantic import ValidationError
 
+from processors.backoff import Backoff
 from processors.turn.persist import error_response
 from schemas.codec import encode
 from schemas.domain.errors import TurnError
@@ -164,7 +165,7 @@ async def deliver(
     the record is too large; then the :func:`minimal_letter` is sent, again and again (backoff
     capped at ``backoff_max_s``) until the broker has it: the caller's record must not be
     committed without its dead letter, and no exception but a cancellation leaves here."""
-    delay = backoff_s
+    delays = Backoff(backoff_s, backoff_max_s).delays()
     failure = "not sent"
     for attempt in range(1, attempts + 1):
         try:
@@ -184,8 +185,7 @@ async def deliver(
             )
             if too_large(exc) or attempt == attempts:
                 break
-            await sleep(delay)
-            delay = min(delay * 2, backoff_max_s)
+            await sleep(next(delays))
     minimal = minimal_letter(letter, failure)
     value = encode(minimal)
     failures = 0
@@ -195,6 +195,7 @@ async def deliver(
             return minimal
         except Exception as exc:  # retried until the broker has it
             failures += 1
+            delay = next(delays)
             logger.warning(
                 "minimal dead letter %s[%d]@%d not sent (attempt %d; retrying in %.1f s): %s: %s",
                 letter.source_topic,
@@ -206,7 +207,6 @@ async def deliver(
                 exc,
             )
             await sleep(delay)
-            delay = min(delay * 2, backoff_max_s)
 
 
 def input_from_record(record: RawRecord) -> tuple[str, TurnInput] | None:
