@@ -28,18 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from bench.chaos_soak import BROKER_CALM_S, Fault, Soak
-from bench.harness.pipeline import Cluster
+from bench.harness.pipeline import Cluster, bench_root
 from streams.local_kafka import LocalCluster, LocalKafkaError, Role, private_local_cluster
 from streams.settings import Settings
 from streams.topics import TURN_REQUESTED, pipeline_group
@@ -81,9 +78,7 @@ class NodeCluster(Cluster):
 async def private_node_cluster(nodes: int, *, keep: bool = False) -> AsyncIterator[NodeCluster]:
     """A temporary directory and an ``nodes``-node cluster of our own in it; at the end the
     cluster stops and the directory goes, unless the bench failed or ``keep``."""
-    root = Path(tempfile.mkdtemp(prefix="turnstream-chaos-cluster-"))
-    failed = True
-    try:
+    with bench_root("chaos-cluster", keep=keep) as root:
         cluster = private_local_cluster(root, nodes, kafka_start_timeout_s=NODE_START_TIMEOUT_S)
         t0 = time.monotonic()
         await asyncio.to_thread(cluster.up)
@@ -92,12 +87,6 @@ async def private_node_cluster(nodes: int, *, keep: bool = False) -> AsyncIterat
             yield NodeCluster(root, cluster.client_settings(data_dir=root), None, cluster)
         finally:
             await asyncio.to_thread(cluster.down)
-        failed = False
-    finally:
-        if failed or keep:
-            print(f"worker logs and data kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 class NodeFaults:

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.harness.figures import summary
-from bench.harness.pipeline import HOPS, RESPONSE_PATH, pipeline_settings, ready_groups
+from bench.harness.pipeline import (
+    HOPS,
+    RESPONSE_PATH,
+    bench_root,
+    pipeline_settings,
+    ready_groups,
+)
 from schemas.domain.retrieval import RetrievalType
 from streams.pipeline.base import Pipeline
 from streams.pipeline.runtime import PipelineRuntime
@@ -75,3 +83,17 @@ def test_summary_gives_nearest_rank_percentiles() -> None:
         "max": 100.0,
     }
     assert summary([]) == {"count": 0}
+
+
+def test_a_bench_root_goes_after_a_run_and_stays_after_a_failure_or_keep() -> None:
+    with bench_root("hb-test") as root:
+        (root / "worker.log").write_text("ok")
+    assert not root.exists()
+    with bench_root("hb-test", keep=True) as kept:
+        pass
+    assert kept.is_dir()
+    with pytest.raises(RuntimeError), bench_root("hb-test") as failed:
+        raise RuntimeError("the bench failed")
+    assert failed.is_dir()
+    for path in (kept, failed):
+        path.rmdir()

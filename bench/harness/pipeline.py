@@ -97,15 +97,29 @@ class Cluster:
         return self.broker.status().pid if self.broker is not None else None
 
 
+@contextlib.contextmanager
+def bench_root(name: str, *, keep: bool = False) -> Iterator[Path]:
+    """A fresh temporary directory for one bench run; at the end it goes, unless the run
+    failed or ``keep`` (then its path is printed, for the worker logs and data in it)."""
+    root = Path(tempfile.mkdtemp(prefix=f"turnstream-{name}-"))
+    failed = True
+    try:
+        yield root
+        failed = False
+    finally:
+        if failed or keep:
+            print(f"worker logs and data kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 @contextlib.asynccontextmanager
 async def private_cluster(
     name: str, *, bootstrap: str | None = None, keep: bool = False
 ) -> AsyncIterator[Cluster]:
     """A temporary directory and a broker of our own in it (or ``bootstrap``); at the end the
     broker stops and the directory goes, unless the bench failed or ``keep``."""
-    root = Path(tempfile.mkdtemp(prefix=f"turnstream-{name}-"))
-    failed = True
-    try:
+    with bench_root(name, keep=keep) as root:
         broker = None
         if bootstrap:
             base = load_settings(kafka_bootstrap=bootstrap, data_dir=root)
@@ -120,12 +134,6 @@ async def private_cluster(
         finally:
             if broker is not None:
                 await asyncio.to_thread(broker.down)
-        failed = False
-    finally:
-        if failed or keep:
-            print(f"worker logs and data kept in {root}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def pipeline_settings(
