@@ -11,11 +11,17 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+
 from bench.harness import pipeline as harness
 from bench.harness.pipeline import AGENT, EXAMPLE_PACK, REPO, TENANT, prepare
+from schemas.codec import decode_as
 from schemas.domain.turn_input import Channel, TurnInput
+from schemas.events.dead_letter import DeadLetter
 from streams import worker_process
+from streams.kafka_clients import consumer_kwargs
 from streams.settings import Settings
+from streams.topics import DEAD_LETTER
 from streams.worker import Worker
 from streams.worker_process import worker_env
 
@@ -111,3 +117,23 @@ def watching_redrives() -> Iterator[Redrives]:
         yield handler
     finally:
         watched.removeHandler(handler)
+
+
+async def dead_letter_of(settings: Settings, key: bytes, timeout: float = 60.0) -> DeadLetter:
+    """The dead letter of the record keyed ``key`` (a letter keeps its record's key), read
+    from the start of the dead-letter topic; ``TimeoutError`` after ``timeout`` s."""
+    consumer = AIOKafkaConsumer(
+        DEAD_LETTER.name(settings.topic_prefix),
+        auto_offset_reset="earliest",
+        **consumer_kwargs(settings),
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await consumer.getone()
+                letter = decode_as(message.value, DeadLetter)
+                if letter.key == key:
+                    return letter
+    finally:
+        await consumer.stop()

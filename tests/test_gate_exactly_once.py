@@ -13,14 +13,18 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from schemas.codec import decode_as
-from schemas.events.dead_letter import DeadLetter
 from schemas.events.turn_response import ResponseStatus
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER
 from streams.turn_client import TurnClient
 from streams.worker_process import worker_env
-from tests.pipeline_support import customer_says, pipeline_settings, prepare, running_worker, settle
+from tests.pipeline_support import (
+    customer_says,
+    dead_letter_of,
+    pipeline_settings,
+    prepare,
+    running_worker,
+    settle,
+)
 from tests.test_analytics_cli import free_port, run_cli
 
 pytestmark = pytest.mark.integration
@@ -59,7 +63,7 @@ async def test_a_forged_record_naming_a_turn_in_flight_is_dead_lettered_and_the_
     assert answer.status is ResponseStatus.OK and answer.text
     await settle(2.0)
     assert client.response_counts[victim] == 1
-    letter = await _dead_letter_of(settings, key)
+    letter = await dead_letter_of(settings, key, timeout=30)
     assert letter.reason == "codec.bad_marker"
     assert f"not answered: turn {victim} is admitted or answered" in letter.detail
 
@@ -107,23 +111,3 @@ async def _count(env: dict[str, str], sql: str) -> int | None:
         return None
     rows = json.loads(out)
     return int(rows[0]["n"]) if rows else None
-
-
-async def _dead_letter_of(settings: Settings, key: bytes) -> DeadLetter:
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        DEAD_LETTER.name(settings.topic_prefix),
-        bootstrap_servers=settings.bootstrap_servers,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                message = await consumer.getone()
-                letter = decode_as(message.value, DeadLetter)
-                if letter.key == key:
-                    return letter
-    finally:
-        await consumer.stop()

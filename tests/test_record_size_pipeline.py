@@ -11,7 +11,6 @@ the actor restarted and the offset was committed: no dead letter, no response.""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
@@ -19,18 +18,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from schemas.codec import decode_as, encode
 from schemas.events.dead_letter import DeadLetter
 from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import ResponseStatus
-from streams.kafka_clients import consumer_kwargs, producer_kwargs
+from streams.kafka_clients import producer_kwargs
 from streams.pipeline.rejects import AGENT_ID_HEADER, TURN_ID_HEADER
 from streams.settings import Settings
-from streams.topics import DEAD_LETTER, TURN_REQUESTED
+from streams.topics import TURN_REQUESTED
 from streams.turn_client import TurnClient
-from tests.pipeline_support import AGENT, customer_says, pipeline_settings, prepare, running_worker
+from tests.pipeline_support import (
+    AGENT,
+    customer_says,
+    dead_letter_of,
+    pipeline_settings,
+    prepare,
+    running_worker,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -90,25 +96,6 @@ async def _produce(
         await producer.stop()
 
 
-async def _dead_letter_of(settings: Settings, key: bytes, timeout: float = 60.0) -> DeadLetter:
-    """The dead letter of the request keyed ``key`` (the letter keeps the key)."""
-    consumer = AIOKafkaConsumer(
-        DEAD_LETTER.name(settings.topic_prefix),
-        auto_offset_reset="earliest",
-        **consumer_kwargs(settings),
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await consumer.getone()
-                letter = decode_as(message.value, DeadLetter)
-                if letter.key == key:
-                    return letter
-    finally:
-        await consumer.stop()
-
-
 async def _oversized_request_is_dead_lettered_and_answered(
     client: TurnClient,
     settings: Settings,
@@ -127,7 +114,7 @@ async def _oversized_request_is_dead_lettered_and_answered(
     assert response.status is ResponseStatus.ERROR
     assert response.error is not None and response.error.code == "too_large"
 
-    letter = await _dead_letter_of(settings, key)
+    letter = await dead_letter_of(settings, key)
     limit = settings.producer_max_request_size
     assert letter.reason == "too_large"
     assert letter.source_topic == TURN_REQUESTED.name(settings.topic_prefix)
@@ -191,7 +178,7 @@ async def test_a_letter_the_broker_refuses_is_sent_minimal_and_the_request_still
 
         response = await turn_client.response(turn_id, timeout=120)
         assert response.error is not None and response.error.code == "too_large"
-        letter = await _dead_letter_of(roomy, key)
+        letter = await dead_letter_of(roomy, key)
         assert letter.original == b"" and letter.reason == "too_large"
         assert (letter.original_size, letter.original_sha256) == (
             len(value),
