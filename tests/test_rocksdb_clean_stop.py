@@ -82,6 +82,18 @@ async def test_a_store_that_never_started_does_not_mark_a_crashed_database_clean
     assert store.persisted_offset(changelog_tp(store)) is None
 
 
+async def test_a_stop_while_the_app_runs_does_not_mark_the_databases_clean(
+    tmp_path: Path,
+) -> None:
+    """Faust's store stops itself when a partition database stays locked, then raises: the
+    app (and its agents' writes) still running, so the databases are not known clean."""
+    store = gate_store(tmp_path)
+    await store.on_start()
+    store.app._started.set()  # as a running app's
+    await store.stop()
+    assert not store.clean_marker().exists()
+
+
 async def test_only_this_tables_partition_databases_are_discarded(tmp_path: Path) -> None:
     store = gate_store(tmp_path)
     for name in ("session-gate-0.db", "session-gate-11.db", "session-gate-backups"):

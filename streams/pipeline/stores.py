@@ -220,10 +220,16 @@ class RocksStore(_Homes, faust_rocksdb.Store):
         await super().on_start()
 
     async def stop(self) -> None:
-        clean = self._checked and await self._flush_producer()
+        clean = self._checked and self._app_stopping() and await self._flush_producer()
         await super().stop()
         if clean:
             self.clean_marker().touch()
+
+    def _app_stopping(self) -> bool:
+        """Whether this stop is the app's shutdown (or the app never ran): Faust's store also
+        calls :meth:`stop` itself when a partition database stays locked, just before it
+        raises, with the agents still writing."""
+        return bool(self.app.should_stop or not self.app.started)
 
     async def _flush_producer(self) -> bool:
         """Whether every changelog record sent so far is delivered: the producer flushed,
