@@ -33,6 +33,8 @@ def _create(_args: argparse.Namespace) -> int:
         print(f"ok         {name}")
     for line in report.mismatches:
         print(f"MISMATCH   {line}")
+    if (replication := report.replication_warning) is not None:
+        print(f"WARNING    {replication}")
     print(
         f"{len(report.created)} created, {len(report.unchanged)} unchanged, "
         f"{len(report.mismatches)} mismatches on {settings.bootstrap_servers}"

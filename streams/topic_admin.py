@@ -1,4 +1,9 @@
-"""Create the catalog's topics idempotently and report where a cluster differs from it."""
+"""Create the catalog's topics idempotently and report where a cluster differs from it.
+
+A topic keeps the replication factor it was created with: a cluster started with one broker
+and grown to three keeps its RF 1 topics (one broker lost loses their partitions). The report
+names the topics below :func:`wanted_replication` and the worker's start and ``turnstream
+topics create`` say so in one WARNING line."""
 
 from __future__ import annotations
 
@@ -13,18 +18,57 @@ from streams.kafka_ready import wait_until_serving
 from streams.settings import Settings
 from streams.topics import ALL_TOPICS, TopicSpec
 
+FULL_REPLICATION = 3
+"""The replication factor every topic should have once the cluster has this many brokers
+(docs/production.md; ``turnstream kafka up --nodes 3`` prints TURNSTREAM_REPLICATION_FACTOR=3)."""
+
+
+def wanted_replication(catalog_rf: int, brokers: int) -> int:
+    """The fewest replicas a catalog topic should have: the catalog's replication factor
+    (``TURNSTREAM_REPLICATION_FACTOR``), and every broker up to :data:`FULL_REPLICATION`."""
+    return max(catalog_rf, min(brokers, FULL_REPLICATION))
+
+
+def under_replicated(replicas: dict[str, int], catalog_rf: int, brokers: int) -> dict[str, int]:
+    """The topics of ``replicas`` (name -> replication factor) with fewer than wanted."""
+    want = wanted_replication(catalog_rf, brokers)
+    return {name: rf for name, rf in sorted(replicas.items()) if rf < want}
+
 
 @dataclass
 class TopicReport:
-    """What `topics create` did: created topics, topics already right, and mismatches."""
+    """What `topics create` did: created topics, topics already right, and mismatches; and
+    the topics with fewer replicas than the cluster should hold (a warning, not a mismatch:
+    an existing topic is never altered)."""
 
     created: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    under_replicated: dict[str, int] = field(default_factory=dict)
+    """Topic -> its replication factor, for those below :func:`wanted_replication`."""
+    replication_factor: int = 1
+    """The catalog's (``TURNSTREAM_REPLICATION_FACTOR``)."""
+    brokers: int = 0
+    """Brokers in the cluster's metadata (those alive)."""
 
     @property
     def ok(self) -> bool:
         return not self.mismatches
+
+    @property
+    def replication_warning(self) -> str | None:
+        """One line naming the under-replicated topics, their replication factor, the
+        catalog's and the broker count; None when there are none."""
+        if not self.under_replicated:
+            return None
+        topics = ", ".join(f"{name} (RF {rf})" for name, rf in self.under_replicated.items())
+        return (
+            f"{len(self.under_replicated)} topic(s) have fewer replicas than the cluster should "
+            f"hold ({wanted_replication(self.replication_factor, self.brokers)}: "
+            f"TURNSTREAM_REPLICATION_FACTOR={self.replication_factor}, {self.brokers} "
+            f"broker(s)): {topics}; one broker lost loses their partitions, and existing topics "
+            "are not altered (raise it with kafka-reassign-partitions)"
+        )
 
 
 TOPIC_ALREADY_EXISTS = 36
@@ -48,6 +92,16 @@ def _raise_on_errors(topic_errors: list[tuple[object, ...]]) -> set[str]:
     if refused:
         raise TopicAdminError("could not create topics:\n  " + "\n  ".join(refused))
     return {str(err[0]) for err in topic_errors if err[1] == TOPIC_ALREADY_EXISTS}
+
+
+def _replication(described: list[dict[str, Any]]) -> dict[str, int]:
+    """Each described topic's replication factor: the fewest replicas of its partitions."""
+    factors: dict[str, int] = {}
+    for topic in described:
+        partitions = topic.get("partitions")
+        if isinstance(partitions, list) and partitions and topic.get("error_code", 0) == 0:
+            factors[str(topic["topic"])] = min(len(p["replicas"]) for p in partitions)
+    return factors
 
 
 def _ready_partitions(described: list[dict[str, Any]]) -> dict[str, int]:
@@ -141,6 +195,13 @@ async def ensure_topics(settings: Settings) -> TopicReport:
             report.mismatches.extend(diffs)
             if not diffs:
                 report.unchanged.append(name)
+        report.replication_factor = settings.replication_factor
+        report.brokers = len((await admin.describe_cluster())["brokers"])
+        report.under_replicated = under_replicated(
+            _replication(await admin.describe_topics(list(wanted))),
+            settings.replication_factor,
+            report.brokers,
+        )
     finally:
         await admin.close()
     return report

@@ -98,6 +98,8 @@ class Worker:
         report = await self._through_outage("checking the topics", self._ensure_topics)
         if not report.ok:
             logger.warning("topics differ from the catalog: %s", "; ".join(report.mismatches))
+        if (replication := report.replication_warning) is not None:
+            logger.warning("%s", replication)
         if self.runs_pipeline:
             logger.info(
                 "loading the embedding model (%s) and indexing the packs ...",
