@@ -2,9 +2,11 @@
 
 Every stage reads the session gate, and the join reads its state on every result: decoding
 the same Avro record again and again was a fifth of the event loop's time. A cached model
-is used only while the table still holds the very bytes object it was decoded from (an
-identity check), so a value restored from the changelog, or written by anyone else, is
-decoded afresh: the cache can never serve a stale value.
+is used only while the table still holds the bytes it was decoded from, so a value restored
+from the changelog, or written by anyone else, is decoded afresh: the cache can never serve
+a stale value. The check is identity, then equality: a memory table hands back the very
+bytes object, but a RocksDB table a new one on every read (with identity alone the cache
+never hit on RocksDB and only filled up).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class DecodedTable(Generic[M]):
         if raw is None:
             return None
         cached = self._decoded.get(key)
-        if cached is not None and cached[0] is raw:
+        if cached is not None and (cached[0] is raw or cached[0] == raw):
             return cached[1]
         value = decode_as(raw, self._model)
         self._remember(key, raw, value)
