@@ -16,7 +16,8 @@ each killed node started again ``--node-down`` seconds later on its data dir; th
    the next only once the cluster is in sync.
 
 No node fault begins after the load's end less ``--calm`` (listed as skipped): on a loaded
-2-core box a node takes ~70-85 s to serve again, so all six need ``--duration`` ~540.
+2-core box (load ~30) a node took ~70-85 s to serve again and all six needed ``--duration``
+~540; at load ~10, 20-37 s, and all six fitted in ``--duration 420`` (docs/operations.md).
 Worker SIGKILLs keep their schedule outside the node faults (from 15 s before the first
 until 15 s after the last, none), so each stall is the node's. Each node fault is in the
 soak's ``recovery`` (kind ``node_<role>``) and in ``broker_kills``: which node, which role,
