@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,14 @@ class Outage:
         # a broker restarted on a loaded 2-core machine took over 60 s to serve again
         settings = private_broker_settings(tmp_path / "kafka", kafka_start_timeout_s=240.0)
         self.broker = LocalKafka(settings)
+        self.settings = pipeline_settings(settings, tmp_path / "data")
         self.log = tmp_path / "worker.log"
+        self.worker: WorkerProcess | None = None
+
+    def start_worker(self) -> WorkerProcess:
+        self.worker = WorkerProcess(self.settings, self.log)
+        self.worker.start()
+        return self.worker
 
     def lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
@@ -159,70 +167,65 @@ async def _answered(settings: Settings, who: str) -> None:
         assert response.status is ResponseStatus.OK, response.error
 
 
+@pytest.fixture
+async def outage(tmp_path: Path) -> AsyncIterator[Outage]:
+    """A private broker, up, with the topics and the example pack; at the end the worker (if
+    one was started) and the broker stop."""
+    outage = Outage(tmp_path)
+    await asyncio.to_thread(outage.broker.up)
+    try:
+        await prepare(outage.settings)
+        yield outage
+    finally:
+        if outage.worker is not None:
+            outage.worker.stop()
+        await asyncio.to_thread(outage.broker.down)
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(900)
 async def test_a_worker_started_while_the_broker_is_down_comes_up_when_it_starts(
-    tmp_path: Path,
+    outage: Outage,
 ) -> None:
-    outage = Outage(tmp_path)
-    await asyncio.to_thread(outage.broker.up)
-    worker: WorkerProcess | None = None
-    try:
-        settings = pipeline_settings(outage.broker.settings, tmp_path / "data")
-        await prepare(settings)
-        since = await outage.down()
-        worker = WorkerProcess(settings, outage.log)
-        worker.start()
-        await outage.wait_for_line("unreachable while checking the topics", worker, 240)
-        await asyncio.sleep(OUTAGE_S)
-        assert worker.alive()
-        problems = await outage.up(since)
-        await _answered(settings, "down-at-start")
-        assert worker.alive()
-        assert len(problems) <= MAX_PROBLEM_LINES, "\n".join(problems)
-        assert not any(line.startswith("Traceback") for line in outage.lines())
-        retry = [line for line in problems if "unreachable while checking the topics" in line]
-        assert retry and all(re.search(r"retrying in \d+\.\d s$", line) for line in retry)
-    finally:
-        if worker is not None:
-            worker.stop()
-        await asyncio.to_thread(outage.broker.down)
+    settings = outage.settings
+    since = await outage.down()
+    worker = outage.start_worker()
+    await outage.wait_for_line("unreachable while checking the topics", worker, 240)
+    await asyncio.sleep(OUTAGE_S)
+    assert worker.alive()
+    problems = await outage.up(since)
+    await _answered(settings, "down-at-start")
+    assert worker.alive()
+    assert len(problems) <= MAX_PROBLEM_LINES, "\n".join(problems)
+    assert not any(line.startswith("Traceback") for line in outage.lines())
+    retry = [line for line in problems if "unreachable while checking the topics" in line]
+    assert retry and all(re.search(r"retrying in \d+\.\d s$", line) for line in retry)
 
 
 @pytest.mark.integration
 @pytest.mark.timeout(1200)
 async def test_a_broker_lost_mid_start_and_while_running_is_waited_out_quietly(
-    tmp_path: Path,
+    outage: Outage,
 ) -> None:
-    outage = Outage(tmp_path)
-    await asyncio.to_thread(outage.broker.up)
-    worker: WorkerProcess | None = None
-    try:
-        settings = pipeline_settings(outage.broker.settings, tmp_path / "data")
-        await prepare(settings)
-        worker = WorkerProcess(settings, outage.log)
-        worker.start()
-        # mid-start: the topics were checked, the model loads; the packs are read next
-        await outage.wait_for_line("loading the embedding model", worker, 240)
-        since = await outage.down()
-        await outage.wait_for_line("unreachable while reading the packs", worker, 300)
-        await asyncio.sleep(OUTAGE_S)
-        assert worker.alive()
-        at_start = await outage.up(since)
-        await _answered(settings, "lost-at-start")
+    settings = outage.settings
+    worker = outage.start_worker()
+    # mid-start: the topics were checked, the model loads; the packs are read next
+    await outage.wait_for_line("loading the embedding model", worker, 240)
+    since = await outage.down()
+    await outage.wait_for_line("unreachable while reading the packs", worker, 300)
+    await asyncio.sleep(OUTAGE_S)
+    assert worker.alive()
+    at_start = await outage.up(since)
+    await _answered(settings, "lost-at-start")
 
-        # while running
-        since = await outage.down()
-        await asyncio.sleep(OUTAGE_S)
-        assert worker.alive()
-        running = await outage.up(since)
-        await _answered(settings, "lost-while-running")
-        assert worker.alive()
-        print(f"problem lines: {len(at_start)} in the start outage, {len(running)} while running")
-        for problems in (at_start, running):
-            assert len(problems) <= MAX_PROBLEM_LINES, "\n".join(problems)
-        assert not any(line.startswith("Traceback") for line in outage.lines())
-    finally:
-        if worker is not None:
-            worker.stop()
-        await asyncio.to_thread(outage.broker.down)
+    # while running
+    since = await outage.down()
+    await asyncio.sleep(OUTAGE_S)
+    assert worker.alive()
+    running = await outage.up(since)
+    await _answered(settings, "lost-while-running")
+    assert worker.alive()
+    print(f"problem lines: {len(at_start)} in the start outage, {len(running)} while running")
+    for problems in (at_start, running):
+        assert len(problems) <= MAX_PROBLEM_LINES, "\n".join(problems)
+    assert not any(line.startswith("Traceback") for line in outage.lines())
