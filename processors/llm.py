@@ -9,15 +9,25 @@ helper, and the time bound of one call under a phase's retry policy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from processors.backoff import Backoff
 from schemas.domain.phase import Phase
 from schemas.domain.usage import TokenUsage
 from schemas.settings import PhaseSettings
 
-__all__ = ["LlmError", "LlmResult", "LlmTask", "backoff_cap", "call_budget_s", "strict_object"]
+__all__ = [
+    "LlmError",
+    "LlmResult",
+    "LlmTask",
+    "backoff_cap",
+    "call_budget_s",
+    "retry_backoff",
+    "strict_object",
+]
 
 
 def strict_object(**properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -76,7 +86,12 @@ def call_budget_s(phase: PhaseSettings, backoff_s: float) -> float:
     return (1 + phase.retries) * phase.timeout_s + backoffs
 
 
+def retry_backoff(backoff_s: float) -> Backoff:
+    """The wait before retry ``n`` (1-based): up to ``backoff_s * 2**(n-1)``, drawn uniformly
+    from zero (full jitter), uncapped: the phase's few retries bound it."""
+    return Backoff(backoff_s, math.inf, low=0.0, high=1.0)
+
+
 def backoff_cap(backoff_s: float, retry: int) -> float:
-    """The longest wait before retry number ``retry`` (1-based): ``backoff_s * 2**(retry-1)``;
-    the implementation draws a random wait up to it (full jitter)."""
-    return float(backoff_s * 2 ** (retry - 1))
+    """The longest wait before retry number ``retry`` (1-based)."""
+    return retry_backoff(backoff_s).ceiling(retry)

@@ -20,7 +20,7 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
-from processors.llm import LlmError, LlmResult, backoff_cap
+from processors.llm import LlmError, LlmResult, retry_backoff
 from schemas.domain.phase import Phase
 from schemas.domain.usage import TokenUsage
 from schemas.settings import PhaseSettings, Settings
@@ -130,7 +130,7 @@ class OpenAiLlm:
             except openai.OpenAIError as exc:  # 400/401/404...: a retry gives the same answer
                 raise LlmError(f"{phase.value}: {_describe(exc)}", usage) from None
             if attempt < attempts:
-                await self.sleep(self.rng.uniform(0.0, backoff_cap(self.backoff, attempt)))
+                await self.sleep(retry_backoff(self.backoff).delay(attempt, self.rng.random))
         raise LlmError(f"{phase.value}: {reason} after {attempts} attempts", usage)
 
     async def _ask(

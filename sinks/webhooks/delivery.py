@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -40,6 +39,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
+from processors.backoff import Backoff
 from schemas.events.webhook import DeliveryStatus, WebhookDelivery
 from schemas.pack.webhooks import WebhookSubscription
 from schemas.settings import WebhookSettings
@@ -92,8 +92,7 @@ class RetryPolicy:
     def delay(self, failed_attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
             return min(self.max_s, max(0.0, retry_after))
-        ceiling = min(self.max_s, self.initial_s * 2.0 ** (failed_attempt - 1))
-        return ceiling * random.uniform(0.5, 1.0)
+        return Backoff(self.initial_s, self.max_s, low=0.5, high=1.0).delay(failed_attempt)
 
 
 @dataclass(frozen=True)
