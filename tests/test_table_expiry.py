@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,9 +22,10 @@ from streams.pipeline.base import Pipeline
 from streams.pipeline.sweeper import Sweeper, store_of
 from streams.pipeline.table_ports import session_table_key
 from streams.pipeline.topology import Topology
-from streams.settings import Settings
+from streams.settings import PhaseSettings, Settings, TaskMode
 from streams.topics import SESSION_GATE_CHANGELOG, SESSION_STATE_CHANGELOG, TopicSpec
 from streams.turn_client import TurnClient
+from tests.fake_openai import DelayReply, FakeOpenAi, JsonReply, fake_openai_server
 from tests.pipeline_support import (
     TENANT,
     customer_says,
@@ -34,6 +35,9 @@ from tests.pipeline_support import (
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+MODEL_DELAY_S = 3.0
+MODEL_REPLY = {"text": "Let me look into that for you.", "categories": [], "resolution": "RESOLVED"}
 
 
 async def tombstoned(settings: Settings, spec: TopicSpec) -> set[bytes]:
@@ -101,13 +105,31 @@ async def test_an_idle_session_expires_with_tombstones_and_its_next_turn_starts_
     assert fresh.session_id != session.session_id and fresh.turn_count == 0
 
 
+@pytest.fixture
+def slow_model() -> Iterator[FakeOpenAi]:
+    with fake_openai_server() as server:
+        server.always("reply", DelayReply(MODEL_DELAY_S, then=JsonReply(MODEL_REPLY)))
+        yield server
+
+
 async def test_a_session_with_a_turn_in_flight_is_never_expired(
-    kafka_settings: Settings, tmp_path: Path
+    kafka_settings: Settings, tmp_path: Path, slow_model: FakeOpenAi
 ) -> None:
     """Sweeps that judge a month ahead run back to back while the session's second turn is
     in flight: none deletes it, and the turn continues the session; once answered, the
-    next such sweep expires it."""
-    settings = pipeline_settings(kafka_settings, tmp_path / "data", table_store="rocksdb")
+    next such sweep expires it.
+
+    Generation goes to a scripted model that answers after :data:`MODEL_DELAY_S`, so the
+    turn is in flight for seconds: a heuristic turn is over in ~0.1 s, often between two
+    looks at the gate (the test then waited for a pending turn it had missed)."""
+    base = pipeline_settings(kafka_settings, tmp_path / "data", table_store="rocksdb")
+    slow = PhaseSettings(mode=TaskMode.LLM, model="test-model", timeout_s=10.0, retries=0)
+    settings = base.model_copy(
+        update={
+            "llm_base_url": slow_model.url,
+            "phases": base.phases.model_copy(update={"generation": slow}),
+        }
+    )
     await prepare(settings)
     who = f"busy-{uuid.uuid4().hex[:8]}"
     key = customer_says(who, "x").session_key.encode()
