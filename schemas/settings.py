@@ -367,6 +367,14 @@ class Settings(BaseSettings):
         "not keyed by the record key (customer data, session state) has one local home, read "
         "from any partition this worker holds (docs/operations.md)",
     )
+    table_store_memory_mb: int = Field(
+        default=64,
+        ge=8,
+        le=65536,
+        description="rocksdb: the memory all of a worker process's table databases share (one "
+        "block cache holding data, index and filter blocks, with the memtables charged to it), "
+        "whatever the number of sessions they hold",
+    )
     session_idle_ttl_s: float = Field(
         default=7 * 86400.0,
         ge=0,

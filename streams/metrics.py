@@ -26,6 +26,7 @@ from processors.llm import LlmError, LlmResult, LlmTask
 from schemas.domain.phase import Phase
 from schemas.domain.turn_record import TurnRecord
 from schemas.events.turn_response import ResponseStatus, TurnResponse
+from streams.pipeline.rocks_memory import usage_bytes as table_store_usage_bytes
 from streams.settings import PhaseSettings
 
 OTHER_TENANT = "other"
@@ -68,6 +69,11 @@ CONSUMER_LAG = Gauge(
     "End offset minus committed offset, per consumer group and partition",
     ["group", "topic", "partition"],
 )
+TABLE_STORE_MEMORY = Gauge(
+    "turnstream_table_store_memory_bytes",
+    "RocksDB memory of the worker's tables now (the shared block cache: blocks and memtables)",
+)
+TABLE_STORE_MEMORY.set_function(table_store_usage_bytes)
 DEAD_LETTERS = Counter("turnstream_dead_letters", "Records dead-lettered, by reason", ["reason"])
 ENFORCEMENT_VERDICTS = Counter(
     "turnstream_enforcement_verdicts",

@@ -56,6 +56,8 @@ from faust.stores import memory as faust_memory
 from faust.stores import rocksdb as faust_rocksdb
 from faust.streams import current_event
 
+from streams.pipeline.rocks_memory import budgeted
+
 MEMORY_URL = "tsmemory://"
 ROAMING_MEMORY_URL = "tsmemoryroaming://"
 ROCKSDB_URL = "tsrocksdb://"
@@ -176,9 +178,14 @@ class RoamingMemoryStore(MemoryStore):
 
 class RocksStore(_Homes, faust_rocksdb.Store):
     """Faust's RocksDB store, with per-partition iteration and :meth:`expire`, whose local
-    databases are kept only across a clean stop (the module's docstring)."""
+    databases are kept only across a clean stop (the module's docstring), and whose
+    databases share the process's memory budget (:mod:`streams.pipeline.rocks_memory`)."""
 
     roaming = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rocksdb_options = budgeted(self.rocksdb_options)
 
     def clean_marker(self) -> Path:
         return self._path_with_suffix(self.path / self.basename, suffix=CLEAN_SUFFIX)

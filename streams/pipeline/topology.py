@@ -21,6 +21,7 @@ from schemas.domain.retrieval import RetrievalType
 from streams.pipeline.faust_fetch import fix_idle_partition_fetches
 from streams.pipeline.faust_fixes import fix_offset_commits
 from streams.pipeline.faust_producer import use_idempotent_producer
+from streams.pipeline.rocks_memory import BUDGET_KEY
 from streams.pipeline.stores import store_url
 from streams.roles import Role, app_suffix, runs
 from streams.settings import Settings
@@ -57,15 +58,19 @@ idempotent by turn id, so a replay costs time, not correctness)."""
 STORES = {"rocksdb": "rocksdb://", "memory": "memory://"}
 ROCKSDB_OPTIONS: dict[str, Any] = {
     "driver": "rocksdict",
-    "write_buffer_size": 2 * 1024**2,
+    "write_buffer_size": 1024**2,
     "max_write_buffer_number": 2,
-    "block_cache_size": 4 * 1024**2,
 }
 """Per table partition (a worker opens one RocksDB per table and partition, 6 x 12 by
-default): Faust's defaults (a 2 GiB block cache, 3 x 64 MiB memtables each) would let a
-worker's memory grow by gigabytes; these bound it at ~8 MiB per partition database (~0.6 GiB
-for 72 at the very most, whatever the number of sessions; not measured yet). Each table gets
+default): Faust's default memtables (3 x 64 MiB each) would let a worker's memory grow by
+gigabytes. The block cache and the memtables' total are one budget for the process
+(``table_store_memory_mb``, :mod:`streams.pipeline.rocks_memory`); each database keeps at
+least one memtable in use whatever the budget (~0.5 MiB, ~36 MiB for 72). Each table gets
 its own copy: Faust's store pops keys out of the dict it is given."""
+
+
+def rocksdb_options(settings: Settings) -> dict[str, Any]:
+    return ROCKSDB_OPTIONS | {BUDGET_KEY: settings.table_store_memory_mb * 2**20}
 
 
 SESSION_TIMEOUT_S = 10.0
@@ -158,7 +163,7 @@ def build_topology(settings: Settings, role: Role = Role.ALL) -> Topology:
             partitions=settings.partitions,
             changelog_topic=topic(changelog),
             store=store_url(settings.table_store, name, roaming=roaming),
-            options=dict(ROCKSDB_OPTIONS) if settings.table_store == "rocksdb" else None,
+            options=rocksdb_options(settings) if settings.table_store == "rocksdb" else None,
         )
 
     return Topology(
