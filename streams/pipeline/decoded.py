@@ -7,19 +7,33 @@ from the changelog, or written by anyone else, is decoded afresh: the cache can 
 a stale value. The check is identity, then equality: a memory table hands back the very
 bytes object, but a RocksDB table a new one on every read (with identity alone the cache
 never hit on RocksDB and only filled up).
+
+The cache is for the sessions being worked on: it keeps the :data:`MAX_ENTRIES` keys read
+last (the least recently read go first); a whole-table :meth:`scan` reads past it without
+filling it. A timer that decoded every key through :meth:`get` made the cache hold every
+idle session of the worker (``bench/state_growth.py``: memory grew with the sessions held).
+
+**When to scan.** A table's keys change outside the agents only when a recovery refills it
+(a start, a rebalance): :class:`Rescan` tells a timer that keeps an index of the table (the
+stall watchdog's turns in flight, the join deadlines) when one has completed since its last
+scan, so it reads the whole table once per recovery, not on every tick.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 from faust.types import TableT
 from pydantic import BaseModel
 
-from schemas.codec import decode_as, encode
+from schemas.codec import CodecError, decode_as, encode
 
 M = TypeVar("M", bound=BaseModel)
-MAX_ENTRIES = 100_000
+MAX_ENTRIES = 10_000
+"""Sessions whose decoded values are kept: those worked on lately, not every one held."""
+YIELD_EVERY = 1000
 
 
 class DecodedTable(Generic[M]):
@@ -32,8 +46,9 @@ class DecodedTable(Generic[M]):
         raw = self.table.get(key)
         if raw is None:
             return None
-        cached = self._decoded.get(key)
+        cached = self._decoded.pop(key, None)
         if cached is not None and (cached[0] is raw or cached[0] == raw):
+            self._decoded[key] = cached  # now the newest
             return cached[1]
         value = decode_as(raw, self._model)
         self._remember(key, raw, value)
@@ -48,7 +63,44 @@ class DecodedTable(Generic[M]):
         """Drop the cached model of a key deleted from the table underneath."""
         self._decoded.pop(key, None)
 
+    async def scan(self) -> AsyncIterator[tuple[bytes, M]]:
+        """Every key of the local table and its value now, yielding to the event loop every
+        thousand keys; what is not cached is decoded without being cached, and an
+        undecodable value is skipped."""
+        for count, key in enumerate(list(self.table.keys())):
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            raw = self.table.get(key)
+            if raw is None:
+                continue
+            cached = self._decoded.get(key)
+            if cached is not None and (cached[0] is raw or cached[0] == raw):
+                yield key, cached[1]
+                continue
+            try:
+                yield key, decode_as(raw, self._model)
+            except CodecError:
+                continue
+
     def _remember(self, key: bytes, raw: bytes, value: M) -> None:
+        self._decoded.pop(key, None)  # re-inserted last: the least recently read goes first
         if len(self._decoded) >= MAX_ENTRIES:
-            self._decoded.clear()
+            del self._decoded[next(iter(self._decoded))]
         self._decoded[key] = (raw, value)
+
+
+class Rescan:
+    """Whether a recovery refilled ``table`` since the last whole scan of it (the counter
+    the pipeline's stores keep, ``streams.pipeline.stores``)."""
+
+    def __init__(self, table: TableT[bytes, bytes]) -> None:
+        self.table = table
+        self._scanned: int | None = None
+
+    def due(self) -> int | None:
+        """The recovery count to pass to :meth:`done` once a scan finished; None: none due."""
+        count = int(getattr(self.table.data, "recoveries", 0))
+        return None if count == self._scanned else count
+
+    def done(self, count: int) -> None:
+        self._scanned = count

@@ -60,7 +60,7 @@ from schemas.events.turn_requested import TurnRequested
 from schemas.events.turn_response import TurnResponse
 from streams import metrics, tracing
 from streams.pipeline.base import Pipeline, raw_record
-from streams.pipeline.decoded import DecodedTable
+from streams.pipeline.decoded import DecodedTable, Rescan
 from streams.pipeline.rejects import RawRecord, input_from_record, rejection
 from streams.pipeline.table_ports import (
     GateDirectory,
@@ -78,9 +78,6 @@ logger = logging.getLogger(__name__)
 WATCHDOG_TICK_S = 1.0
 STALL_MARGIN_S = 5.0
 """Time a turn gets beyond its pack's LLM budget for its queues and CPU work."""
-WATCHDOG_RESCAN = 5
-"""Every this many ticks the watchdog re-reads the whole gate table: after a restart or a
-rebalance the gates come back from the changelog, not through the agent."""
 SEEN_SWEEP_S = 300.0
 """How often expired seen-turn ids are dropped from the local store."""
 SEEN_FOR = timedelta(milliseconds=TURNS_SEEN_CHANGELOG.retention_ms or 0)
@@ -99,7 +96,7 @@ class SessionAgent:
         self.seen = DecodedTable(required(self.t.seen, "seen turns"), SeenTurn)
         self._started = datetime.now(UTC)
         self._nudged: dict[bytes, datetime] = {}
-        self._ticks = 0
+        self._rescan = Rescan(self.p.gates.table) if self.p.gates is not None else None
 
     async def handle(self, event: Any) -> None:
         topic = event.message.topic
@@ -248,14 +245,14 @@ class SessionAgent:
             logger.exception("stall watchdog tick failed")
 
     async def _resume_stalled(self) -> None:
-        self._ticks += 1
-        gates = self.p.gates
-        if self._ticks % WATCHDOG_RESCAN == 1 and gates is not None:
+        gates, rescan = self.p.gates, self._rescan
+        recovered = rescan.due() if rescan is not None else None
+        if gates is not None and rescan is not None and recovered is not None:
+            # after a recovery the gates came from the changelog, not through the agent
             self.p.in_flight_index.clear()
-            for key in list(gates.table.keys()):
-                found = gates.get(key)
-                if found is not None:
-                    self.p.track(key, found)
+            async for key, gate in gates.scan():
+                self.p.track(key, gate)
+            rescan.done(recovered)
         now = datetime.now(UTC)
         for key, (request, since) in list(self.p.in_flight_index.items()):
             if self.p.busy.get(key):

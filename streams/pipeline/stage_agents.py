@@ -33,7 +33,7 @@ from schemas.events.turn_envelope import TurnEnvelope
 from schemas.pack.agent_pack import AgentPack
 from streams import metrics, tracing
 from streams.pipeline.base import Pipeline
-from streams.pipeline.decoded import DecodedTable
+from streams.pipeline.decoded import DecodedTable, Rescan
 from streams.pipeline.topology import required
 from streams.topics import TURN_CONTEXT
 
@@ -41,9 +41,6 @@ logger = logging.getLogger(__name__)
 
 DEADLINE_TICK_S = 0.05
 """How often the join looks for turns past their retrieval deadline."""
-RESCAN_EVERY = 100
-"""Every this many ticks the join table is scanned whole (after a restart or rebalance the
-pending joins come back from the changelog, not through the agent)."""
 
 
 class TakenUp:
@@ -106,7 +103,7 @@ class JoinAgent:
         self._context = self.t.name(TURN_CONTEXT)
         self.joins = DecodedTable(required(self.t.joins, "retrieval join"), RetrievalJoin)
         self._pending: dict[bytes, tuple[str, datetime]] = {}
-        self._ticks = 0
+        self._rescan = Rescan(self.joins.table)
 
     async def handle(self, event: Any) -> None:
         key: bytes = event.message.key
@@ -146,9 +143,13 @@ class JoinAgent:
             logger.exception("join deadline tick failed")
 
     async def _tick(self) -> None:
-        self._ticks += 1
-        if self._ticks % RESCAN_EVERY == 1:
-            self._rescan()
+        recovered = self._rescan.due()
+        if recovered is not None:
+            # after a recovery the pending joins came from the changelog, not the agent
+            async for key, join in self.joins.scan():
+                if not join.done and join.deadline is not None:
+                    self._pending.setdefault(key, (join.turn_id, join.deadline))
+            self._rescan.done(recovered)
         now = datetime.now(UTC)
         settings = self.p.deps.settings
         timeout = timedelta(seconds=settings.phases.retrieval.timeout_s)
@@ -173,12 +174,6 @@ class JoinAgent:
                 self.taken.at.pop((turn_id, rtype), None)
                 gave_up = timeout_result(turn_id, key.decode(), rtype, now)
                 await self.p.send(self.t.retrieval_results, key, gave_up)
-
-    def _rescan(self) -> None:
-        for key in list(self.joins.table.keys()):
-            state = self.joins.get(key)
-            if state is not None and not state.done and state.deadline is not None:
-                self._pending.setdefault(key, (state.turn_id, state.deadline))
 
 
 Stage = Callable[[TurnContext, AgentPack, TurnDeps], Awaitable[TurnContext]]

@@ -89,6 +89,14 @@ class _Homes:
     def _tombstone(self, partition: int, key: bytes) -> None:
         self.table.send_changelog(partition, key, None, value_serializer="raw")
 
+    recoveries = 0
+    """Recoveries completed (a start, each rebalance): a timer keeping an index of the table
+    scans it again after one (``streams.pipeline.decoded.Rescan``)."""
+
+    async def on_recovery_completed(self, active_tps: Any, standby_tps: Any) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)  # type: ignore[misc]
+        self.recoveries += 1
+
 
 class MemoryStore(_Homes, faust_memory.Store[Any, Any]):
     """Faust's memory store, which also records the partition of each live write (Faust's

@@ -11,7 +11,8 @@ only, and Kafka's retention drops it from the topic.
 A decision and its deletions run with no ``await`` between them, on the event loop the
 agents run on, so no turn can be admitted halfway: a session with a turn in flight, waiting
 requests, or a handler of this worker working on it is never touched. The scan yields to the
-event loop every thousand keys.
+event loop every thousand keys, and waits there for the producer to send what the sweep
+queued.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from streams.pipeline.table_ports import customer_table_key, session_table_key
 logger = logging.getLogger(__name__)
 
 YIELD_EVERY = 1000
+BACKLOG = 1000
+"""Tombstones the sweep leaves waiting in the producer's buffer before it goes on."""
 MAX_SWEEP_S = 3600.0
 """The sweep interval: a twentieth of the shortest TTL (an entry lives at most 5 % past its
 TTL), at most this, at least a second. A sweep decodes every local gate, its session states
@@ -134,10 +137,24 @@ class Sweeper:
         return bool(getattr(app, "rebalancing", False) or getattr(app, "in_recovery", False))
 
     async def _yield(self, count: int) -> bool:
-        """Yield to the event loop every thousand keys; False when the sweep must stop."""
+        """Yield to the event loop every thousand keys, and let the producer catch up with
+        the tombstones; False when the sweep must stop."""
         if count % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
+            if not await self._drain():
+                return False
         return not self._paused()
+
+    async def _drain(self) -> bool:
+        """Wait until at most :data:`BACKLOG` records wait in the producer's buffer: a sweep
+        of 100k sessions queued ~400k tombstones at once (memory, and every turn's own
+        writes queued behind them). False when the producer sends nothing for a while (the
+        broker is away): the sweep stops and the next one goes on."""
+        buffer = self.t.app.producer.buffer
+        while buffer.size > BACKLOG:
+            if buffer.state != "running" or not await buffer.flush_atmost(buffer.size - BACKLOG):
+                return False
+        return True
 
     async def sweep_once(self, now: datetime) -> Swept:
         swept = Swept()
