@@ -1,0 +1,72 @@
+"""The idle-state sweep waits for the producer at every thousand keys
+(``streams.pipeline.sweeper``): at 100k sessions it queued ~400k tombstones in Faust's
+producer buffer at once, and the worker's commits timed out behind them. A fake producer
+buffer (the one port the drain uses), no broker."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from streams.pipeline import sweeper as sweeper_module
+from streams.pipeline.sweeper import BACKLOG, Sweeper
+from streams.settings import load_settings
+
+
+class Buffer:
+    """Faust's producer buffer as the drain sees it: ``size``, ``state`` and
+    ``flush_atmost`` (which sends up to n records, ``per_flush`` at a time)."""
+
+    def __init__(self, size: int, per_flush: int, state: str = "running") -> None:
+        self.size = size
+        self.per_flush = per_flush
+        self.state = state
+        self.flushes = 0
+
+    async def flush_atmost(self, n: int) -> int:
+        self.flushes += 1
+        sent = min(n, self.per_flush, self.size)
+        self.size -= sent
+        return sent
+
+
+def sweeper_over(buffer: Buffer) -> Sweeper:
+    app = SimpleNamespace(producer=SimpleNamespace(buffer=buffer))
+    topology = SimpleNamespace(app=app, settings=load_settings())
+    pipeline: Any = SimpleNamespace(topology=topology)
+    return Sweeper(pipeline)
+
+
+async def test_the_sweep_waits_until_the_producer_holds_at_most_the_backlog() -> None:
+    buffer = Buffer(size=400_000, per_flush=5_000)
+    assert await sweeper_over(buffer)._drain()
+    assert buffer.size == BACKLOG
+
+
+async def test_a_short_backlog_costs_no_wait() -> None:
+    buffer = Buffer(size=BACKLOG, per_flush=5_000)
+    assert await sweeper_over(buffer)._drain()
+    assert buffer.flushes == 0
+
+
+async def test_the_sweep_stops_when_the_producer_sends_nothing() -> None:
+    stuck = Buffer(size=50_000, per_flush=0)  # the broker is away
+    assert not await sweeper_over(stuck)._drain()
+    stopping = Buffer(size=50_000, per_flush=5_000, state="stopping")
+    assert not await sweeper_over(stopping)._drain()
+    assert stopping.flushes == 0  # Faust's flush raises on a stopped producer
+
+
+async def test_the_scan_drains_at_every_thousandth_key(monkeypatch: Any) -> None:
+    buffer = Buffer(size=400_000, per_flush=400_000)
+    sweeper = sweeper_over(buffer)
+    monkeypatch.setattr(sweeper, "_paused", lambda: False)
+    drained = []
+
+    async def drain() -> bool:
+        drained.append(True)
+        return await Sweeper._drain(sweeper)
+
+    monkeypatch.setattr(sweeper, "_drain", drain)
+    assert all([await sweeper._yield(n) for n in range(3 * sweeper_module.YIELD_EVERY)])
+    assert len(drained) == 3 and buffer.size == BACKLOG
