@@ -49,9 +49,29 @@ async def test_a_short_backlog_costs_no_wait() -> None:
     assert buffer.flushes == 0
 
 
-async def test_the_sweep_stops_when_the_producer_sends_nothing() -> None:
+async def test_a_producer_pausing_for_a_moment_does_not_stop_the_sweep() -> None:
+    """Under load the producer may send nothing within one 0.1 s flush: the sweep waits
+    (stopping there left each sweep at ~1,000 sessions, and the next one an interval away:
+    an hour at the default TTL)."""
+    buffer = Buffer(size=50_000, per_flush=5_000)
+    flush = buffer.flush_atmost
+    calls = 0
+
+    async def sometimes(n: int) -> int:
+        nonlocal calls
+        calls += 1
+        return 0 if calls % 2 else await flush(n)
+
+    buffer.flush_atmost = sometimes  # type: ignore[method-assign]
+    assert await sweeper_over(buffer)._drain()
+    assert buffer.size == BACKLOG
+
+
+async def test_the_sweep_stops_when_the_producer_sends_nothing(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sweeper_module, "STUCK_S", 0.05)
     stuck = Buffer(size=50_000, per_flush=0)  # the broker is away
     assert not await sweeper_over(stuck)._drain()
+    assert stuck.flushes >= 1
     stopping = Buffer(size=50_000, per_flush=5_000, state="stopping")
     assert not await sweeper_over(stopping)._drain()
     assert stopping.flushes == 0  # Faust's flush raises on a stopped producer

@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 YIELD_EVERY = 1000
 BACKLOG = 1000
 """Tombstones the sweep leaves waiting in the producer's buffer before it goes on."""
+STUCK_S = 30.0
+"""A producer that sent nothing for this long stops the sweep (a busy one takes a moment)."""
 MAX_SWEEP_S = 3600.0
 """The sweep interval: a twentieth of the shortest TTL (an entry lives at most 5 % past its
 TTL), at most this, at least a second. A sweep decodes every local gate, its session states
@@ -148,11 +150,17 @@ class Sweeper:
     async def _drain(self) -> bool:
         """Wait until at most :data:`BACKLOG` records wait in the producer's buffer: a sweep
         of 100k sessions queued ~400k tombstones at once (memory, and every turn's own
-        writes queued behind them). False when the producer sends nothing for a while (the
-        broker is away): the sweep stops and the next one goes on."""
+        writes queued behind them). False when the producer stops, or sends nothing for
+        :data:`STUCK_S` (the broker is away): the sweep stops and the next one goes on."""
         buffer = self.t.app.producer.buffer
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + STUCK_S
         while buffer.size > BACKLOG:
-            if buffer.state != "running" or not await buffer.flush_atmost(buffer.size - BACKLOG):
+            if buffer.state != "running":
+                return False
+            if await buffer.flush_atmost(buffer.size - BACKLOG):  # waits 0.1 s at most
+                give_up = loop.time() + STUCK_S
+            elif loop.time() > give_up:
                 return False
         return True
 
