@@ -1,7 +1,7 @@
-"""The idle-state sweep waits for the producer at every thousand keys
-(``streams.pipeline.sweeper``): at 100k sessions it queued ~400k tombstones in Faust's
-producer buffer at once, and the worker's commits timed out behind them. A fake producer
-buffer (the one port the drain uses), no broker."""
+"""The idle-state sweep waits for the producer whenever its tombstones fill half of Faust's
+producer buffer (``streams.pipeline.sweeper``): at 100k sessions it queued ~400k tombstones
+at once, the worker's commits timed out behind them, and every agent's record logged
+"producer buffer full". A fake producer buffer (the one port the drain uses), no broker."""
 
 from __future__ import annotations
 
@@ -9,13 +9,17 @@ from types import SimpleNamespace
 from typing import Any
 
 from streams.pipeline import sweeper as sweeper_module
-from streams.pipeline.sweeper import BACKLOG, Sweeper
+from streams.pipeline.sweeper import Sweeper
 from streams.settings import load_settings
+
+HALF = 50
 
 
 class Buffer:
-    """Faust's producer buffer as the drain sees it: ``size``, ``state`` and
-    ``flush_atmost`` (which sends up to n records, ``per_flush`` at a time)."""
+    """Faust's producer buffer as the drain sees it: ``size``, ``state``, ``max_messages``
+    and ``flush_atmost`` (which sends up to n records, ``per_flush`` at a time)."""
+
+    max_messages = 100
 
     def __init__(self, size: int, per_flush: int, state: str = "running") -> None:
         self.size = size
@@ -40,11 +44,11 @@ def sweeper_over(buffer: Buffer) -> Sweeper:
 async def test_the_sweep_waits_until_the_producer_holds_at_most_the_backlog() -> None:
     buffer = Buffer(size=400_000, per_flush=5_000)
     assert await sweeper_over(buffer)._drain()
-    assert buffer.size == BACKLOG
+    assert buffer.size == HALF
 
 
 async def test_a_short_backlog_costs_no_wait() -> None:
-    buffer = Buffer(size=BACKLOG, per_flush=5_000)
+    buffer = Buffer(size=HALF, per_flush=5_000)
     assert await sweeper_over(buffer)._drain()
     assert buffer.flushes == 0
 
@@ -64,7 +68,7 @@ async def test_a_producer_pausing_for_a_moment_does_not_stop_the_sweep() -> None
 
     buffer.flush_atmost = sometimes  # type: ignore[method-assign]
     assert await sweeper_over(buffer)._drain()
-    assert buffer.size == BACKLOG
+    assert buffer.size == HALF
 
 
 async def test_the_sweep_stops_when_the_producer_sends_nothing(monkeypatch: Any) -> None:
@@ -77,16 +81,18 @@ async def test_the_sweep_stops_when_the_producer_sends_nothing(monkeypatch: Any)
     assert stopping.flushes == 0  # Faust's flush raises on a stopped producer
 
 
-async def test_the_scan_drains_at_every_thousandth_key(monkeypatch: Any) -> None:
-    buffer = Buffer(size=400_000, per_flush=400_000)
+async def test_the_scan_never_leaves_more_than_half_the_buffer_queued(
+    monkeypatch: Any,
+) -> None:
+    """Three tombstones a key (a session: its gate and states): the drain keeps the buffer
+    under Faust's ``max_messages`` at every key."""
+    buffer = Buffer(size=0, per_flush=5_000)
     sweeper = sweeper_over(buffer)
     monkeypatch.setattr(sweeper, "_paused", lambda: False)
-    drained = []
-
-    async def drain() -> bool:
-        drained.append(True)
-        return await Sweeper._drain(sweeper)
-
-    monkeypatch.setattr(sweeper, "_drain", drain)
-    assert all([await sweeper._yield(n) for n in range(3 * sweeper_module.YIELD_EVERY)])
-    assert len(drained) == 3 and buffer.size == BACKLOG
+    most = 0
+    for n in range(3 * sweeper_module.YIELD_EVERY):
+        buffer.size += 3
+        most = max(most, buffer.size)
+        assert await sweeper._yield(n)
+        assert buffer.size <= HALF
+    assert most <= HALF + 3 < Buffer.max_messages

@@ -11,8 +11,8 @@ only, and Kafka's retention drops it from the topic.
 A decision and its deletions run with no ``await`` between them, on the event loop the
 agents run on, so no turn can be admitted halfway: a session with a turn in flight, waiting
 requests, or a handler of this worker working on it is never touched. The scan yields to the
-event loop every thousand keys, and waits there for the producer to send what the sweep
-queued.
+event loop every thousand keys, and waits for the producer whenever the tombstones it
+queued fill half of Faust's producer buffer.
 """
 
 from __future__ import annotations
@@ -45,8 +45,6 @@ from streams.pipeline.table_ports import customer_table_key, session_table_key
 logger = logging.getLogger(__name__)
 
 YIELD_EVERY = 1000
-BACKLOG = 1000
-"""Tombstones the sweep leaves waiting in the producer's buffer before it goes on."""
 STUCK_S = 30.0
 """A producer that sent nothing for this long stops the sweep (a busy one takes a moment)."""
 MAX_SWEEP_S = 3600.0
@@ -143,22 +141,27 @@ class Sweeper:
         the tombstones; False when the sweep must stop."""
         if count % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
-            if not await self._drain():
-                return False
+        if not await self._drain():
+            return False
         return not self._paused()
 
     async def _drain(self) -> bool:
-        """Wait until at most :data:`BACKLOG` records wait in the producer's buffer: a sweep
-        of 100k sessions queued ~400k tombstones at once (memory, and every turn's own
-        writes queued behind them). False when the producer stops, or sends nothing for
-        :data:`STUCK_S` (the broker is away): the sweep stops and the next one goes on."""
+        """Wait while more than half of what Faust's buffer holds without complaint waits
+        in it (``max_messages``, 100: above it every agent's next record logs "producer
+        buffer full"): a sweep of 100k sessions queued ~400k tombstones at once (memory,
+        the commits timing out, every turn's own writes queued behind them). False when
+        the producer stops, or sends nothing for :data:`STUCK_S` (the broker is away): the
+        sweep stops and the next one goes on."""
         buffer = self.t.app.producer.buffer
+        backlog = buffer.max_messages // 2
+        if buffer.size <= backlog:
+            return True
         loop = asyncio.get_running_loop()
         give_up = loop.time() + STUCK_S
-        while buffer.size > BACKLOG:
+        while buffer.size > backlog:
             if buffer.state != "running":
                 return False
-            if await buffer.flush_atmost(buffer.size - BACKLOG):  # waits 0.1 s at most
+            if await buffer.flush_atmost(buffer.size - backlog):  # waits 0.1 s at most
                 give_up = loop.time() + STUCK_S
             elif loop.time() > give_up:
                 return False
