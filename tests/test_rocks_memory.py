@@ -61,3 +61,20 @@ def test_writes_to_many_databases_stay_within_the_budget(tmp_path: Path) -> None
     assert 0 < peak <= memory.budget_bytes, peak
     for db in dbs:
         db.close()
+
+
+def test_a_database_reopened_after_a_stop_keeps_the_shared_cache(tmp_path: Path) -> None:
+    """rocksdict reopens an existing database with the options stored in its OPTIONS file
+    unless told otherwise: every database reopened after a restart had its own 8 MiB
+    cache, outside the budget."""
+    memory = shared_memory(BUDGET_MB * 2**20)
+    store = stores(tmp_path)[0]
+    db = store._db_for_partition(0)
+    db[b"key"] = b"value"
+    path = Path(db.path())
+    db.flush()
+    db.close()
+    reopened = store.rocksdb_options.open(path)
+    assert reopened[b"key"] == b"value"
+    assert reopened.property_int_value("rocksdb.block-cache-capacity") == memory.budget_bytes
+    reopened.close()

@@ -11,13 +11,14 @@ that same cache and flushes the largest when they pass half of it: RocksDB's mem
 number, whatever the sessions held.
 
 Faust builds a database's options in ``RocksDBOptions.as_options`` (a new cache per call);
-:class:`BudgetedOptions` is that method with the shared cache and manager in place (Faust's
-``open`` calls it twice and drops the first copy; with shared objects that costs nothing).
+:class:`BudgetedOptions` is that method with the shared cache and manager in place, and an
+``open`` that keeps them when it reopens a database (below).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import rocksdict
@@ -84,6 +85,26 @@ class BudgetedOptions(RocksDBOptions):
         table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
         options.set_block_based_table_factory(table)
         return options
+
+    def open(self, path: Path, *, read_only: bool = False) -> Any:
+        """Opened with these options for the default column family too: given none, rocksdict
+        reopens an existing database with the column-family options stored in its
+        ``OPTIONS`` file, which cannot hold a cache object, so every database reopened
+        after a restart got RocksDB's default 8 MiB block cache of its own (Faust's ``open``
+        passes none; its own options were as lost on every restart)."""
+        db = rocksdict.Rdict(
+            str(path),
+            options=self.as_options(),
+            column_families={"default": self.as_options()},
+            access_type=self._access(),
+        )
+        db.set_read_options(rocksdict.ReadOptions())
+        return db
+
+    def _access(self) -> Any:
+        if self.ttl is None:
+            return rocksdict.AccessType.read_write()
+        return rocksdict.AccessType.with_ttl(self.ttl)
 
 
 def budgeted(options: RocksDBOptions) -> RocksDBOptions:
