@@ -81,10 +81,22 @@ class _Homes:
     table: Any
     app: Any
 
-    def active_partitions(self) -> set[int]:
-        """The partitions of this table's changelog this worker holds as active."""
+    _actives: tuple[object, frozenset[int]] | None = None
+
+    def active_partitions(self) -> frozenset[int]:
+        """The partitions of this table's changelog this worker holds as active. Kept until
+        the assignor takes a new assignment (it replaces the object at each rebalance):
+        Faust rebuilds the set of every assigned partition per call, and a sweep of 100k
+        sessions asked for it several times a key (minutes of the event loop)."""
+        assignor = self.app.assignor
+        assignment = getattr(assignor, "_assignment", None)
+        if self._actives is not None and assignment is not None and self._actives[0] is assignment:
+            return self._actives[1]
         topic = self.table.changelog_topic_name
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+        found = frozenset(tp.partition for tp in assignor.assigned_actives() if tp.topic == topic)
+        if assignment is not None:
+            self._actives = (assignment, found)
+        return found
 
     def _tombstone(self, partition: int, key: bytes) -> None:
         self.table.send_changelog(partition, key, None, value_serializer="raw")
