@@ -1,0 +1,42 @@
+"""Hand the C heap's free pages back to the operating system after a burst.
+
+A recovery replaying whole changelogs, the scan of every session after it and a sweep
+deleting thousands of sessions allocate and free hundreds of MiB of short-lived objects.
+glibc keeps freed heap memory mapped for reuse, so the worker's resident memory stayed at
+the burst's peak (``bench/state_growth.py``: it then grew with the sessions held, though the
+worker no longer held them). ``malloc_trim(0)`` releases the free pages, also those in the
+middle of the heap; it takes milliseconds and runs only after such a burst. Elsewhere than
+glibc (musl, macOS) there is nothing to call and nothing is done.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_free_heap() -> bool:
+    """Give the heap's free pages back; False where the C library has no ``malloc_trim``."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+__all__ = ["release_free_heap"]
