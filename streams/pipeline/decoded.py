@@ -29,7 +29,6 @@ from faust.types import TableT
 from pydantic import BaseModel
 
 from schemas.codec import CodecError, decode_as, encode
-from streams.pipeline.heap import release_free_heap
 
 M = TypeVar("M", bound=BaseModel)
 MAX_ENTRIES = 10_000
@@ -104,7 +103,4 @@ class Rescan:
         return None if count == self._scanned else count
 
     def done(self, count: int) -> None:
-        """The scan after recovery ``count`` finished: what the recovery and the scan freed
-        is handed back to the system (``streams.pipeline.heap``)."""
         self._scanned = count
-        release_free_heap()

@@ -5,8 +5,10 @@ deleting thousands of sessions allocate and free hundreds of MiB of short-lived 
 glibc keeps freed heap memory mapped for reuse, so the worker's resident memory stayed at
 the burst's peak (``bench/state_growth.py``: it then grew with the sessions held, though the
 worker no longer held them). ``malloc_trim(0)`` releases the free pages, also those in the
-middle of the heap; it takes milliseconds and runs only after such a burst. Elsewhere than
-glibc (musl, macOS) there is nothing to call and nothing is done.
+middle of the heap. With the full collection before it, it takes ~0.4 s in a worker (torch's
+objects included), so it runs only after a burst of :data:`BURST` sessions or more: after a
+small one a 50 ms timer overran its tick and Faust logged a WARNING. Elsewhere than glibc
+(musl, macOS) there is nothing to call and nothing is done.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import ctypes.util
 import functools
 import gc
 from collections.abc import Callable
+
+BURST = 10_000
+"""Sessions a recovery's scan or a sweep must have read or deleted to be followed by a trim."""
 
 
 @functools.cache
@@ -44,4 +49,4 @@ def release_free_heap() -> bool:
     return True
 
 
-__all__ = ["release_free_heap"]
+__all__ = ["BURST", "release_free_heap"]

@@ -61,6 +61,7 @@ from schemas.events.turn_response import TurnResponse
 from streams import metrics, tracing
 from streams.pipeline.base import Pipeline, raw_record
 from streams.pipeline.decoded import DecodedTable, Rescan
+from streams.pipeline.heap import BURST, release_free_heap
 from streams.pipeline.rejects import RawRecord, input_from_record, rejection
 from streams.pipeline.table_ports import (
     GateDirectory,
@@ -250,9 +251,13 @@ class SessionAgent:
         if gates is not None and rescan is not None and recovered is not None:
             # after a recovery the gates came from the changelog, not through the agent
             self.p.in_flight_index.clear()
+            scanned = 0
             async for key, gate in gates.scan():
                 self.p.track(key, gate)
+                scanned += 1
             rescan.done(recovered)
+            if scanned >= BURST:
+                release_free_heap()  # what the recovery and the scan freed
         now = datetime.now(UTC)
         for key, (request, since) in list(self.p.in_flight_index.items()):
             if self.p.busy.get(key):

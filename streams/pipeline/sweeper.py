@@ -40,7 +40,7 @@ from schemas.events.pipeline_state import RetrievalJoin, SessionGate
 from schemas.events.turn_response import TurnResponse
 from streams.pipeline.base import Pipeline
 from streams.pipeline.decoded import DecodedTable
-from streams.pipeline.heap import release_free_heap
+from streams.pipeline.heap import BURST, release_free_heap
 from streams.pipeline.table_ports import customer_table_key, session_table_key
 
 logger = logging.getLogger(__name__)
@@ -128,8 +128,9 @@ class Sweeper:
         except Exception:
             logger.exception("idle-state sweep failed")
             return
-        if swept.deleted():
+        if swept.deleted() >= BURST:
             release_free_heap()  # the sweep's decoded sessions and sent tombstones
+        if swept.deleted():
             logger.info("idle-state sweep: %s", swept)
 
     def _paused(self) -> bool:
