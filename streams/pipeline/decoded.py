@@ -36,6 +36,17 @@ MAX_ENTRIES = 10_000
 YIELD_EVERY = 1000
 
 
+def decode_or_none(raw: bytes | None, model: type[M]) -> M | None:
+    """``raw`` decoded, or None when absent or undecodable (a scan skips what it cannot
+    read rather than stop)."""
+    if raw is None:
+        return None
+    try:
+        return decode_as(raw, model)
+    except CodecError:
+        return None
+
+
 class DecodedTable(Generic[M]):
     def __init__(self, table: TableT[bytes, bytes], model: type[M]) -> None:
         self.table = table
@@ -77,10 +88,9 @@ class DecodedTable(Generic[M]):
             if cached is not None and (cached[0] is raw or cached[0] == raw):
                 yield key, cached[1]
                 continue
-            try:
-                yield key, decode_as(raw, self._model)
-            except CodecError:
-                continue
+            value = decode_or_none(raw, self._model)
+            if value is not None:
+                yield key, value
 
     def _remember(self, key: bytes, raw: bytes, value: M) -> None:
         self._decoded.pop(key, None)  # re-inserted last: the least recently read goes first

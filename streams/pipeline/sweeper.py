@@ -33,13 +33,12 @@ from processors.turn.expiry import (
     ttl_of,
     turn_pending,
 )
-from schemas.codec import CodecError, decode_as
 from schemas.domain.customer_data import CustomerDataStore
 from schemas.domain.session import SessionState
 from schemas.events.pipeline_state import RetrievalJoin, SessionGate
 from schemas.events.turn_response import TurnResponse
 from streams.pipeline.base import Pipeline
-from streams.pipeline.decoded import DecodedTable
+from streams.pipeline.decoded import DecodedTable, decode_or_none
 from streams.pipeline.heap import BURST, release_free_heap
 from streams.pipeline.table_ports import customer_table_key, session_table_key
 
@@ -89,15 +88,6 @@ class Swept:
 
     def deleted(self) -> int:
         return self.sessions + self.session_states + self.responses + self.customers + self.joins
-
-
-def _decoded(raw: bytes | None, model: Any) -> Any:
-    if raw is None:
-        return None
-    try:
-        return decode_as(raw, model)
-    except CodecError:
-        return None
 
 
 def _customers_of(tenant: str, gate: SessionGate) -> set[bytes]:
@@ -196,7 +186,7 @@ class Sweeper:
         for count, key in enumerate([k for _, k, _ in gates.local_items()]):
             if not await self._yield(count):
                 return None
-            gate = _decoded(gates.get(key), SessionGate)  # now, not when the scan began
+            gate = decode_or_none(gates.get(key), SessionGate)  # now, not when the scan began
             if gate is None:
                 continue
             tenant = key.decode(errors="replace").split(":", 1)[0]
@@ -207,9 +197,9 @@ class Sweeper:
                 continue  # sessions never expire: the scan only finds the pending customers
             state_keys = [session_table_key(tenant, sid) for sid in gate.sessions.values()]
             states: list[SessionState | None] = [
-                _decoded(sessions.get(k), SessionState) for k in state_keys
+                decode_or_none(sessions.get(k), SessionState) for k in state_keys
             ]
-            response: TurnResponse | None = _decoded(responses.get(key), TurnResponse)
+            response: TurnResponse | None = decode_or_none(responses.get(key), TurnResponse)
             active = last_activity(
                 [response.responded_at if response else None]
                 + [s.updated_at for s in states if s is not None]
@@ -242,7 +232,7 @@ class Sweeper:
                 return
             if gates.home(key) is not None:
                 continue
-            response = _decoded(responses.get(key), TurnResponse)
+            response = decode_or_none(responses.get(key), TurnResponse)
             at = response.responded_at if response is not None else None
             if idle_longer(at, now, self.session_ttl) and responses.expire(key, tombstone=False):
                 self._forget(key)
@@ -257,7 +247,7 @@ class Sweeper:
                 return
             if key in pending:
                 continue
-            data = _decoded(customers.get(key), CustomerDataStore)
+            data = decode_or_none(customers.get(key), CustomerDataStore)
             at = data.updated_at if data is not None else None
             if idle_longer(at, now, self.customer_ttl) and customers.expire(key):
                 swept.customers += 1
@@ -269,7 +259,7 @@ class Sweeper:
         for count, key in enumerate([k for _, k, _ in joins.local_items()]):
             if not await self._yield(count):
                 return
-            join = _decoded(joins.get(key), RetrievalJoin)
+            join = decode_or_none(joins.get(key), RetrievalJoin)
             if join is not None and join_expired(join, now, self.session_ttl):
                 joins.expire(key)
                 if self.joins is not None:
