@@ -24,13 +24,19 @@ that decoded and validated to this very object (or that this codec encoded from 
 decoding them again gives an equal object.
 
 Recent records: the codec keeps the models of the last ``recent_bytes`` (8 MiB) of records
-it encoded or decoded, by their bytes: ~200 turns (a turn's ~25 records are ~40 KB, the
-envelope ~5.5 KB of it), several seconds of a busy worker, longer than a record's trip
-through the broker. A stage reading a record that a stage of the same process wrote (every
-hop of a session stays in the process that owns its partitions) gets the model the bytes
-were made from instead of parsing and validating them again, which was half of the codec's
-time. Models are frozen and equal bytes come from equal field values, so the reader sees
-what a full decode would give; the one difference is a value set without validation
+it encoded or decoded, by their bytes, and at most ``recent_entries`` (10,000) of them: ~200
+turns (a turn's ~25 records are ~40 KB, the envelope ~5.5 KB of it), several seconds of a
+busy worker, longer than a record's trip through the broker. The count bound matters for
+small records: a model costs ten times its bytes and more, and 8 MiB of 71-byte session
+gates was 100k models (``bench/state_growth.py``: the stall watchdog's scan of the gates
+after a recovery kept every session's gate). A whole-table scan decodes with ``keep=False``:
+it reads each value once, and would only push out the records of the turns in flight.
+
+A stage reading a record that a stage of the same process wrote (every hop of a session
+stays in the process that owns its partitions) gets the model the bytes were made from
+instead of parsing and validating them again, which was half of the codec's time. Models are
+frozen and equal bytes come from equal field values, so the reader sees what a full decode
+would give; the one difference is a value set without validation
 (``model_copy(update=...)``) in a type the schema widens (an ``int`` in a ``float`` field),
 which the reader then gets as set. Bytes not seen lately (another process, an older schema,
 anything garbled) take the full decode.
@@ -112,6 +118,7 @@ class Codec:
         models: Mapping[str, type[BaseModel]],
         schema_dir: Path,
         recent_bytes: int = 8 * 1024 * 1024,
+        recent_entries: int = 10_000,
     ) -> None:
         committed = committed_schemas(schema_dir)
         self._headers: dict[type[BaseModel], tuple[bytes, Any, Shaper | None]] = {}
@@ -135,7 +142,7 @@ class Codec:
                 self._layouts[model] = layout
         self._spliceable = {f.model for fields in self._layouts.values() for f in fields} - {None}
         self._bodies: dict[int, tuple[weakref.ref[BaseModel], bytes]] = {}
-        self._recent = _Recent(recent_bytes)
+        self._recent = _Recent(recent_bytes, recent_entries)
 
     def encode(self, model: BaseModel) -> bytes:
         try:
@@ -217,12 +224,15 @@ class Codec:
     def decode(self, data: bytes) -> BaseModel:
         return self._decode(data, None)
 
-    def decode_as(self, data: bytes, model_type: type[M]) -> M:
-        decoded = self._decode(data, model_type)
+    def decode_as(self, data: bytes, model_type: type[M], *, keep: bool = True) -> M:
+        """``keep=False``: not remembered among the recent records (a whole-table scan)."""
+        decoded = self._decode(data, model_type, keep=keep)
         assert isinstance(decoded, model_type)
         return decoded
 
-    def _decode(self, data: bytes, expected: type[BaseModel] | None) -> BaseModel:
+    def _decode(
+        self, data: bytes, expected: type[BaseModel] | None, *, keep: bool = True
+    ) -> BaseModel:
         data = _as_bytes(data)
         seen = self._recent.get(data)
         if seen is not None and (expected is None or type(seen) is expected):
@@ -259,7 +269,7 @@ class Codec:
             model = writer.model.model_validate(record)
         except ValidationError as exc:
             raise CodecError(CodecErrorReason.INVALID_VALUE, str(exc)) from None
-        if writer.reader_schema is None:
+        if keep and writer.reader_schema is None:
             self._keep(model, data)
         return model
 
@@ -272,10 +282,12 @@ class Codec:
 
 
 class _Recent:
-    """Models by the bytes they encode to, the oldest dropped past ``max_bytes`` of bytes."""
+    """Models by the bytes they encode to, the oldest dropped past ``max_bytes`` of bytes or
+    ``max_entries`` models."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, max_entries: int) -> None:
         self._max = max_bytes
+        self._max_entries = max_entries
         self._size = 0
         self._models: dict[bytes, BaseModel] = {}
 
@@ -287,7 +299,7 @@ class _Recent:
             return
         self._models[data] = model
         self._size += len(data)
-        while self._size > self._max:
+        while self._size > self._max or len(self._models) > self._max_entries:
             oldest = next(iter(self._models))
             del self._models[oldest]
             self._size -= len(oldest)
@@ -483,6 +495,7 @@ def decode(data: bytes) -> BaseModel:
     return default_codec().decode(data)
 
 
-def decode_as(data: bytes, model_type: type[M]) -> M:
-    """Like :func:`decode`, and the record must hold a ``model_type``."""
-    return default_codec().decode_as(data, model_type)
+def decode_as(data: bytes, model_type: type[M], *, keep: bool = True) -> M:
+    """Like :func:`decode`, and the record must hold a ``model_type``; ``keep=False``: not
+    remembered among the recent records (see the module's docstring)."""
+    return default_codec().decode_as(data, model_type, keep=keep)

@@ -103,3 +103,27 @@ def test_recent_records_are_forgotten_oldest_first_past_the_byte_limit() -> None
     newest, middle, oldest = (codec.decode(bytes(bytearray(d))) for d in reversed(datas))
     assert newest is events[2] and middle is events[1]
     assert oldest is not events[0] and oldest == events[0]
+
+
+def test_recent_records_are_forgotten_oldest_first_past_the_entry_limit() -> None:
+    """Small records: 8 MiB of 71-byte gates would be 100k models, ten times their bytes."""
+    gates = [SessionGate(customer_id=f"c-{n}") for n in range(5)]
+    codec = Codec(EVENT_MODELS, AVRO_DIR, recent_bytes=1024 * 1024, recent_entries=3)
+    datas = [codec.encode(g) for g in gates]
+    newest_first = [codec.decode_as(bytes(bytearray(d)), SessionGate) for d in reversed(datas)]
+    decoded = newest_first[::-1]
+    assert all(d is g for d, g in zip(decoded[2:], gates[2:], strict=True))
+    assert all(d == g and d is not g for d, g in zip(decoded[:2], gates[:2], strict=True))
+
+
+def test_a_decode_without_keep_leaves_the_recent_records_as_they_were() -> None:
+    """A whole-table scan reads every session once: it must not push out the turns in flight."""
+    kept, scanned = SessionGate(customer_id="in-flight"), SessionGate(customer_id="idle")
+    codec = Codec(EVENT_MODELS, AVRO_DIR, recent_bytes=1024 * 1024, recent_entries=1)
+    data = codec.encode(kept)
+    idle = bytes(bytearray(fresh().encode(scanned)))
+    assert codec.decode_as(idle, SessionGate, keep=False) == scanned
+    assert codec.decode_as(bytes(bytearray(data)), SessionGate) is kept
+    assert codec.decode_as(idle, SessionGate, keep=False) is not codec.decode_as(
+        idle, SessionGate, keep=False
+    )

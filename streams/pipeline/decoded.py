@@ -37,12 +37,13 @@ YIELD_EVERY = 1000
 
 
 def decode_or_none(raw: bytes | None, model: type[M]) -> M | None:
-    """``raw`` decoded, or None when absent or undecodable (a scan skips what it cannot
-    read rather than stop)."""
+    """``raw`` decoded for a whole-table scan (not kept among the codec's recent records),
+    or None when absent or undecodable (a scan skips what it cannot read rather than
+    stop)."""
     if raw is None:
         return None
     try:
-        return decode_as(raw, model)
+        return decode_as(raw, model, keep=False)
     except CodecError:
         return None
 
