@@ -41,6 +41,14 @@ PROMPT = "you> "
 LLM_CALL_S = 90
 
 
+def _as_a_shell_starts_it() -> None:
+    """SIGINT back to its default in the child, as an interactive shell leaves it: pytest run
+    in the background of a script (``cmd &``) ignores SIGINT, the child inherits that, and
+    Python then installs no KeyboardInterrupt handler (the Ctrl-C test failed so in a CI run
+    started with ``nohup ... &``: SigIgn 0x1001007)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """A child process on the slave side of a pty; :meth:`expect` reads what it shows."""
 
@@ -48,7 +56,14 @@ class Terminal:
         master, slave = pty.openpty()
         self.master = master
         self.process = subprocess.Popen(
-            args, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO, close_fds=True
+            args,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=REPO,
+            close_fds=True,
+            preexec_fn=_as_a_shell_starts_it,
         )
         os.close(slave)
         self.shown = ""
